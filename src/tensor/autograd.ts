@@ -1,0 +1,142 @@
+// Reverse-mode autograd: a graph of GradNodes built as ops run, walked backwards by backward().
+//
+// Every tensor that requires a gradient has a node. A leaf node accumulates into its tensor's
+// `.grad`; an op node holds the op's backward function and the tensors it saved. Saved tensors are
+// private handles on the same memory, so a user may dispose the tensors they came from. A node is
+// reference-counted (its own tensor plus every node that consumes it) and frees what it saved when
+// the count reaches zero, or when backward() has run through it (PyTorch's retain_graph=False).
+
+import { DisposedError } from "./errors.ts";
+import type { Tensor } from "./tensor.ts";
+
+export type BackwardFn = (grad: Tensor, saved: Tensor[]) => (Tensor | null)[];
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs fn without recording gradients (like torch.no_grad). fn must be synchronous. */
+export function noGrad<T>(fn: () => T): T {
+  const previous = gradEnabled;
+  gradEnabled = false;
+  try {
+    const result = fn();
+    if (result instanceof Promise) throw new Error("noGrad: the function must be synchronous (it returned a Promise)");
+    return result;
+  } finally {
+    gradEnabled = previous;
+  }
+}
+
+export class GradNode {
+  refs = 1;
+  freed = false;
+
+  constructor(
+    readonly name: string,
+    readonly inputs: (GradNode | null)[],
+    private backwardFn: BackwardFn | null,
+    private saved: Tensor[],
+    /** Set for leaves: the tensor whose .grad receives the gradient. */
+    readonly leaf: Tensor | null,
+  ) {
+    for (const input of inputs) if (input) input.refs++;
+  }
+
+  /** The gradient for each input (null where an input needs none). */
+  apply(grad: Tensor): (Tensor | null)[] {
+    if (!this.backwardFn) throw new DisposedError(`${this.name}: backward through a graph that was already freed (call backward() once per forward)`);
+    return noGrad(() => this.backwardFn!(grad, this.saved));
+  }
+
+  /** Frees what this node saved; its inputs stay referenced until the node itself is released. */
+  freeSaved(): void {
+    for (const t of this.saved) t.dispose();
+    this.saved = [];
+    this.backwardFn = null;
+    this.freed = true;
+  }
+
+  release(): void {
+    if (--this.refs > 0) return;
+    this.freeSaved();
+    for (const input of this.inputs) input?.release();
+  }
+}
+
+/**
+ * Records `out` as produced by an op from `inputs`, when gradients are on and an input needs one.
+ * `save` lists tensors the backward needs; they are retained until the node is freed.
+ */
+export function recordOp(name: string, out: Tensor, inputs: readonly Tensor[], save: readonly Tensor[], backward: BackwardFn): Tensor {
+  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
+  const saved = save.map((t) => t.retainedHandle());
+  out.setGradNode(new GradNode(name, inputs.map((t) => t.gradNode()), backward, saved, null));
+  return out;
+}
+
+/** Runs the backward pass from a scalar; gradients accumulate into the leaves' .grad. */
+export function runBackward(root: Tensor, seed: Tensor): void {
+  const rootNode = root.gradNode();
+  if (!rootNode) throw new Error("backward: this tensor does not require grad (no input had requiresGrad: true)");
+  const order = topologicalOrder(rootNode);
+  const grads = new Map<GradNode, Tensor>([[rootNode, seed]]);
+  for (const node of order) {
+    const grad = grads.get(node);
+    if (!grad) continue;
+    grads.delete(node);
+    if (node.leaf) {
+      node.leaf.accumulateGrad(grad);
+      continue;
+    }
+    const inputGrads = node.apply(grad);
+    // A backward may pass its incoming gradient through, or hand one tensor to several inputs:
+    // give each input its own handle so that each can be freed on its own.
+    const handedOut = new Set<Tensor>();
+    if (!inputGrads.includes(grad)) grad.dispose();
+    node.inputs.forEach((input, i) => {
+      let g = inputGrads[i];
+      if (g && handedOut.has(g)) g = g.retainedHandle();
+      if (g) handedOut.add(g);
+      if (!input || !g) {
+        g?.dispose();
+        return;
+      }
+      const previous = grads.get(input);
+      if (!previous) {
+        grads.set(input, g);
+        return;
+      }
+      grads.set(input, noGrad(() => previous.add(g)));
+      previous.dispose();
+      g.dispose();
+    });
+  }
+  for (const node of order) if (!node.leaf) node.freeSaved();
+}
+
+/** Nodes reachable from root, each before every node it consumes (root first). */
+function topologicalOrder(root: GradNode): GradNode[] {
+  const visited = new Set<GradNode>();
+  const postorder: GradNode[] = [];
+  const stack: [GradNode, number][] = [[root, 0]];
+  visited.add(root);
+  while (stack.length) {
+    const top = stack[stack.length - 1];
+    const [node, next] = top;
+    if (next < node.inputs.length) {
+      top[1]++;
+      const input = node.inputs[next];
+      if (input && !visited.has(input)) {
+        visited.add(input);
+        stack.push([input, 0]);
+      }
+    } else {
+      stack.pop();
+      postorder.push(node);
+    }
+  }
+  return postorder.reverse();
+}

@@ -1,0 +1,11 @@
+// The `ops` namespace: the functional form of every op.
+
+export { add, cast, div, equal, exp, gelu, log, mul, neg, relu, scale, silu, sqrt, sub } from "./elementwise.ts";
+export { max, mean, sum } from "./reduce.ts";
+export { broadcastTo, concat, permute, reshape, slice, split, transpose } from "./layout.ts";
+export { matmul, type MatmulOptions } from "./matmul.ts";
+export { crossEntropy, embedding, layerNorm, logSoftmax, rmsNorm, rope, type RopeOptions, softmax } from "./nn.ts";
+export { attention, type AttentionOptions } from "./attention.ts";
+export { adamwUpdate } from "./adamw.ts";
+export { noGrad } from "../autograd.ts";
+export { keep, tidy } from "../scope.ts";

@@ -1,0 +1,71 @@
+// Shared test fixtures: one device per backend for a whole test file, seeded random inputs, and
+// comparisons that report the worst element.
+
+import assert from "node:assert/strict";
+import { createDevice, type Device, type Tensor } from "../mod.ts";
+import { randnValues } from "../src/tensor/random.ts";
+
+/** Under SHARDLAB_REQUIRE_WEBGPU=1 a missing adapter fails the WebGPU tests instead of skipping them. */
+export const requireWebGpu = Deno.env.get("SHARDLAB_REQUIRE_WEBGPU") === "1";
+
+let cpu: Promise<Device> | null = null;
+let webgpu: Promise<Device | null> | null = null;
+
+export function cpuDevice(): Promise<Device> {
+  cpu ??= createDevice({ backend: "cpu" });
+  return cpu;
+}
+
+/** The shared WebGPU device, or null when there is none (and none is required). */
+export function webgpuDevice(): Promise<Device | null> {
+  webgpu ??= createDevice({ backend: "webgpu" }).catch((error) => {
+    if (requireWebGpu) throw new Error(`SHARDLAB_REQUIRE_WEBGPU=1 but WebGPU is unavailable: ${error.message}`);
+    return null;
+  });
+  return webgpu;
+}
+
+/** Whether WebGPU tests should be skipped: only when no adapter exists and none is required. */
+export const skipWebGpu = !requireWebGpu && !(await globalThis.navigator?.gpu?.requestAdapter());
+
+/** Registers a test once per backend: `name [cpu]` and `name [webgpu]`. */
+export function testBothBackends(name: string, fn: (device: Device) => Promise<void>): void {
+  Deno.test(`${name} [cpu]`, async () => fn(await cpuDevice()));
+  Deno.test({
+    name: `${name} [webgpu]`,
+    ignore: skipWebGpu,
+    fn: async () => {
+      const device = await webgpuDevice();
+      assert.ok(device, "no WebGPU device");
+      await fn(device);
+    },
+  });
+}
+
+export function randomValues(n: number, seed: number, scale = 1): Float32Array {
+  const values = randnValues(n, seed);
+  if (scale !== 1) for (let i = 0; i < n; i++) values[i] *= scale;
+  return values;
+}
+
+/** Asserts |actual − expected| ≤ atol + rtol·|expected| everywhere, naming the worst index. */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol = 1e-5, atol = 1e-6, what = "values"): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const excess = Math.abs(actual[i] - expected[i]) - (atol + rtol * Math.abs(expected[i]));
+    if (excess > worstExcess || Number.isNaN(excess) !== Number.isNaN(expected[i] - expected[i])) {
+      if (Number.isNaN(actual[i]) && Number.isNaN(expected[i])) continue;
+      worstExcess = Number.isNaN(excess) ? Infinity : excess;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    assert.fail(`${what}: index ${worst}: got ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol})`);
+  }
+}
+
+export async function readF32(t: Tensor): Promise<Float32Array> {
+  return (await t.read()) as Float32Array;
+}
