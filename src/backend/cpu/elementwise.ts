@@ -117,14 +117,18 @@ function binaryRow(
  * flat row, so they run as one loop with strides 1/1, 1/0 or 0/1.
  */
 export function binary(
-  op: BinaryOp, a: Float32Array, aShape: readonly number[], b: Float32Array, bShape: readonly number[], outShape: readonly number[],
+  op: BinaryOp,
+  a: Float32Array, aShape: readonly number[],
+  b: Float32Array, bShape: readonly number[],
+  outShape: readonly number[],
 ): Float32Array {
   const rank = outShape.length;
   let total = 1;
   for (const d of outShape) total *= d;
   const out = new Float32Array(total);
   if (total === 0) return out;
-  const space = coalesce(outShape, [broadcastStrides(aShape, rank), broadcastStrides(bShape, rank), broadcastStrides(outShape, rank)]);
+  const strides = [broadcastStrides(aShape, rank), broadcastStrides(bShape, rank), broadcastStrides(outShape, rank)];
+  const space = coalesce(outShape, strides);
   const inner = space.shape.length - 1;
   const rowLength = space.shape[inner];
   const aStride = space.strides[0][inner];
