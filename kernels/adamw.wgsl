@@ -1,4 +1,3 @@
-// TEMPORARY NOTE FOR KERNEL ENGINEERS (the lead removes this line): read /tmp/gpu_common.md first, it holds the rules, the binding convention, which files to read and how to test. Do not git commit.
 // AdamW step, in place, one element per invocation (PyTorch semantics, decoupled weight decay).
 //
 // Bindings: 0 params (uniform), 1 param, 2 grad, 3 exp_avg, 4 exp_avg_sq — all f32 [n], dense.

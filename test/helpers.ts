@@ -34,6 +34,9 @@ export function testBothBackends(name: string, fn: (device: Device) => Promise<v
   Deno.test({
     name: `${name} [webgpu]`,
     ignore: skipWebGpu,
+    // The device lives for the whole file, so its resources outlast the first test that opens it.
+    sanitizeResources: false,
+    sanitizeOps: false,
     fn: async () => {
       const device = await webgpuDevice();
       assert.ok(device, "no WebGPU device");
@@ -54,10 +57,13 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   let worst = -1;
   let worstExcess = 0;
   for (let i = 0; i < actual.length; i++) {
-    const excess = Math.abs(actual[i] - expected[i]) - (atol + rtol * Math.abs(expected[i]));
-    if (excess > worstExcess || Number.isNaN(excess) !== Number.isNaN(expected[i] - expected[i])) {
-      if (Number.isNaN(actual[i]) && Number.isNaN(expected[i])) continue;
-      worstExcess = Number.isNaN(excess) ? Infinity : excess;
+    const [a, e] = [actual[i], expected[i]];
+    // NaN and ±Infinity must match exactly (NaN equals NaN); finite values within the tolerance.
+    const excess = Number.isFinite(a) && Number.isFinite(e)
+      ? Math.abs(a - e) - (atol + rtol * Math.abs(e))
+      : a === e || (Number.isNaN(a) && Number.isNaN(e)) ? 0 : Infinity;
+    if (excess > worstExcess) {
+      worstExcess = excess;
       worst = i;
     }
   }

@@ -1,4 +1,3 @@
-// TEMPORARY NOTE FOR KERNEL ENGINEERS (the lead removes this line): read /tmp/gpu_common.md first, it holds the rules, the binding convention, which files to read and how to test. Do not git commit.
 // The contract between the tensor runtime and a backend.
 //
 // A backend owns memory (opaque Storage handles) and runs kernels on it. It knows nothing of

@@ -78,11 +78,11 @@ export function recordOp(name: string, out: Tensor, inputs: readonly Tensor[], s
 }
 
 /** Runs the backward pass from a scalar; gradients accumulate into the leaves' .grad. */
-export function runBackward(root: Tensor, seed: Tensor): void {
+export function runBackward(root: Tensor, makeSeed: () => Tensor): void {
   const rootNode = root.gradNode();
   if (!rootNode) throw new Error("backward: this tensor does not require grad (no input had requiresGrad: true)");
   const order = topologicalOrder(rootNode);
-  const grads = new Map<GradNode, Tensor>([[rootNode, seed]]);
+  const grads = new Map<GradNode, Tensor>([[rootNode, makeSeed()]]);
   for (const node of order) {
     const grad = grads.get(node);
     if (!grad) continue;
@@ -91,7 +91,15 @@ export function runBackward(root: Tensor, seed: Tensor): void {
       node.leaf.accumulateGrad(grad);
       continue;
     }
-    const inputGrads = node.apply(grad);
+    let inputGrads: (Tensor | null)[];
+    try {
+      inputGrads = node.apply(grad);
+    } catch (error) {
+      // The pending gradients belong to this pass alone: free them before giving up.
+      grad.dispose();
+      for (const pending of grads.values()) pending.dispose();
+      throw error;
+    }
     // A backward may pass its incoming gradient through, or hand one tensor to several inputs:
     // give each input its own handle so that each can be freed on its own.
     const handedOut = new Set<Tensor>();

@@ -76,7 +76,7 @@ export class Tensor {
   backward(): Promise<void> {
     this.storageFor("backward");
     if (this.size !== 1) throw new ShapeError(`backward: needs a scalar, got shape ${formatShape(this.shape)}`);
-    runBackward(this, this.device.tensor([1], this.shape));
+    runBackward(this, () => this.device.tensor([1], this.shape));
     return Promise.resolve();
   }
 
@@ -126,7 +126,7 @@ export class Tensor {
       grad.dispose();
       return;
     }
-    if (!this.grad) {
+    if (!this.grad || this.grad.isDisposed) {
       this.grad = keep(grad);
       return;
     }

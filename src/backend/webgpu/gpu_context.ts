@@ -1,4 +1,3 @@
-// TEMPORARY NOTE FOR KERNEL ENGINEERS (the lead removes this line): read /tmp/gpu_common.md first, it holds the rules, the binding convention, which files to read and how to test. Do not git commit.
 // One GPUDevice and the machinery every WebGPU program shares: the pipeline cache, the buffer pool,
 // and batched encoding.
 //

@@ -1,4 +1,3 @@
-// TEMPORARY NOTE FOR KERNEL ENGINEERS (the lead removes this line): read /tmp/gpu_common.md first, it holds the rules, the binding convention, which files to read and how to test. Do not git commit.
 // The WebGPU backend: a GpuContext plus one program per kernel family (programs/*.ts, each
 // driving one kernels/*.wgsl file).
 

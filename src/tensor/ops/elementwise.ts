@@ -9,11 +9,11 @@ import type { Tensor } from "../tensor.ts";
 import { checkFloat } from "./checks.ts";
 import { sumToShape, sumToShapeAndFree } from "./reduce.ts";
 
-function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
-  checkFloat(op, a, b);
-  const shape = broadcastShapes(op, a.shape, b.shape);
-  a.device.checkFits(op, sizeOf(shape), "f32");
-  const storage = a.device.backend.binary(op, a.storageFor(op), a.shape, b.storageFor(op), b.shape, shape);
+function binary(op: BinaryOp, a: Tensor, b: Tensor, name: string = op): Tensor {
+  checkFloat(name, a, b);
+  const shape = broadcastShapes(name, a.shape, b.shape);
+  a.device.checkFits(name, sizeOf(shape), "f32");
+  const storage = a.device.backend.binary(op, a.storageFor(name), a.shape, b.storageFor(name), b.shape, shape);
   return a.device.wrap(storage, shape);
 }
 
@@ -52,7 +52,7 @@ export function div(a: Tensor, b: Tensor): Tensor {
 
 /** `1` where a == b, `0` elsewhere (not differentiable). */
 export function equal(a: Tensor, b: Tensor): Tensor {
-  return binary("eq", a, b);
+  return binary("eq", a, b, "equal");
 }
 
 

@@ -1,4 +1,3 @@
-// TEMPORARY NOTE FOR KERNEL ENGINEERS (the lead removes this line): read /tmp/gpu_common.md first, it holds the rules, the binding convention, which files to read and how to test. Do not git commit.
 // Fused AdamW update (kernels/adamw.wgsl).
 
 import type { AdamWParams } from "../../backend.ts";

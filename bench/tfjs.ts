@@ -1,0 +1,36 @@
+// The TensorFlow.js side of the kernel benchmark: starts TF.js on its WebGPU backend (never its CPU
+// backend) and waits for its queued GPU work, the counterpart of shardlab's GpuContext.sync().
+//
+// Quirks of TF.js under Deno, handled here and in kernels.ts:
+// - No browser-global shim is needed: Deno has navigator.gpu, and TF.js's webgpu package registers
+//   its backend when imported.
+// - Deno loads the packages' Node bundles ("main"), which do not register the chained tensor
+//   methods (a.add(b)); the benchmark uses the functional API (tf.add(a, b)) throughout.
+// - TF.js records dispatches into its own command encoder and submits every few dispatches, so
+//   waiting on the queue alone could miss the last ones: syncTfjs() submits them first.
+
+import * as tf from "@tensorflow/tfjs-core";
+import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
+
+export { tf };
+
+/** Switches TF.js to WebGPU and returns its backend; throws when it ends up on anything else. */
+export async function startTfjsWebGpu(): Promise<WebGPUBackend> {
+  const ready = await tf.setBackend("webgpu");
+  const active = tf.getBackend();
+  if (!ready || active !== "webgpu") {
+    throw new Error(`TF.js did not start its WebGPU backend (setBackend returned ${ready}, active backend "${active}")`);
+  }
+  await tf.ready();
+  const backend = tf.backend();
+  if (!(backend instanceof WebGPUBackend)) throw new Error("TF.js reports 'webgpu' but its backend is not a WebGPUBackend");
+  return backend;
+}
+
+/** Submits TF.js's recorded dispatches and resolves when the GPU has finished them. */
+export async function syncTfjs(backend: WebGPUBackend): Promise<void> {
+  backend.ensureCommandEncoderReady();
+  backend.endComputePassEncoder();
+  backend.submitQueue();
+  await backend.queue.onSubmittedWorkDone();
+}
