@@ -50,13 +50,17 @@ export async function requestWebGpuBackend(): Promise<WebGpuBackend | null> {
       maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
     },
   };
-  return new WebGpuBackend(new GpuContext(device), info);
+  return new WebGpuBackend(new GpuContext(device), info, adapter);
 }
 
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu";
 
-  constructor(readonly ctx: GpuContext, readonly info: BackendInfo) {}
+  /**
+   * `adapter` is held so that it outlives the device: Deno 2.9 aborts the process when
+   * GPUDevice.adapterInfo is read after the adapter was garbage-collected.
+   */
+  constructor(readonly ctx: GpuContext, readonly info: BackendInfo, readonly adapter: GPUAdapter) {}
 
   alloc(numel: number, dtype: DType): Storage {
     return this.ctx.allocate(numel * DTYPE_BYTES[dtype], true);

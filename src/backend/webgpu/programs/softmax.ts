@@ -52,19 +52,6 @@ export function rowLanes(rows: number, units: number): RowLanes {
   return 8;
 }
 
-/**
- * Whether the device runs on the CPU (a fallback adapter: llvmpipe, SwiftShader), from
- * GPUDevice.adapterInfo. Deno 2.9 aborts the whole process when adapterInfo is read after its
- * GPUAdapter was garbage-collected (requestWebGpuBackend keeps none), so under Deno this answers
- * false instead of reading it. The row-wise programs here do not depend on it.
- */
-export function isCpuAdapter(ctx: GpuContext): boolean {
-  if ("Deno" in globalThis) return false;
-  const info = (ctx.device as Partial<Pick<GPUDevice, "adapterInfo">>).adapterInfo;
-  const name = `${info?.description ?? ""} ${info?.vendor ?? ""} ${info?.architecture ?? ""}`;
-  return info?.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader/i.test(name);
-}
-
 /** Workgroups that cover `rows` rows with `lanes` invocations per row. */
 export function rowWorkgroups(rows: number, lanes: RowLanes): number {
   return Math.ceil(rows / (ROW_WORKGROUP / lanes));
