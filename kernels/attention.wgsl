@@ -236,7 +236,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var c = segment_begin(2u); c < segment_end(2u); c++) { dot_step(2u, key, c); }
       for (var c = segment_begin(3u); c < segment_end(3u); c++) { dot_step(3u, key, c); }
 
-      let visible = vec4<u32>(key_first + j) <= rows | vec4<bool>(!causal);
+      let visible = (vec4<u32>(key_first + j) <= rows) | vec4<bool>(!causal);
       let score = select(vec4<f32>(NEG_BIG), scores(), visible);
       let m_new = max(m, score);
       let rescale = exp(m - m_new);

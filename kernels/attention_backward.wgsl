@@ -358,7 +358,7 @@ fn key_value_gradients(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
         for (var c = segment_begin(3u); c < segment_end(3u); c++) { dot_step(3u, offset, TILE / 2u + offset, c); }
 
         let stats = tile[BLOCK_ROWS * HEAD_VEC4S + i];
-        let visible = keys <= vec4<u32>(query_first + i) | vec4<bool>(!causal);
+        let visible = (keys <= vec4<u32>(query_first + i)) | vec4<bool>(!causal);
         let g = gradients(total(dots_a), total(dots_b), vec4<f32>(stats.x), vec4<f32>(stats.y), visible);
         for (var c = segment_begin(0u); c < segment_end(0u); c++) { accumulate_key_step(c, g.ds, g.p); }
         for (var c = segment_begin(1u); c < segment_end(1u); c++) { accumulate_key_step(c, g.ds, g.p); }
@@ -456,7 +456,7 @@ fn query_gradients(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
       for (var c = segment_begin(2u); c < segment_end(2u); c++) { dot_step(2u, offset, TILE / 2u + offset, c); }
       for (var c = segment_begin(3u); c < segment_end(3u); c++) { dot_step(3u, offset, TILE / 2u + offset, c); }
 
-      let visible = vec4<u32>(key_first + j) <= rows | vec4<bool>(!causal);
+      let visible = (vec4<u32>(key_first + j) <= rows) | vec4<bool>(!causal);
       let g = gradients(total(dots_a), total(dots_b), row_lse, row_delta, visible);
       // dq_i += dS_ij·k_j, with buf_a holding k_j.
       for (var c = segment_begin(0u); c < segment_end(0u); c++) { accumulate_a_step(c, g.ds); }
