@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { createDevice, type Device, type Tensor } from "../mod.ts";
 import { randnValues } from "../src/tensor/random.ts";
+import { GpuContext, type GpuStorage } from "../src/backend/webgpu/gpu_context.ts";
 
 /** Under SHARDLAB_REQUIRE_WEBGPU=1 a missing adapter fails the WebGPU tests instead of skipping them. */
 export const requireWebGpu = Deno.env.get("SHARDLAB_REQUIRE_WEBGPU") === "1";
@@ -74,4 +75,28 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
 
 export async function readF32(t: Tensor): Promise<Float32Array> {
   return (await t.read()) as Float32Array;
+}
+
+let gpuContext: Promise<GpuContext> | null = null;
+
+/** A test that drives WebGPU programs directly on one GpuContext shared by the file. */
+export function gpuTest(name: string, fn: (ctx: GpuContext) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: skipWebGpu,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      gpuContext ??= (async () => {
+        const adapter = await navigator.gpu?.requestAdapter();
+        if (!adapter) throw new Error("no WebGPU adapter");
+        return new GpuContext(await adapter.requestDevice());
+      })();
+      await fn(await gpuContext);
+    },
+  });
+}
+
+export async function readGpu(ctx: GpuContext, storage: GpuStorage, n: number): Promise<Float32Array> {
+  return new Float32Array(await ctx.read(storage, n * 4));
 }

@@ -6,36 +6,16 @@
 import assert from "node:assert/strict";
 import { CpuBackend } from "../src/backend/cpu/cpu_backend.ts";
 import type { Storage } from "../src/backend/backend.ts";
-import { GpuContext, type GpuStorage } from "../src/backend/webgpu/gpu_context.ts";
 import { type RowLanes, softmax, softmaxGrad } from "../src/backend/webgpu/programs/softmax.ts";
 import { layerNorm, layerNormGrad, rmsNorm, rmsNormGrad } from "../src/backend/webgpu/programs/norm.ts";
 import { crossEntropy, crossEntropyGrad } from "../src/backend/webgpu/programs/cross_entropy.ts";
-import { assertClose, randomValues, skipWebGpu } from "./helpers.ts";
+import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 /** undefined: the layout the program chooses for this adapter. */
 const LAYOUTS: (RowLanes | undefined)[] = [undefined, 1, 8, 64];
 const SHAPES: [rows: number, cols: number][] = [[1, 1], [3, 7], [5, 8], [2, 13], [17, 64], [13, 1000], [4, 1001]];
 
 const cpu = new CpuBackend();
-let context: Promise<GpuContext> | null = null;
-
-function gpu(): Promise<GpuContext> {
-  context ??= (async () => {
-    const adapter = await navigator.gpu?.requestAdapter();
-    if (!adapter) throw new Error("no WebGPU adapter");
-    return new GpuContext(await adapter.requestDevice());
-  })();
-  return context;
-}
-
-function gpuTest(name: string, fn: (ctx: GpuContext) => Promise<void>): void {
-  Deno.test({ name, ignore: skipWebGpu, sanitizeResources: false, sanitizeOps: false, fn: async () => fn(await gpu()) });
-}
-
-async function readGpu(ctx: GpuContext, storage: GpuStorage, n: number): Promise<Float32Array> {
-  return new Float32Array(await ctx.read(storage, n * 4));
-}
-
 async function readCpu(storage: Storage, n: number): Promise<Float32Array> {
   return (await cpu.read(storage, n, "f32")) as Float32Array;
 }
