@@ -4,61 +4,69 @@ import { parseArgs } from "node:util";
 import { createDevice } from "../mod.ts";
 import type { BackendChoice } from "../src/tensor/device.ts";
 import { selfcheck } from "./selfcheck.ts";
+import { TRAIN_USAGE, trainCommand } from "./train.ts";
+import { UsageError } from "./usage.ts";
 
 const USAGE = `usage: shardlab <command> [options]
 
 commands:
-  selfcheck   run one op of every kernel family on the chosen backend against the CPU reference
+  train       train a Phi-3-style model on the procedural corpus (shardlab train --help)
   info        print the runtime, adapter, limits and features, and the backend chosen
+  selfcheck   run one op of every kernel family on the chosen backend against the CPU reference
 
-options:
+options of info and selfcheck:
   --backend auto|webgpu|cpu   (default auto: WebGPU when an adapter exists, otherwise CPU)
-  --help
 `;
 
+const COMMANDS = ["train", "info", "selfcheck"];
 const BACKENDS = ["auto", "webgpu", "cpu"];
 
-function fail(message: string): never {
-  console.error(`shardlab: ${message}\n\n${USAGE}`);
-  Deno.exit(2);
+/** The --backend option of info and selfcheck. */
+function parseBackend(argv: string[]): BackendChoice {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { backend: { type: "string", default: "auto" } } });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const backend = parsed.values.backend as string;
+  if (!BACKENDS.includes(backend)) throw new UsageError(`unknown backend "${backend}" (valid: ${BACKENDS.join(", ")})`);
+  return backend as BackendChoice;
+}
+
+async function info(backend: BackendChoice): Promise<number> {
+  const device = await createDevice({ backend });
+  console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, backend: device.name, ...device.info }, null, 2));
+  device.destroy();
+  return 0;
 }
 
 async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { backend: { type: "string", default: "auto" }, help: { type: "boolean", default: false } },
-    });
-  } catch (error) {
-    fail((error as Error).message);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h") {
     console.log(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(command === "train" ? TRAIN_USAGE : USAGE);
     return 0;
   }
-  const backend = values.backend as string;
-  if (!BACKENDS.includes(backend)) fail(`unknown backend "${backend}" (valid: ${BACKENDS.join(", ")})`);
-  const [command, ...rest] = positionals;
-  if (rest.length) fail(`unexpected argument "${rest[0]}"`);
-  switch (command) {
-    case "selfcheck":
-      return (await selfcheck(backend as BackendChoice)) ? 0 : 1;
-    case "info": {
-      const device = await createDevice({ backend: backend as BackendChoice });
-      console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, backend: device.name, ...device.info }, null, 2));
-      device.destroy();
-      return 0;
+  try {
+    switch (command) {
+      case "train":
+        return await trainCommand(rest);
+      case "info":
+        return await info(parseBackend(rest));
+      case "selfcheck":
+        return (await selfcheck(parseBackend(rest))) ? 0 : 1;
+      default:
+        throw new UsageError(`unknown command "${command}" (valid: ${COMMANDS.join(", ")})`);
     }
-    case undefined:
-      fail("missing command");
-      break;
-    default:
-      fail(`unknown command "${command}" (valid: selfcheck, info)`);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`shardlab: ${error.message}\n\n${command === "train" ? TRAIN_USAGE : USAGE}`);
+    return 2;
   }
-  return 0;
 }
 
 Deno.exit(await main(Deno.args));

@@ -1,0 +1,75 @@
+// What a training run is asked to do: the options every face (CLI, page, API) shares, their
+// defaults, and the checks that turn a bad value into a message naming it.
+
+import type { BackendChoice } from "../tensor/device.ts";
+import { type Phi3Config, presetConfig, PRESETS } from "../nn/config.ts";
+
+export interface TrainConfig {
+  /** Model preset: "tiny" or "small" ("phi3-mini" is for arithmetic only and too large to train here). */
+  preset: string;
+  steps: number;
+  /** Rows per global batch. */
+  batch: number;
+  /** Tokens per row. */
+  seq: number;
+  /** Peak learning rate, reached after warmup and decayed by a cosine to lr / 10. */
+  lr: number;
+  /** Seeds the initial weights and the data. */
+  seed: number;
+  backend: BackendChoice;
+  /** Linear warmup steps, fewer than `steps` (default: 10 % of the run, at most 100). */
+  warmupSteps?: number;
+  /** AdamW weight decay on matrices (default 0.1). */
+  weightDecay?: number;
+  /** Gradient clipping by global norm (default 1; 0 turns it off). */
+  clipNorm?: number;
+}
+
+export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
+  preset: "tiny",
+  steps: 300,
+  batch: 16,
+  seq: 64,
+  lr: 1e-2,
+  seed: 0,
+  backend: "auto",
+};
+
+const TRAINABLE_PRESETS = Object.keys(PRESETS).filter((name) => name !== "phi3-mini");
+const BACKENDS = ["auto", "webgpu", "cpu"];
+
+function checkInteger(name: string, value: number, min: number): void {
+  if (!Number.isInteger(value) || value < min) throw new RangeError(`train: --${name} must be an integer ≥ ${min}, got ${value}`);
+}
+
+/** The model configuration a run trains, after checking every option. */
+export function checkTrainConfig(config: TrainConfig): Phi3Config {
+  if (!TRAINABLE_PRESETS.includes(config.preset)) {
+    throw new RangeError(`train: unknown preset "${config.preset}" (valid: ${TRAINABLE_PRESETS.join(", ")})`);
+  }
+  const model = presetConfig(config.preset);
+  checkInteger("steps", config.steps, 1);
+  checkInteger("batch", config.batch, 1);
+  checkInteger("seq", config.seq, 1);
+  if (config.seq > model.maxSeqLen) {
+    throw new RangeError(`train: --seq ${config.seq} exceeds the ${config.preset} preset's maximum sequence length ${model.maxSeqLen}`);
+  }
+  checkInteger("seed", config.seed, 0);
+  if (!(config.lr > 0) || !Number.isFinite(config.lr)) throw new RangeError(`train: --lr must be a positive number, got ${config.lr}`);
+  if (!BACKENDS.includes(config.backend)) {
+    throw new RangeError(`train: unknown backend "${config.backend}" (valid: ${BACKENDS.join(", ")})`);
+  }
+  if (config.warmupSteps !== undefined) {
+    checkInteger("warmup-steps", config.warmupSteps, 0);
+    if (config.warmupSteps >= config.steps) {
+      throw new RangeError(`train: --warmup-steps ${config.warmupSteps} must be less than --steps ${config.steps}`);
+    }
+  }
+  if (config.weightDecay !== undefined && !(config.weightDecay >= 0)) {
+    throw new RangeError(`train: weight decay must be ≥ 0, got ${config.weightDecay}`);
+  }
+  if (config.clipNorm !== undefined && !(config.clipNorm >= 0)) {
+    throw new RangeError(`train: clip norm must be ≥ 0, got ${config.clipNorm}`);
+  }
+  return model;
+}
