@@ -7,28 +7,16 @@
 import assert from "node:assert/strict";
 import type { AttentionParams } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/cpu_backend.ts";
-import { requestWebGpuBackend, type WebGpuBackend } from "../src/backend/webgpu/webgpu_backend.ts";
-import { assertClose, randomValues, skipWebGpu } from "./helpers.ts";
+import type { GpuContext } from "../src/backend/webgpu/gpu_context.ts";
+import { attention, attentionGrad } from "../src/backend/webgpu/programs/attention.ts";
+import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 const cpu = new CpuBackend();
-let backend: Promise<WebGpuBackend> | null = null;
-
-function gpu(): Promise<WebGpuBackend> {
-  backend ??= requestWebGpuBackend().then((found) => {
-    if (!found) throw new Error("no WebGPU adapter");
-    return found;
-  });
-  return backend;
-}
-
-function gpuTest(name: string, fn: (gpu: WebGpuBackend) => Promise<void>): void {
-  Deno.test({ name, ignore: skipWebGpu, sanitizeResources: false, sanitizeOps: false, fn: async () => fn(await gpu()) });
-}
 
 type Shape = Omit<AttentionParams, "scale">;
 
 /** Runs forward and backward on both backends from the same inputs and compares every output. */
-async function check(gpu: WebGpuBackend, shape: Shape, seed: number): Promise<void> {
+async function check(ctx: GpuContext, shape: Shape, seed: number): Promise<void> {
   const p: AttentionParams = { ...shape, scale: 1 / Math.sqrt(shape.D) };
   const { B, Hq, Hkv, T, D } = p;
   const queryElements = B * Hq * T * D;
@@ -45,9 +33,9 @@ async function check(gpu: WebGpuBackend, shape: Shape, seed: number): Promise<vo
   const expected = cpu.attention(q, k, v, p);
   const expectedGrads = cpu.attentionGrad(q, k, v, expected.o, expected.lse, dO, p);
 
-  const [gq, gk, gv, gdO] = [inputs.q, inputs.k, inputs.v, inputs.dO].map((values) => gpu.upload(values));
-  const actual = gpu.attention(gq, gk, gv, p);
-  const actualGrads = gpu.attentionGrad(gq, gk, gv, actual.o, actual.lse, gdO, p);
+  const [gq, gk, gv, gdO] = [inputs.q, inputs.k, inputs.v, inputs.dO].map((values) => ctx.upload(values));
+  const actual = attention(ctx, gq, gk, gv, p);
+  const actualGrads = attentionGrad(ctx, gq, gk, gv, actual.o, actual.lse, gdO, p);
 
   const outputs: [string, number, typeof expected.o, typeof actual.o, number][] = [
     ["o", queryElements, expected.o, actual.o, 1e-5],
@@ -57,50 +45,50 @@ async function check(gpu: WebGpuBackend, shape: Shape, seed: number): Promise<vo
     ["dv", keyElements, expectedGrads.dv, actualGrads.dv, 2e-5],
   ];
   for (const [name, n, cpuStorage, gpuStorage, atol] of outputs) {
-    assertClose(await gpu.read(gpuStorage, n, "f32"), await cpu.read(cpuStorage, n, "f32"), 1e-4, atol, `${name}, ${what}`);
+    assertClose(await readGpu(ctx, gpuStorage, n), await cpu.read(cpuStorage, n, "f32"), 1e-4, atol, `${name}, ${what}`);
   }
   const storages = [gq, gk, gv, gdO, actual.o, actual.lse, actualGrads.dq, actualGrads.dk, actualGrads.dv];
-  for (const storage of storages) gpu.release(storage);
+  for (const storage of storages) ctx.release(storage);
 }
 
 for (const D of [7, 16, 64]) {
-  gpuTest(`D = ${D}: forward and backward match the CPU, causal or not, grouped-query or not, T = 1, 7, 33, 100`, async (gpu) => {
+  gpuTest(`D = ${D}: forward and backward match the CPU, causal or not, grouped-query or not, T = 1, 7, 33, 100`, async (ctx) => {
     let seed = D * 1000;
     for (const causal of [false, true]) {
       for (const [Hq, Hkv] of [[4, 2], [2, 2]]) {
-        for (const T of [1, 7, 33, 100]) await check(gpu, { B: 1, Hq, Hkv, T, D, causal }, seed += 10);
+        for (const T of [1, 7, 33, 100]) await check(ctx, { B: 1, Hq, Hkv, T, D, causal }, seed += 10);
       }
     }
-    await check(gpu, { B: 2, Hq: 4, Hkv: 1, T: 20, D, causal: true }, seed + 10);
+    await check(ctx, { B: 2, Hq: 4, Hkv: 1, T: 20, D, causal: true }, seed + 10);
   });
 }
 
-gpuTest("D = 40: ten chunks of 4 cut into segments of 3, 3, 3 and 1", async (gpu) => {
-  await check(gpu, { B: 1, Hq: 2, Hkv: 1, T: 70, D: 40, causal: true }, 50);
-  await check(gpu, { B: 1, Hq: 2, Hkv: 2, T: 9, D: 40, causal: false }, 60);
+gpuTest("D = 40: ten chunks of 4 cut into segments of 3, 3, 3 and 1", async (ctx) => {
+  await check(ctx, { B: 1, Hq: 2, Hkv: 1, T: 70, D: 40, causal: true }, 50);
+  await check(ctx, { B: 1, Hq: 2, Hkv: 2, T: 9, D: 40, causal: false }, 60);
 });
 
-gpuTest("more than 65,535 workgroups (one per head here) are folded over two dimensions", async (gpu) => {
-  await check(gpu, { B: 700, Hq: 100, Hkv: 50, T: 1, D: 4, causal: true }, 70);
+gpuTest("more than 65,535 workgroups (one per head here) are folded over two dimensions", async (ctx) => {
+  await check(ctx, { B: 700, Hq: 100, Hkv: 50, T: 1, D: 4, causal: true }, 70);
 });
 
-gpuTest("T = 0 gives empty outputs; D = 0 gives the log of the visible key count", async (gpu) => {
-  const empty = gpu.upload(new Float32Array(0));
+gpuTest("T = 0 gives empty outputs; D = 0 gives the log of the visible key count", async (ctx) => {
+  const empty = ctx.upload(new Float32Array(0));
   const p: AttentionParams = { B: 1, Hq: 2, Hkv: 1, T: 0, D: 8, causal: true, scale: 1 };
-  const { o, lse } = gpu.attention(empty, empty, empty, p);
-  const { dq, dk, dv } = gpu.attentionGrad(empty, empty, empty, o, lse, empty, p);
+  const { o, lse } = attention(ctx, empty, empty, empty, p);
+  const { dq, dk, dv } = attentionGrad(ctx, empty, empty, empty, o, lse, empty, p);
   for (const storage of [o, lse, dq, dk, dv]) {
-    assert.equal((await gpu.read(storage, 0, "f32")).length, 0);
-    gpu.release(storage);
+    assert.equal((await readGpu(ctx, storage, 0)).length, 0);
+    ctx.release(storage);
   }
   for (const causal of [false, true]) {
     const noHead: AttentionParams = { ...p, T: 3, D: 0, causal };
     const cpuEmpty = cpu.upload(new Float32Array(0), "f32");
     const expected = await cpu.read(cpu.attention(cpuEmpty, cpuEmpty, cpuEmpty, noHead).lse, 6, "f32");
-    const actual = gpu.attention(empty, empty, empty, noHead);
-    assertClose(await gpu.read(actual.lse, 6, "f32"), expected, 1e-6, 1e-7, `lse with D = 0${causal ? ", causal" : ""}`);
-    gpu.release(actual.o);
-    gpu.release(actual.lse);
+    const actual = attention(ctx, empty, empty, empty, noHead);
+    assertClose(await readGpu(ctx, actual.lse, 6), expected, 1e-6, 1e-7, `lse with D = 0${causal ? ", causal" : ""}`);
+    ctx.release(actual.o);
+    ctx.release(actual.lse);
   }
-  gpu.release(empty);
+  ctx.release(empty);
 });

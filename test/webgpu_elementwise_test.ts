@@ -16,28 +16,9 @@ import { GpuContext, type GpuStorage } from "../src/backend/webgpu/gpu_context.t
 import { activationGrad, binary, unary } from "../src/backend/webgpu/programs/elementwise.ts";
 import { cast } from "../src/backend/webgpu/programs/cast.ts";
 import { copyStrided } from "../src/backend/webgpu/programs/copy.ts";
-import { assertClose, randomValues, skipWebGpu } from "./helpers.ts";
+import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 const cpu = new CpuBackend();
-let context: Promise<GpuContext> | null = null;
-
-function gpu(): Promise<GpuContext> {
-  context ??= (async () => {
-    const adapter = await navigator.gpu?.requestAdapter();
-    if (!adapter) throw new Error("no WebGPU adapter");
-    const maxStorageBufferBindingSize = adapter.limits.maxStorageBufferBindingSize;
-    return new GpuContext(await adapter.requestDevice({ requiredLimits: { maxStorageBufferBindingSize } }));
-  })();
-  return context;
-}
-
-function gpuTest(name: string, fn: (ctx: GpuContext) => Promise<void>): void {
-  Deno.test({ name, ignore: skipWebGpu, sanitizeResources: false, sanitizeOps: false, fn: async () => fn(await gpu()) });
-}
-
-async function readGpu(ctx: GpuContext, storage: GpuStorage, n: number): Promise<Float32Array> {
-  return new Float32Array(await ctx.read(storage, n * 4));
-}
 
 async function readCpu(storage: Storage, n: number): Promise<Float32Array> {
   return (await cpu.read(storage, n, "f32")) as Float32Array;

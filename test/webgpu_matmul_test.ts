@@ -6,23 +6,11 @@
 import assert from "node:assert/strict";
 import type { MatmulParams } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/cpu_backend.ts";
-import { requestWebGpuBackend, type WebGpuBackend } from "../src/backend/webgpu/webgpu_backend.ts";
-import { assertClose, randomValues, skipWebGpu } from "./helpers.ts";
+import type { GpuContext } from "../src/backend/webgpu/gpu_context.ts";
+import { matmul } from "../src/backend/webgpu/programs/matmul.ts";
+import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 const cpu = new CpuBackend();
-let backend: Promise<WebGpuBackend> | null = null;
-
-function gpu(): Promise<WebGpuBackend> {
-  backend ??= requestWebGpuBackend().then((found) => {
-    if (!found) throw new Error("no WebGPU adapter");
-    return found;
-  });
-  return backend;
-}
-
-function gpuTest(name: string, fn: (gpu: WebGpuBackend) => Promise<void>): void {
-  Deno.test({ name, ignore: skipWebGpu, sanitizeResources: false, sanitizeOps: false, fn: async () => fn(await gpu()) });
-}
 
 interface Case {
   M: number;
@@ -35,7 +23,7 @@ interface Case {
 }
 
 /** Runs one product on both backends and compares; f32 sums of K products round by about √K ulps. */
-async function check(gpu: WebGpuBackend, c: Case, transA: boolean, transB: boolean, seed: number): Promise<void> {
+async function check(ctx: GpuContext, c: Case, transA: boolean, transB: boolean, seed: number): Promise<void> {
   const { M, N, K } = c;
   const batch = c.batch ?? 1;
   const p: MatmulParams = {
@@ -46,18 +34,18 @@ async function check(gpu: WebGpuBackend, c: Case, transA: boolean, transB: boole
   const a = randomValues((c.broadcastA ? 1 : batch) * M * K, seed);
   const b = randomValues((c.broadcastB ? 1 : batch) * K * N, seed + 1);
   const expected = await cpu.read(cpu.matmul(cpu.upload(a, "f32"), cpu.upload(b, "f32"), p), batch * M * N, "f32");
-  const aGpu = gpu.upload(a);
-  const bGpu = gpu.upload(b);
-  const out = gpu.matmul(aGpu, bGpu, p);
-  const actual = await gpu.read(out, batch * M * N, "f32");
+  const aGpu = ctx.upload(a);
+  const bGpu = ctx.upload(b);
+  const out = matmul(ctx, aGpu, bGpu, p);
+  const actual = await readGpu(ctx, out, batch * M * N);
   const what = `batch ${batch} ${M}×${K}${transA ? "ᵀ" : ""} · ${K}×${N}${transB ? "ᵀ" : ""}`;
   assertClose(actual, expected, 1e-5, 2e-6 * Math.sqrt(K) + 1e-7, what);
-  for (const storage of [aGpu, bGpu, out]) gpu.release(storage);
+  for (const storage of [aGpu, bGpu, out]) ctx.release(storage);
 }
 
 const TRANSPOSES: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
 
-gpuTest("awkward sizes match the CPU for every transpose combination", async (gpu) => {
+gpuTest("awkward sizes match the CPU for every transpose combination", async (ctx) => {
   const cases: Case[] = [
     { M: 1, N: 1, K: 1 },
     { M: 1, N: 7, K: 13 },
@@ -67,46 +55,46 @@ gpuTest("awkward sizes match the CPU for every transpose combination", async (gp
     { M: 3, N: 130, K: 2 },
   ];
   let seed = 1;
-  for (const c of cases) for (const [transA, transB] of TRANSPOSES) await check(gpu, c, transA, transB, seed += 2);
+  for (const c of cases) for (const [transA, transB] of TRANSPOSES) await check(ctx, c, transA, transB, seed += 2);
 });
 
-gpuTest("sizes that take the vec4 loads match the CPU for every transpose combination", async (gpu) => {
+gpuTest("sizes that take the vec4 loads match the CPU for every transpose combination", async (ctx) => {
   const cases: Case[] = [
     { M: 64, N: 64, K: 64 },
     { M: 132, N: 260, K: 20 },
     { M: 4, N: 4, K: 4 },
   ];
   let seed = 100;
-  for (const c of cases) for (const [transA, transB] of TRANSPOSES) await check(gpu, c, transA, transB, seed += 2);
+  for (const c of cases) for (const [transA, transB] of TRANSPOSES) await check(ctx, c, transA, transB, seed += 2);
   // vec4 needs only the contiguous dimensions to be multiples of 4: K is odd for aᵀ·b, M and N for a·bᵀ.
-  await check(gpu, { M: 8, N: 12, K: 5 }, true, false, 200);
-  await check(gpu, { M: 5, N: 7, K: 8 }, false, true, 202);
+  await check(ctx, { M: 8, N: 12, K: 5 }, true, false, 200);
+  await check(ctx, { M: 5, N: 7, K: 8 }, false, true, 202);
 });
 
-gpuTest("batches, with either operand broadcast", async (gpu) => {
+gpuTest("batches, with either operand broadcast", async (ctx) => {
   let seed = 300;
   for (const [transA, transB] of TRANSPOSES) {
-    await check(gpu, { M: 5, N: 6, K: 7, batch: 3, broadcastB: true }, transA, transB, seed += 2);
-    await check(gpu, { M: 8, N: 12, K: 16, batch: 3, broadcastA: true }, transA, transB, seed += 2);
-    await check(gpu, { M: 9, N: 4, K: 3, batch: 2 }, transA, transB, seed += 2);
+    await check(ctx, { M: 5, N: 6, K: 7, batch: 3, broadcastB: true }, transA, transB, seed += 2);
+    await check(ctx, { M: 8, N: 12, K: 16, batch: 3, broadcastA: true }, transA, transB, seed += 2);
+    await check(ctx, { M: 9, N: 4, K: 3, batch: 2 }, transA, transB, seed += 2);
   }
 });
 
-gpuTest("more than 65,535 rows", async (gpu) => {
-  await check(gpu, { M: 70_000, N: 4, K: 4 }, false, false, 400);
-  await check(gpu, { M: 70_000, N: 3, K: 5 }, true, false, 401);
+gpuTest("more than 65,535 rows", async (ctx) => {
+  await check(ctx, { M: 70_000, N: 4, K: 4 }, false, false, 400);
+  await check(ctx, { M: 70_000, N: 3, K: 5 }, true, false, 401);
 });
 
-gpuTest("more than 65,535 workgroups (one per batch entry) are folded over two dimensions", async (gpu) => {
-  await check(gpu, { M: 1, N: 2, K: 3, batch: 66_000 }, false, false, 500);
+gpuTest("more than 65,535 workgroups (one per batch entry) are folded over two dimensions", async (ctx) => {
+  await check(ctx, { M: 1, N: 2, K: 3, batch: 66_000 }, false, false, 500);
 });
 
-gpuTest("K = 0 gives zeros and empty outputs give empty storages", async (gpu) => {
-  const a = gpu.upload(new Float32Array(0));
+gpuTest("K = 0 gives zeros and empty outputs give empty storages", async (ctx) => {
+  const a = ctx.upload(new Float32Array(0));
   const p: MatmulParams = { batch: 2, M: 3, N: 5, K: 0, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
-  const zeros = gpu.matmul(a, a, p);
-  assert.deepEqual(await gpu.read(zeros, 30, "f32"), new Float32Array(30));
-  const empty = gpu.matmul(a, a, { ...p, M: 0, K: 4 });
-  assert.equal((await gpu.read(empty, 0, "f32")).length, 0);
-  for (const storage of [a, zeros, empty]) gpu.release(storage);
+  const zeros = matmul(ctx, a, a, p);
+  assert.deepEqual(await readGpu(ctx, zeros, 30), new Float32Array(30));
+  const empty = matmul(ctx, a, a, { ...p, M: 0, K: 4 });
+  assert.equal((await readGpu(ctx, empty, 0)).length, 0);
+  for (const storage of [a, zeros, empty]) ctx.release(storage);
 });

@@ -8,24 +8,10 @@ import { CpuBackend } from "../src/backend/cpu/cpu_backend.ts";
 import type { ReduceOp } from "../src/backend/backend.ts";
 import { GpuContext } from "../src/backend/webgpu/gpu_context.ts";
 import { reduce, type ReduceLayout } from "../src/backend/webgpu/programs/reduce.ts";
-import { assertClose, randomValues, skipWebGpu } from "./helpers.ts";
+import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 const cpu = new CpuBackend();
 const OPS: ReduceOp[] = ["sum", "mean", "max"];
-let context: Promise<GpuContext> | null = null;
-
-function gpu(): Promise<GpuContext> {
-  context ??= (async () => {
-    const adapter = await navigator.gpu?.requestAdapter();
-    if (!adapter) throw new Error("no WebGPU adapter");
-    return new GpuContext(await adapter.requestDevice());
-  })();
-  return context;
-}
-
-function gpuTest(name: string, fn: (ctx: GpuContext) => Promise<void>): void {
-  Deno.test({ name, ignore: skipWebGpu, sanitizeResources: false, sanitizeOps: false, fn: async () => fn(await gpu()) });
-}
 
 /**
  * Reduces values on both backends with every op and compares, in the layout the program picks and,
@@ -41,7 +27,7 @@ async function checkReduce(ctx: GpuContext, values: Float32Array, outer: number,
     const expected = (await cpu.read(cpu.reduce(op, xCpu, outer, length, inner), n, "f32")) as Float32Array;
     for (const layout of layouts) {
       const out = reduce(ctx, op, x, outer, length, inner, layout);
-      const actual = new Float32Array(await ctx.read(out, n * 4));
+      const actual = await readGpu(ctx, out, n);
       const atol = op === "max" ? 0 : 2e-6 * Math.sqrt(length);
       const what = `${op} over [${outer}, ${length}, ${inner}] (${layout ?? "auto"})`;
       assertClose(actual, expected, 1e-5, atol, what);
@@ -86,7 +72,7 @@ gpuTest("an empty axis gives 0 for sum, NaN for mean and −Infinity for max", a
       for (const layout of inner === 1 ? ["rows", "columns"] as const : ["columns"] as const) {
         const out = reduce(ctx, op, x, outer, 0, inner, layout);
         const expected = op === "sum" ? 0 : op === "mean" ? NaN : -Infinity;
-        assert.deepEqual(Array.from(new Float32Array(await ctx.read(out, outer * inner * 4))), new Array(outer * inner).fill(expected));
+        assert.deepEqual(Array.from(await readGpu(ctx, out, outer * inner)), new Array(outer * inner).fill(expected));
         ctx.release(out);
       }
     }
