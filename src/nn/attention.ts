@@ -1,0 +1,51 @@
+// Phi-3 self-attention: one fused projection for q, k and v, rotary positions, grouped-query
+// causal attention, and the output projection.
+
+import { ShapeError } from "../tensor/errors.ts";
+import * as ops from "../tensor/ops/index.ts";
+import { formatShape } from "../tensor/shape.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { headDim, type Phi3Config } from "./config.ts";
+import { Linear, type Module } from "./modules.ts";
+import type { Parameter, ParameterFactory } from "./parameter.ts";
+
+export class Phi3Attention implements Module {
+  // Declared in Hugging Face's order: o_proj before qkv_proj.
+  readonly oProj: Linear;
+  /** Rows: numHeads·headDim for q, then numKvHeads·headDim for k, then as many for v. */
+  readonly qkvProj: Linear;
+  private readonly numHeads: number;
+  private readonly numKvHeads: number;
+  private readonly headDim: number;
+  private readonly ropeTheta: number;
+
+  constructor(factory: ParameterFactory, name: string, config: Phi3Config) {
+    this.numHeads = config.numHeads;
+    this.numKvHeads = config.numKvHeads;
+    this.headDim = headDim(config);
+    this.ropeTheta = config.ropeTheta;
+    const qWidth = this.numHeads * this.headDim;
+    const kvWidth = this.numKvHeads * this.headDim;
+    this.oProj = new Linear(factory, `${name}.o_proj`, qWidth, config.hiddenSize);
+    this.qkvProj = new Linear(factory, `${name}.qkv_proj`, config.hiddenSize, qWidth + 2 * kvWidth);
+  }
+
+  /** x [B, T, hidden] → [B, T, hidden]; position t attends to positions 0..t. */
+  forward(x: Tensor): Tensor {
+    if (x.shape.length !== 3) throw new ShapeError(`${this.qkvProj.weight.name}: input ${formatShape(x.shape)} must be [B, T, hidden]`);
+    const [B, T] = x.shape;
+    const [H, Hkv, D] = [this.numHeads, this.numKvHeads, this.headDim];
+    const qkv = this.qkvProj.forward(x);
+    const [q, k, v] = ops.split(qkv, [H * D, Hkv * D, Hkv * D], 2);
+    // [B, T, heads·D] → [B, heads, T, D]
+    const toHeads = (t: Tensor, heads: number) => ops.permute(ops.reshape(t, [B, T, heads, D]), [0, 2, 1, 3]);
+    const rope = { theta: this.ropeTheta };
+    const o = ops.attention(ops.rope(toHeads(q, H), rope), ops.rope(toHeads(k, Hkv), rope), toHeads(v, Hkv), { causal: true });
+    const merged = ops.reshape(ops.permute(o, [0, 2, 1, 3]), [B, T, H * D]);
+    return this.oProj.forward(merged);
+  }
+
+  parameters(): Parameter[] {
+    return [...this.oProj.parameters(), ...this.qkvProj.parameters()];
+  }
+}
