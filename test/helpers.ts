@@ -6,6 +6,12 @@ import { createDevice, type Device, type Tensor } from "../mod.ts";
 import { randnValues } from "../src/tensor/random.ts";
 import { GpuContext, type GpuStorage } from "../src/backend/webgpu/gpu_context.ts";
 
+export type Shape = readonly number[];
+
+export function sizeOf(shape: Shape): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
 /** Under SHARDLAB_REQUIRE_WEBGPU=1 a missing adapter fails the WebGPU tests instead of skipping them. */
 export const requireWebGpu = Deno.env.get("SHARDLAB_REQUIRE_WEBGPU") === "1";
 
@@ -73,8 +79,41 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
   }
 }
 
+/** |actual − expected| ≤ bound(i) everywhere (a bound per element), naming the worst index. */
+export function assertWithin(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  bound: (i: number) => number,
+  what: string,
+): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const error = Math.abs(actual[i] - expected[i]);
+    const excess = Number.isNaN(error) ? Infinity : error - bound(i);
+    if (excess > worstExcess) [worst, worstExcess] = [i, excess];
+  }
+  if (worst >= 0) {
+    assert.fail(`${what}: index ${worst}: got ${actual[worst]}, expected ${expected[worst]} (allowed error ${bound(worst)})`);
+  }
+}
+
+/** Exact equality element by element (NaN equals NaN; infinities must match), naming the first difference. */
+export function assertExact(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  for (let i = 0; i < actual.length; i++) {
+    const same = actual[i] === expected[i] || (Number.isNaN(actual[i]) && Number.isNaN(expected[i]));
+    if (!same) assert.fail(`${what}: index ${i}: got ${actual[i]}, expected ${expected[i]}`);
+  }
+}
+
 export async function readF32(t: Tensor): Promise<Float32Array> {
   return (await t.read()) as Float32Array;
+}
+
+export function disposeAll(...tensors: (Tensor | Tensor[])[]): void {
+  for (const t of tensors.flat()) t.dispose();
 }
 
 let gpuContext: Promise<GpuContext> | null = null;
