@@ -34,7 +34,7 @@ const TARGETS = Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 1) % MICRO
 function spreadValues(name: string, size: number, init: string): Float32Array {
   const seed = [...name].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 1000003, 17);
   const noise = randomValues(size, seed, init === "ones" ? 0.2 : 0.3);
-  if (init === "ones") for (let i = 0; i < size; i++) noise[i] += 1;
+  if (init === "ones") { for (let i = 0; i < size; i++) noise[i] += 1; }
   return noise;
 }
 
@@ -87,7 +87,13 @@ function rotate(vec: Float64Array, t: number, theta: number): void {
   }
 }
 
-function referenceLogits(cfg: Phi3Config, P: Map<string, Float32Array>, ids: Int32Array, batch: number, seq: number): Float64Array {
+function referenceLogits(
+  cfg: Phi3Config,
+  P: Map<string, Float32Array>,
+  ids: Int32Array,
+  batch: number,
+  seq: number,
+): Float64Array {
   const { hiddenSize: C, numHeads: H, numKvHeads: Hkv, intermediateSize: I, vocabSize: V, rmsNormEps: eps } = cfg;
   const D = C / H;
   const rows = batch * seq;
@@ -222,7 +228,11 @@ testBothBackends("nn: forward + backward + disposing gradients leaves device mem
   targets.dispose();
   model.dispose();
   const end = device.stats();
-  assert.deepEqual([end.tensors, end.buffers, end.bytes], [empty.tensors, empty.buffers, empty.bytes], "dispose() frees the parameters");
+  assert.deepEqual(
+    [end.tensors, end.buffers, end.bytes],
+    [empty.tensors, empty.buffers, empty.bytes],
+    "dispose() frees the parameters",
+  );
 });
 
 Deno.test("nn: forward and loss reject bad token tensors, naming the problem", async () => {

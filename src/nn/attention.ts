@@ -32,7 +32,9 @@ export class Phi3Attention implements Module {
 
   /** x [B, T, hidden] → [B, T, hidden]; position t attends to positions 0..t. */
   forward(x: Tensor): Tensor {
-    if (x.shape.length !== 3) throw new ShapeError(`${this.qkvProj.weight.name}: input ${formatShape(x.shape)} must be [B, T, hidden]`);
+    if (x.shape.length !== 3) {
+      throw new ShapeError(`${this.qkvProj.weight.name}: input ${formatShape(x.shape)} must be [B, T, hidden]`);
+    }
     const [B, T] = x.shape;
     const [H, Hkv, D] = [this.numHeads, this.numKvHeads, this.headDim];
     const qkv = this.qkvProj.forward(x);

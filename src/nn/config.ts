@@ -85,7 +85,9 @@ export function validateConfig(config: Phi3Config): void {
   }
   if ((hiddenSize / numHeads) % 2 !== 0) {
     throw new RangeError(
-      `Phi3Config: head dim ${hiddenSize / numHeads} (hiddenSize ${hiddenSize} / numHeads ${numHeads}) must be even for rotary embeddings`,
+      `Phi3Config: head dim ${
+        hiddenSize / numHeads
+      } (hiddenSize ${hiddenSize} / numHeads ${numHeads}) must be even for rotary embeddings`,
     );
   }
 }

@@ -44,7 +44,9 @@ function checkOptions(promptIds: Int32Array, options: GenerateOptions, vocabSize
   if (!(promptIds instanceof Int32Array)) throw new TypeError("generate: promptIds must be an Int32Array");
   if (promptIds.length === 0) throw new RangeError("generate: promptIds is empty (give at least one token)");
   promptIds.forEach((id, i) => {
-    if (id < 0 || id >= vocabSize) throw new RangeError(`generate: prompt token ${id} at index ${i} is outside [0, ${vocabSize})`);
+    if (id < 0 || id >= vocabSize) {
+      throw new RangeError(`generate: prompt token ${id} at index ${i} is outside [0, ${vocabSize})`);
+    }
   });
   const { maxNewTokens, temperature, seed } = options;
   if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) {

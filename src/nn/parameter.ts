@@ -32,14 +32,18 @@ export class Parameter {
     this.size = sizeOf(shape);
     const value = factory(name, shape, init);
     if (value && !sameShape(value.shape, shape)) {
-      throw new ShapeError(`parameter ${name}: the factory made a tensor of shape ${formatShape(value.shape)}, expected ${formatShape(shape)}`);
+      throw new ShapeError(
+        `parameter ${name}: the factory made a tensor of shape ${formatShape(value.shape)}, expected ${formatShape(shape)}`,
+      );
     }
     this.value = value;
   }
 
   /** The value, or an error naming the parameter when it holds none. */
   get tensor(): Tensor {
-    if (!this.value) throw new Error(`parameter ${this.name} ${formatShape(this.shape)} holds no tensor (it was built unallocated)`);
+    if (!this.value) {
+      throw new Error(`parameter ${this.name} ${formatShape(this.shape)} holds no tensor (it was built unallocated)`);
+    }
     return this.value;
   }
 }

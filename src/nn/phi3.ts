@@ -70,7 +70,9 @@ export class Phi3ForCausalLM implements Module {
   loss(ids: Tensor, targets: Tensor): Tensor {
     this.checkTokens("loss", "targets", targets);
     if (!sameShape(ids.shape, targets.shape)) {
-      throw new ShapeError(`loss: ids ${formatShape(ids.shape)} and targets ${formatShape(targets.shape)} must have the same shape`);
+      throw new ShapeError(
+        `loss: ids ${formatShape(ids.shape)} and targets ${formatShape(targets.shape)} must have the same shape`,
+      );
     }
     return ops.tidy(() => {
       const logits = this.forward(ids);
@@ -101,7 +103,9 @@ export class Phi3ForCausalLM implements Module {
     if (t.dtype !== "i32") throw new DTypeError(`${op}: ${what} must be i32 token ids, got ${t.dtype}`);
     const T = t.shape[1];
     if (t.shape.length !== 2 || T < 1 || T > this.config.maxSeqLen || t.shape[0] < 1) {
-      throw new ShapeError(`${op}: ${what} ${formatShape(t.shape)} must be [B, T] with B ≥ 1 and 1 ≤ T ≤ maxSeqLen ${this.config.maxSeqLen}`);
+      throw new ShapeError(
+        `${op}: ${what} ${formatShape(t.shape)} must be [B, T] with B ≥ 1 and 1 ≤ T ≤ maxSeqLen ${this.config.maxSeqLen}`,
+      );
     }
   }
 }
