@@ -22,7 +22,7 @@ export class Linear implements Module {
 
   /** x [..., inFeatures] → [..., outFeatures], as one matmul over all leading positions. */
   forward(x: Tensor): Tensor {
-    if (x.shape.at(-1) !== this.inFeatures || x.shape.length < 2) {
+    if (x.shape.at(-1) !== this.inFeatures) {
       throw new ShapeError(`${this.weight.name}: input ${formatShape(x.shape)} must be [..., ${this.inFeatures}]`);
     }
     const rows = ops.reshape(x, [-1, this.inFeatures]);
