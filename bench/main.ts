@@ -10,6 +10,10 @@ const SUITES: Record<string, { summary: string; run: (options: SuiteOptions) => 
     summary: "shardlab's WebGPU kernels vs TF.js's WebGPU backend, and the copy-bandwidth bound",
     run: async (options) => (await import("./kernels.ts")).runKernels(options),
   },
+  train: {
+    summary: "a training step of the tiny and small presets vs the same model in TF.js's WebGPU backend",
+    run: async (options) => (await import("./train.ts")).runTrain(options),
+  },
 };
 
 const FLAGS = {

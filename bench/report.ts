@@ -110,14 +110,9 @@ export function printTable(
     "",
   ]];
   for (const c of cases) rows.push(caseRow(c));
-  const widths = HEADER.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
-  const line = (cells: string[]) =>
-    cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join("  ");
 
   console.log(`kernels — shardlab WebGPU vs TF.js WebGPU on ${adapter.description}`);
-  console.log(line(HEADER));
-  console.log(widths.map((width) => "-".repeat(width)).join("  "));
-  for (const row of rows) console.log(line(row));
+  for (const line of alignedTable(HEADER, rows)) console.log(line);
 
   for (const c of cases.filter((c) => c.error)) console.log(`ERROR ${c.name}: ${c.error}`);
   for (const c of cases.filter((c) => c.difference?.wrong)) {
@@ -132,6 +127,14 @@ export function printTable(
     console.log(`MISSED TARGETS (${missed.length} of ${cases.length} cases):`);
     for (const c of missed) console.log(`  ${c.name}: ${formatMeasured(c)} (needs ${c.target.rule})`);
   }
+}
+
+/** The header, a rule and the rows, columns padded to their widest cell: the first left-aligned, the rest right-aligned. */
+export function alignedTable(header: string[], rows: string[][]): string[] {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
+  const line = (cells: string[]) =>
+    cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join("  ");
+  return [line(header), widths.map((width) => "-".repeat(width)).join("  "), ...rows.map(line)];
 }
 
 function caseRow(c: CaseResult): string[] {
@@ -158,6 +161,6 @@ function formatMeasured(c: CaseResult): string {
   return kind === "elementwise" ? `${(measured * 100).toFixed(1)}% of copy bandwidth` : `${measured.toFixed(2)}× TF.js`;
 }
 
-function formatMs(ms: number): string {
+export function formatMs(ms: number): string {
   return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
 }

@@ -45,7 +45,7 @@ export async function timeGpu(run: () => void, sync: () => Promise<void>, reps?:
   return { msPerRep: median(batchMs), reps: repsPerBatch, batchMs };
 }
 
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
