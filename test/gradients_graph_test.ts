@@ -4,7 +4,8 @@
 
 import assert from "node:assert/strict";
 import { ops } from "../mod.ts";
-import { assertClose, randomValues, readF32, testBothBackends } from "./helpers.ts";
+import { assertClose } from "./assertions.ts";
+import { randomValues, readF32, testBothBackends } from "./helpers.ts";
 import { gradTest, input, seededInputs } from "./finite_differences.ts";
 
 const { normal } = seededInputs(5114);

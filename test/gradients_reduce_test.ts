@@ -3,7 +3,8 @@
 
 import assert from "node:assert/strict";
 import { ops } from "../mod.ts";
-import { assertClose, readF32, testBothBackends } from "./helpers.ts";
+import { assertClose } from "./assertions.ts";
+import { readF32, testBothBackends } from "./helpers.ts";
 import { type GradCase, gradTest, input, seededInputs } from "./finite_differences.ts";
 
 const { normal, distinct } = seededInputs(5044);

@@ -2,7 +2,8 @@
 // by step from the state the device holds.
 
 import { ops } from "../mod.ts";
-import { assertWithin, disposeAll, randomValues, readF32, testBothBackends } from "./helpers.ts";
+import { assertWithin } from "./assertions.ts";
+import { disposeAll, randomValues, readF32, testBothBackends } from "./helpers.ts";
 
 testBothBackends("adamwUpdate: three steps against the PyTorch formula", async (device) => {
   for (const n of [1, 91, 1031]) {

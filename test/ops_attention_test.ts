@@ -3,7 +3,8 @@
 
 import assert from "node:assert/strict";
 import { type Device, ops } from "../mod.ts";
-import { assertClose, disposeAll, randomValues, readF32, testBothBackends } from "./helpers.ts";
+import { assertClose } from "./assertions.ts";
+import { disposeAll, randomValues, readF32, testBothBackends } from "./helpers.ts";
 
 function attentionRef(
   q: ArrayLike<number>,

@@ -4,7 +4,8 @@
 
 import assert from "node:assert/strict";
 import { ops } from "../mod.ts";
-import { assertExact, disposeAll, randomValues, readF32, testBothBackends } from "./helpers.ts";
+import { assertExact } from "./assertions.ts";
+import { disposeAll, randomValues, readF32, testBothBackends } from "./helpers.ts";
 import { f16Round } from "./references.ts";
 
 const F16_PROBES = [

@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { type Device, ops, type Tensor } from "../mod.ts";
-import { assertClose, assertExact, disposeAll, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
+import { assertClose, assertExact } from "./assertions.ts";
+import { disposeAll, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
 import { broadcastIndices, broadcastShape } from "./references.ts";
 
 function erfcPositive(x: number): number {

@@ -4,7 +4,8 @@
 
 import assert from "node:assert/strict";
 import { ops, type Tensor } from "../mod.ts";
-import { assertExact, disposeAll, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
+import { assertExact } from "./assertions.ts";
+import { disposeAll, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
 import { broadcastIndices } from "./references.ts";
 
 /** Naive permute: output axis i is input axis order[i]. */

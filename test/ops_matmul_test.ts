@@ -5,7 +5,8 @@
 
 import assert from "node:assert/strict";
 import { type Device, ops } from "../mod.ts";
-import { assertExact, assertWithin, disposeAll, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
+import { assertExact, assertWithin } from "./assertions.ts";
+import { disposeAll, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
 import { broadcastIndices, broadcastShape } from "./references.ts";
 
 /** C = op(A)·op(B) with broadcast batch axes; also returns Σ|a||b| per element (the error scale). */

@@ -5,17 +5,8 @@
 
 import assert from "node:assert/strict";
 import { ops } from "../mod.ts";
-import {
-  assertClose,
-  assertExact,
-  assertWithin,
-  disposeAll,
-  randomValues,
-  readF32,
-  type Shape,
-  sizeOf,
-  testBothBackends,
-} from "./helpers.ts";
+import { assertClose, assertExact, assertWithin } from "./assertions.ts";
+import { disposeAll, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
 
 function softmaxRef(x: ArrayLike<number>, rows: number, cols: number, log: boolean): Float64Array {
   const out = new Float64Array(rows * cols);

@@ -4,7 +4,8 @@
 
 import assert from "node:assert/strict";
 import { type Device, ops } from "../mod.ts";
-import { assertExact, assertWithin, disposeAll, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
+import { assertExact, assertWithin } from "./assertions.ts";
+import { disposeAll, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
 
 function reduceRef(
   op: "sum" | "mean" | "max",

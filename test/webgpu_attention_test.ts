@@ -9,7 +9,8 @@ import type { AttentionParams } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/cpu_backend.ts";
 import type { GpuContext } from "../src/backend/webgpu/gpu_context.ts";
 import { attention, attentionGrad } from "../src/backend/webgpu/programs/attention.ts";
-import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
+import { assertClose } from "./assertions.ts";
+import { gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 const cpu = new CpuBackend();
 

@@ -16,7 +16,8 @@ import { GpuContext, type GpuStorage } from "../src/backend/webgpu/gpu_context.t
 import { activationGrad, binary, unary } from "../src/backend/webgpu/programs/elementwise.ts";
 import { cast } from "../src/backend/webgpu/programs/cast.ts";
 import { copyStrided } from "../src/backend/webgpu/programs/copy.ts";
-import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
+import { assertClose } from "./assertions.ts";
+import { gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 const cpu = new CpuBackend();
 

@@ -8,7 +8,8 @@ import type { MatmulParams } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/cpu_backend.ts";
 import type { GpuContext } from "../src/backend/webgpu/gpu_context.ts";
 import { matmul } from "../src/backend/webgpu/programs/matmul.ts";
-import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
+import { assertClose } from "./assertions.ts";
+import { gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 const cpu = new CpuBackend();
 

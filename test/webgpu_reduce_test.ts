@@ -8,7 +8,8 @@ import { CpuBackend } from "../src/backend/cpu/cpu_backend.ts";
 import type { ReduceOp } from "../src/backend/backend.ts";
 import { GpuContext } from "../src/backend/webgpu/gpu_context.ts";
 import { reduce, type ReduceLayout } from "../src/backend/webgpu/programs/reduce.ts";
-import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
+import { assertClose } from "./assertions.ts";
+import { gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 const cpu = new CpuBackend();
 const OPS: ReduceOp[] = ["sum", "mean", "max"];

@@ -9,7 +9,8 @@ import type { Storage } from "../src/backend/backend.ts";
 import { type RowLanes, softmax, softmaxGrad } from "../src/backend/webgpu/programs/softmax.ts";
 import { layerNorm, layerNormGrad, rmsNorm, rmsNormGrad } from "../src/backend/webgpu/programs/norm.ts";
 import { crossEntropy, crossEntropyGrad } from "../src/backend/webgpu/programs/cross_entropy.ts";
-import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
+import { assertClose } from "./assertions.ts";
+import { gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 /** undefined: the layout the program chooses for this adapter. */
 const LAYOUTS: (RowLanes | undefined)[] = [undefined, 1, 8, 64];

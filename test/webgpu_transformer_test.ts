@@ -8,7 +8,8 @@ import { CpuBackend } from "../src/backend/cpu/cpu_backend.ts";
 import type { Storage } from "../src/backend/backend.ts";
 import { frequencyPlanes, rope } from "../src/backend/webgpu/programs/rope.ts";
 import { embedding, embeddingGrad } from "../src/backend/webgpu/programs/embedding.ts";
-import { assertClose, gpuTest, randomValues, readGpu } from "./helpers.ts";
+import { assertClose } from "./assertions.ts";
+import { gpuTest, randomValues, readGpu } from "./helpers.ts";
 
 const cpu = new CpuBackend();
 async function readCpu(storage: Storage, n: number): Promise<Float32Array> {
