@@ -1,10 +1,4 @@
-// Gradients checked against central finite differences, at two levels.
-//
-// Backend kernels: `assertGradient` compares a backward kernel's output with the central
-// differences of a synchronous loss, perturbing the host array in place (the CPU backend runs its
-// kernels synchronously).
-//
-// Ops: `gradTest(case)` registers `grad: name` on both backends. The loss is L = sum(op(inputs) ∘ R)
+// Gradients of ops checked against central finite differences. `gradTest(case)` registers `grad: name` on both backends. The loss is L = sum(op(inputs) ∘ R)
 // for a fixed random R, built with ops.mul and ops.sum and backpropagated. The finite differences
 // (L(x + h·e_i) − L(x − h·e_i)) / 2h run the op in f32 on the CPU device for every element of every
 // input; only the final contraction with R is done in doubles on the host, to keep f32 rounding of
@@ -14,41 +8,8 @@
 
 import assert from "node:assert/strict";
 import { type Device, ops, type Tensor } from "../mod.ts";
-import { assertClose, cpuDevice, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
-
-// ---------------------------------------------------------------------------------------------
-// backend kernels
-// ---------------------------------------------------------------------------------------------
-
-/** Σ output·cotangent in f64: the scalar whose gradient a backward kernel computes. */
-export function dotProduct(output: Float32Array, cotangent: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < output.length; i++) sum += output[i] * cotangent[i];
-  return sum;
-}
-
-/** Central differences of loss with respect to every element of x (perturbed in place). */
-function centralDifferences(x: Float32Array, loss: () => number, eps = 1e-2): Float64Array {
-  const grad = new Float64Array(x.length);
-  for (let i = 0; i < x.length; i++) {
-    const saved = x[i];
-    x[i] = saved + eps;
-    const plus = loss();
-    x[i] = saved - eps;
-    const minus = loss();
-    x[i] = saved;
-    grad[i] = (plus - minus) / (2 * eps);
-  }
-  return grad;
-}
-
-export function assertGradient(analytic: Float32Array, x: Float32Array, loss: () => number, label: string): void {
-  assertClose(analytic, centralDifferences(x, loss), 1e-2, 2e-3, label);
-}
-
-// ---------------------------------------------------------------------------------------------
-// ops
-// ---------------------------------------------------------------------------------------------
+import { assertClose } from "./assertions.ts";
+import { cpuDevice, randomValues, readF32, type Shape, sizeOf, testBothBackends } from "./helpers.ts";
 
 export interface GradCase {
   name: string;
