@@ -8,3 +8,21 @@ export { noGrad } from "./src/tensor/autograd.ts";
 export { keep, tidy } from "./src/tensor/scope.ts";
 export { DeviceLimitError, DisposedError, DTypeError, ShapeError, ShardlabError } from "./src/tensor/errors.ts";
 export type { AdamWParams } from "./src/backend/backend.ts";
+
+// The model, data, optimizer and trainer.
+export { headDim, paramCount, type Phi3Config, presetConfig, PRESETS, type PresetName, validateConfig } from "./src/nn/config.ts";
+export { Phi3ForCausalLM, type Phi3Init, Phi3Model } from "./src/nn/phi3.ts";
+export { Phi3DecoderLayer } from "./src/nn/decoder_layer.ts";
+export { Phi3Attention } from "./src/nn/attention.ts";
+export { Phi3MLP } from "./src/nn/mlp.ts";
+export { Embedding, Linear, type Module, RMSNorm } from "./src/nn/modules.ts";
+export { INIT_STD, Parameter, type ParameterFactory, type ParameterInit, seededParameters, shapeOnly } from "./src/nn/parameter.ts";
+export { deriveSeed } from "./src/nn/seed.ts";
+export { generate, type GenerateOptions } from "./src/nn/generate.ts";
+export { charTokenizer } from "./src/data/tokenizer.ts";
+export { type Batch, type BatchOptions, batchRows, corpusDistributions, corpusFloor, globalBatch, type RowsOptions, sampleText } from "./src/data/corpus.ts";
+export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions } from "./src/optim/adamw.ts";
+export { warmupCosine, type WarmupCosineOptions } from "./src/optim/schedule.ts";
+export { clipScale, globalGradNorm } from "./src/optim/clip.ts";
+export { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./src/train/config.ts";
+export { type StepMetrics, train, Trainer } from "./src/train/trainer.ts";

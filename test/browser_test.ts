@@ -1,9 +1,10 @@
-// The self-check page in headless Chromium: the same kernel sources, bundled by esbuild, run on the
-// browser's WebGPU and agree with the CPU reference. A screenshot lands in test-artifacts/.
-// Without Chromium the test is skipped, unless SHARDLAB_REQUIRE_BROWSER=1 makes that a failure.
+// The demo page in headless Chromium: the same sources, bundled by esbuild, train the tiny model in a
+// Web Worker on the browser's WebGPU, and every kernel family agrees with the CPU reference there.
+// Screenshots land in test-artifacts/. Without Chromium the tests are skipped, unless
+// SHARDLAB_REQUIRE_BROWSER=1 makes that a failure.
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
+import { chromium, type Page } from "playwright-core";
 import { servePage } from "../web/serve.ts";
 import { requireWebGpu } from "./helpers.ts";
 
@@ -17,35 +18,65 @@ export const CHROMIUM_ARGS = [
   "--disable-sync", "--no-first-run", "--disable-quic",
 ];
 
-Deno.test({
-  name: "self-check page: every kernel family agrees with the CPU reference in Chromium",
-  ignore: !haveChromium && !requireBrowser,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    assert.ok(haveChromium, `SHARDLAB_REQUIRE_BROWSER=1 but ${CHROMIUM} is missing (apt-get install chromium)`);
-    const server = await servePage(0);
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    try {
-      const page = await browser.newPage();
-      const pageErrors: string[] = [];
-      page.on("pageerror", (error) => pageErrors.push(error.message));
-      await page.goto(server.url);
-      await page.waitForFunction(() => document.body.dataset.state !== undefined, null, { timeout: 240_000 });
-      await Deno.mkdir("test-artifacts", { recursive: true });
-      await page.screenshot({ path: "test-artifacts/selfcheck-page.png", fullPage: true });
-      const state = await page.evaluate(() => document.body.dataset.state);
-      const status = await page.textContent("#status");
-      assert.equal(state, "done", `page ended in state ${state}: ${status}`);
-      assert.deepEqual(pageErrors, []);
-      const backend = await page.evaluate(() => document.body.dataset.backend);
-      if (requireWebGpu) assert.equal(backend, "webgpu", "the page fell back to the CPU backend although WebGPU is required");
-      const rows = await page.$$eval("#rows tr", (trs) => trs.map((tr) => ({ family: tr.dataset.family, ok: tr.dataset.ok })));
-      assert.ok(rows.length >= 10, `expected a row per kernel family, got ${rows.length}`);
-      for (const row of rows) assert.equal(row.ok, "true", `${row.family} differs from the CPU reference in the browser`);
-    } finally {
-      await browser.close();
-      await server.close();
-    }
-  },
+/** Serves the page, opens `query` in Chromium and runs `fn`; page errors are collected for it. */
+function pageTest(name: string, query: string, fn: (page: Page, pageErrors: string[]) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: !haveChromium && !requireBrowser,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      assert.ok(haveChromium, `SHARDLAB_REQUIRE_BROWSER=1 but ${CHROMIUM} is missing (apt-get install chromium)`);
+      const server = await servePage(0);
+      const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+      try {
+        const page = await browser.newPage();
+        const pageErrors: string[] = [];
+        page.on("pageerror", (error) => pageErrors.push(error.message));
+        await page.goto(server.url + query);
+        await fn(page, pageErrors);
+      } finally {
+        await browser.close();
+        await server.close();
+      }
+    },
+  });
+}
+
+async function screenshot(page: Page, file: string): Promise<void> {
+  await Deno.mkdir("test-artifacts", { recursive: true });
+  await page.screenshot({ path: `test-artifacts/${file}`, fullPage: true });
+}
+
+const STEPS = 40;
+
+pageTest("demo page: the tiny model trains in a worker and its loss goes down", `?steps=${STEPS}&batch=8&seq=32`, async (page, pageErrors) => {
+  await page.waitForFunction(() => ["done", "error", "stopped"].includes(document.body.dataset.train ?? ""), null, { timeout: 300_000 });
+  await screenshot(page, "demo-page-training.png");
+  const state = await page.evaluate(() => document.body.dataset.train);
+  const status = await page.textContent("#train-status");
+  assert.equal(state, "done", `training ended in state ${state}: ${status}`);
+  assert.deepEqual(pageErrors, []);
+  if (requireWebGpu) assert.equal(await page.textContent("#backend"), "webgpu", "the page trained on the CPU backend although WebGPU is required");
+  const losses: number[] = JSON.parse(await page.evaluate(() => document.body.dataset.losses ?? "[]"));
+  assert.equal(losses.length, STEPS);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const first = mean(losses.slice(0, 5)), last = mean(losses.slice(-5));
+  assert.ok(last < first - 0.5, `loss did not go down: first five steps ${first.toFixed(3)}, last five ${last.toFixed(3)}`);
+  const floor = Number(await page.textContent("#floor"));
+  assert.ok(floor > 0 && floor < last, `the floor ${floor} should sit under the loss ${last.toFixed(3)}`);
+});
+
+pageTest("demo page: every kernel family agrees with the CPU reference in Chromium", "?autostart=0", async (page, pageErrors) => {
+  await page.click("#selfcheck");
+  await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.selfcheck ?? ""), null, { timeout: 240_000 });
+  await screenshot(page, "demo-page-selfcheck.png");
+  const state = await page.evaluate(() => document.body.dataset.selfcheck);
+  assert.equal(state, "done", `self-check ended in state ${state}: ${await page.textContent("#selfcheck-status")}`);
+  assert.deepEqual(pageErrors, []);
+  const backend = await page.evaluate(() => document.body.dataset.selfcheckBackend);
+  if (requireWebGpu) assert.equal(backend, "webgpu", "the page fell back to the CPU backend although WebGPU is required");
+  const rows = await page.$$eval("#rows tr", (trs) => trs.map((tr) => ({ family: tr.dataset.family, ok: tr.dataset.ok })));
+  assert.ok(rows.length >= 10, `expected a row per kernel family, got ${rows.length}`);
+  for (const row of rows) assert.equal(row.ok, "true", `${row.family} differs from the CPU reference in the browser`);
 });

@@ -1,41 +1,112 @@
-// The self-check page: opens the best device this browser offers and runs every kernel family
-// against the CPU reference, one table row each. `document.body.dataset.state` ends as "done" or
-// "error" so that tests can wait for it.
+// The demo page: trains the tiny preset in a Web Worker and draws the live loss curve against the
+// corpus floor, with a progress bar and tokens/s; a second panel runs the kernel self-check.
+// URL parameters override the run (?steps=40&batch=8&seq=32&preset=tiny&lr=0.01&seed=0&autostart=0).
+// `document.body.dataset.train` goes "running" → "done" | "stopped" | "error" so tests can wait for it.
 
-import { createDevice } from "../src/tensor/device.ts";
-import { SELFCHECK_TOLERANCE, selfcheckRows } from "../src/selfcheck.ts";
+import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "../src/train/config.ts";
+import { LossChart } from "./loss_chart.ts";
+import { runSelfcheck } from "./selfcheck_panel.ts";
+import type { WorkerReply } from "./train_worker.ts";
 
-const byId = (id: string) => document.getElementById(id)!;
+const byId = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+const chart = new LossChart(byId<HTMLCanvasElement>("chart"));
+let worker: Worker | null = null;
 
-async function run(): Promise<void> {
-  const device = await createDevice();
-  byId("backend").textContent = device.name;
-  byId("adapter").textContent = device.info.adapter;
-  if (device.name === "cpu") {
-    const notice = byId("notice");
-    notice.textContent = "This browser offers no WebGPU adapter, so shardlab runs on its CPU backend.";
-    notice.style.display = "block";
-  }
-  let failures = 0;
-  for await (const row of selfcheckRows(device)) {
-    if (!row.ok) failures++;
-    const tr = document.createElement("tr");
-    tr.dataset.family = row.family;
-    tr.dataset.ok = String(row.ok);
-    tr.innerHTML = `<td>${row.family}</td><td class="${row.ok ? "ok" : "fail"}">${row.ok ? "agrees" : "DIFFERS"}</td>` +
-      `<td class="num">${row.difference.toExponential(1)}</td><td class="num">${row.milliseconds.toFixed(0)} ms</td>`;
-    byId("rows").append(tr);
-  }
-  byId("status").textContent = failures
-    ? `${failures} kernel families differ from the CPU reference by more than ${SELFCHECK_TOLERANCE}.`
-    : `Every kernel family agrees with the CPU reference (tolerance ${SELFCHECK_TOLERANCE}).`;
-  document.body.dataset.backend = device.name;
-  document.body.dataset.state = "done";
-  device.destroy();
+function configFromUrl(): TrainConfig {
+  const params = new URLSearchParams(location.search);
+  const number = (name: keyof TrainConfig) => (params.has(name) ? Number(params.get(name)) : DEFAULT_TRAIN_CONFIG[name] as number);
+  return {
+    ...DEFAULT_TRAIN_CONFIG,
+    preset: params.get("preset") ?? DEFAULT_TRAIN_CONFIG.preset,
+    steps: number("steps"),
+    batch: number("batch"),
+    seq: number("seq"),
+    lr: number("lr"),
+    seed: number("seed"),
+  };
 }
 
-run().catch((error) => {
-  byId("status").textContent = `error: ${error instanceof Error ? error.message : error}`;
-  byId("status").className = "fail";
-  document.body.dataset.state = "error";
+function showError(element: HTMLElement, message: string): void {
+  element.textContent = `error: ${message}`;
+  element.className = "fail";
+}
+
+function startTraining(config: TrainConfig): void {
+  worker?.terminate();
+  worker = new Worker("./train_worker.js", { type: "module" });
+  const status = byId("train-status");
+  const progress = byId<HTMLProgressElement>("progress");
+  const losses: number[] = [];
+  status.className = "muted";
+  status.textContent = "opening the device and building the model…";
+  progress.max = config.steps;
+  progress.value = 0;
+  byId("samples").replaceChildren();
+  document.body.dataset.train = "running";
+  byId<HTMLButtonElement>("stop").disabled = false;
+
+  worker.onmessage = (event: MessageEvent<WorkerReply>) => {
+    const reply = event.data;
+    switch (reply.type) {
+      case "ready": {
+        byId("backend").textContent = reply.backend;
+        byId("adapter").textContent = reply.adapter;
+        byId("model").textContent = `${config.preset}, ${reply.parameters.toLocaleString("en-US")} parameters, ` +
+          `batch ${config.batch} × ${config.seq} tokens`;
+        const notice = byId("notice");
+        notice.style.display = reply.backend === "cpu" ? "block" : "none";
+        notice.textContent = "This browser offers no WebGPU adapter, so shardlab trains on its CPU backend.";
+        chart.reset(config.steps, reply.floor);
+        byId("floor").textContent = reply.floor.toFixed(3);
+        break;
+      }
+      case "step": {
+        const m = reply.metrics;
+        losses.push(m.loss);
+        chart.push(m.loss);
+        progress.value = m.step;
+        byId("step").textContent = `${m.step} / ${config.steps}`;
+        byId("loss").textContent = m.loss.toFixed(3);
+        byId("rate").textContent = m.tokensPerSec.toFixed(0);
+        byId("memory").textContent = `${(m.deviceBytes / 2 ** 20).toFixed(1)} MiB`;
+        status.textContent = "training…";
+        document.body.dataset.losses = JSON.stringify(losses);
+        break;
+      }
+      case "done":
+        status.textContent = reply.stopped ? "stopped." : "done.";
+        for (const line of reply.samples) {
+          const pre = document.createElement("pre");
+          pre.textContent = line;
+          byId("samples").append(pre);
+        }
+        byId<HTMLButtonElement>("stop").disabled = true;
+        document.body.dataset.train = reply.stopped ? "stopped" : "done";
+        break;
+      case "error":
+        showError(status, reply.message);
+        byId<HTMLButtonElement>("stop").disabled = true;
+        document.body.dataset.train = "error";
+        break;
+    }
+  };
+  worker.onerror = (event) => {
+    showError(status, event.message);
+    document.body.dataset.train = "error";
+  };
+  worker.postMessage({ type: "start", config });
+}
+
+byId("start").addEventListener("click", () => startTraining(configFromUrl()));
+byId("stop").addEventListener("click", () => worker?.postMessage({ type: "stop" }));
+byId("selfcheck").addEventListener("click", () => {
+  document.body.dataset.selfcheck = "running";
+  runSelfcheck(byId("rows"), byId("selfcheck-status")).then(
+    () => (document.body.dataset.selfcheck = "done"),
+    (error) => {
+      showError(byId("selfcheck-status"), error instanceof Error ? error.message : String(error));
+      document.body.dataset.selfcheck = "error";
+    },
+  );
 });
+if (new URLSearchParams(location.search).get("autostart") !== "0") startTraining(configFromUrl());

@@ -11,10 +11,11 @@ const HEADERS = {
   "Cache-Control": "no-store",
 };
 
-/** Bundles web/main.ts (WGSL kernels inlined as text) into one ES module. */
-export async function bundlePage(): Promise<string> {
+/** Bundles the page script and its training worker (WGSL kernels inlined as text), keyed by served path. */
+export async function bundlePage(): Promise<Map<string, string>> {
   const result = await esbuild.build({
-    entryPoints: [new URL("main.ts", WEB).pathname],
+    entryPoints: ["main.ts", "train_worker.ts"].map((file) => new URL(file, WEB).pathname),
+    outdir: new URL(".", WEB).pathname,
     bundle: true,
     format: "esm",
     target: "es2022",
@@ -23,17 +24,18 @@ export async function bundlePage(): Promise<string> {
     logLevel: "silent",
   });
   await esbuild.stop();
-  return result.outputFiles[0].text;
+  return new Map(result.outputFiles.map((file) => [`/${file.path.split("/").at(-1)}`, file.text]));
 }
 
 /** Starts the server; port 0 picks a free one. Resolves with the page's URL and a shutdown. */
 export async function servePage(port: number): Promise<{ url: string; close: () => Promise<void> }> {
-  const bundle = await bundlePage();
+  const scripts = await bundlePage();
   const html = await Deno.readTextFile(new URL("index.html", WEB));
   const server = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, (request) => {
     const path = new URL(request.url).pathname;
     if (path === "/" || path === "/index.html") return new Response(html, { headers: { ...HEADERS, "Content-Type": "text/html" } });
-    if (path === "/main.js") return new Response(bundle, { headers: { ...HEADERS, "Content-Type": "text/javascript" } });
+    const script = scripts.get(path);
+    if (script) return new Response(script, { headers: { ...HEADERS, "Content-Type": "text/javascript" } });
     return new Response("not found", { status: 404, headers: HEADERS });
   });
   return { url: `http://127.0.0.1:${server.addr.port}/`, close: () => server.shutdown() };

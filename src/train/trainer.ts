@@ -111,7 +111,7 @@ export class Trainer {
         temperature: 0.8,
         seed: this.config.seed + i,
       });
-      samples.push(charTokenizer.decode(ids));
+      samples.push(prompt + charTokenizer.decode(ids));
     }
     return samples;
   }
