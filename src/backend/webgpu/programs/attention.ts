@@ -1,12 +1,18 @@
-// Fused attention, forward (kernels/attention.wgsl) and backward (kernels/attention_backward.wgsl).
+// Fused attention, forward (kernels/attention.wgsl) and backward in two passes
+// (kernels/attention_backward_dq.wgsl, kernels/attention_backward_dkv.wgsl, each with
+// kernels/attention_backward_shared.wgsl prepended).
 
 import type { AttentionParams } from "../../backend.ts";
 import { type GpuContext, type GpuStorage, Params } from "../gpu_context.ts";
 import forwardCode from "../../../../kernels/attention.wgsl" with { type: "text" };
-import backwardCode from "../../../../kernels/attention_backward.wgsl" with { type: "text" };
+import backwardSharedCode from "../../../../kernels/attention_backward_shared.wgsl" with { type: "text" };
+import queryGradientsCode from "../../../../kernels/attention_backward_dq.wgsl" with { type: "text" };
+import keyValueGradientsCode from "../../../../kernels/attention_backward_dkv.wgsl" with { type: "text" };
 
 const forwardSource = { name: "attention", code: forwardCode };
-const backwardSource = { name: "attention_backward", code: backwardCode };
+// WGSL has no includes: each backward pass is compiled with the shared part in front of it.
+const queryGradientsSource = { name: "attention_backward_dq", code: `${backwardSharedCode}\n${queryGradientsCode}` };
+const keyValueGradientsSource = { name: "attention_backward_dkv", code: `${backwardSharedCode}\n${keyValueGradientsCode}` };
 
 /** Rows per workgroup (4 for each of 16 invocations) and vec4 slots of workgroup memory, as fixed in the kernels. */
 const WORKGROUP_ROWS = 64;
@@ -68,12 +74,12 @@ export function attentionGrad(
   const delta = ctx.allocate(B * Hq * T * 4, false);
   // query_gradients stages keys (first half of the tile) and values (second half); key_value_gradients
   // stages queries and dO the same way, plus one vec4 of lse and Δ per query row after the queries.
-  const queryPipeline = ctx.pipeline(backwardSource, "query_gradients", { VEC4: vec4 }, {
+  const queryPipeline = ctx.pipeline(queryGradientsSource, "query_gradients", { VEC4: vec4 }, {
     ...constants,
     BLOCK_ROWS: Math.floor(TILE / 2 / headVec4s),
   });
   ctx.dispatch(queryPipeline, params(Hq), [q, k, v, o, lse, dO, dq, delta], B * Hq * blocks);
-  const keyValuePipeline = ctx.pipeline(backwardSource, "key_value_gradients", { VEC4: vec4, KEYS: true }, {
+  const keyValuePipeline = ctx.pipeline(keyValueGradientsSource, "key_value_gradients", { VEC4: vec4 }, {
     ...constants,
     BLOCK_ROWS: Math.floor(TILE / 2 / (headVec4s + 1)),
   });
