@@ -1,0 +1,456 @@
+// Comm: the collectives of one rank over a group of ranks.
+//
+//   const world = openWorld(buffer, rank);                      // src/comm/world.ts
+//   const comm = new Comm(world, { timeoutMs?, links? });       // the world communicator of this rank
+//   comm.group([0, 2]), comm.nodeGroup(), comm.crossNodeGroup() // communicators over subsets (global ranks)
+//   comm.ledger.toJSON()                                         // this rank's traffic (ledger.ts)
+//
+// Every collective takes a Tensor (f32, i32 or u8, on any device) or a Float32Array | Int32Array |
+// Uint8Array and returns a new value of the same kind: a Tensor is read to the host, moved through
+// the shared channels and uploaded to its own device with its dtype; a typed array is never modified.
+// Collectives whose output is not x's shape (reduce-scatter, all-gather, all-to-all, gather, scatter)
+// cut and join Tensors along dimension 0, so their counts (in elements) must be whole rows; default
+// splits are equal, the first (rows mod n) ranks taking one row more.
+//
+// Each call first exchanges descriptors with the other members (descriptor.ts), then moves its data:
+// messages up to inlineLimit() bytes travel inside the descriptor envelopes (direct.ts: one round,
+// reductions in group order 0..n-1); larger all-reduces, reduce-scatters and all-gather blocks use
+// the ring, larger broadcasts and reduces the chain (ring.ts, reductions in ring order). The calls of
+// one rank run one after another, in the order they were made.
+
+import { DTypeError, ShapeError } from "../tensor/errors.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import { Ports } from "./channel.ts";
+import { type LinkSpec, resolveLinks } from "./cost_model.ts";
+import type { Descriptor, Kind, WireDType } from "./descriptor.ts";
+import {
+  allGatherInline, bytesOf, type Call, directAllReduce, directBroadcast, directReduce, directReduceScatter, exchangeBlocks,
+  exchangeOnly, fitsInline, recvFrom, sendTo,
+} from "./direct.ts";
+import { type CallInfo, Ledger, type LinkClass } from "./ledger.ts";
+import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
+import { chainBroadcast, chainReduce, type ChunkLayout, chunkLayout, equalSplit, ringAllGather, ringAllReduce, ringReduceScatter } from "./ring.ts";
+import type { WaitContext, World } from "./world.ts";
+
+export type { CommArray, ReduceOp };
+export type CommData = Tensor | CommArray;
+
+export interface CommOptions {
+  /** Longest a rank waits for a peer inside a collective before CollectiveTimeoutError (default 60 s). */
+  timeoutMs?: number;
+  /** Link parameters of the cost model (defaults in cost_model.ts). */
+  links?: Partial<Record<LinkClass, Partial<LinkSpec>>>;
+}
+
+export interface TagOptions {
+  /** Names the call in the ledger, e.g. "zero3.allgather.fwd.layer3". */
+  tag?: string;
+}
+export interface ReduceOptions extends TagOptions {
+  op?: ReduceOp;
+}
+export interface RootOptions extends TagOptions {
+  /** Group rank of the root. */
+  root: number;
+}
+
+/** What recv() fills: a Tensor or typed array to copy the shape and type of, or a length and dtype. */
+export type RecvLike = CommData | { length: number; dtype: "f32" | "i32" | "u8" };
+
+const DEFAULT_TIMEOUT_MS = 60_000;
+const OPS: readonly ReduceOp[] = ["sum", "avg", "max", "min"];
+const ARRAYS = { f32: Float32Array, i32: Int32Array, u8: Uint8Array };
+
+/** What one rank's communicators share: channels, ledger, the queue that orders calls, the groups. */
+interface RankState {
+  world: World;
+  ports: Ports;
+  timeoutMs: number;
+  queue: Promise<unknown>;
+  groups: Map<string, Comm>;
+  sendSeq: number[];
+  recvSeq: number[];
+}
+
+export class Comm {
+  /** Global ranks of this group, in group order. */
+  readonly ranks: readonly number[];
+  /** This rank's index in the group (-1 when it is not a member). */
+  readonly rank: number;
+  readonly size: number;
+  /** This rank's index in the world. */
+  readonly globalRank: number;
+  readonly worldSize: number;
+  readonly ranksPerNode: number;
+  /** The node of this rank: globalRank / ranksPerNode. */
+  readonly node: number;
+  readonly ledger: Ledger;
+  private readonly state: RankState;
+  private seq = 0;
+
+  /**
+   * The world communicator of `world.rank`, or — with `group` — a communicator over `group.ranks`
+   * sharing `group.parent`'s channels and ledger (comm.group() is the usual way to make one).
+   */
+  constructor(world: World, options: CommOptions = {}, group?: { parent: Comm; ranks: readonly number[] }) {
+    if (world.rank < 0) throw new RangeError("Comm: open the world as a rank first (openWorld(buffer, rank))");
+    if (group) {
+      this.state = group.parent.state;
+      this.ledger = group.parent.ledger;
+    } else {
+      const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+      if (!(timeoutMs > 0)) throw new RangeError(`Comm: timeoutMs must be a positive number, got ${timeoutMs}`);
+      this.ledger = new Ledger(world.rank, world.layout.ranksPerNode, resolveLinks(options.links));
+      const zeros = () => new Array<number>(world.layout.ranks).fill(0);
+      this.state = { world, ports: new Ports(world, this.ledger), timeoutMs, queue: Promise.resolve(), groups: new Map(), sendSeq: zeros(), recvSeq: zeros() };
+    }
+    this.worldSize = world.layout.ranks;
+    this.ranksPerNode = world.layout.ranksPerNode;
+    this.ranks = group ? [...group.ranks] : Array.from({ length: this.worldSize }, (_, r) => r);
+    this.size = this.ranks.length;
+    this.globalRank = world.rank;
+    this.rank = this.ranks.indexOf(world.rank);
+    this.node = world.nodeOf(world.rank);
+  }
+
+  // ---- groups ----
+
+  /** A communicator over the given global ranks (group rank = index in the list); the same list gives the same communicator. */
+  group(ranks: readonly number[]): Comm {
+    const valid = Array.isArray(ranks) && ranks.length > 0 && new Set(ranks).size === ranks.length &&
+      ranks.every((r) => Number.isInteger(r) && r >= 0 && r < this.worldSize);
+    if (!valid) throw new RangeError(`group: ranks must be distinct integers in 0..${this.worldSize - 1}, got ${JSON.stringify(ranks)}`);
+    const key = ranks.join(",");
+    let comm = this.state.groups.get(key);
+    if (!comm) {
+      comm = new Comm(this.state.world, {}, { parent: this, ranks });
+      this.state.groups.set(key, comm);
+    }
+    return comm;
+  }
+
+  /** The ranks of this rank's node. */
+  nodeGroup(): Comm {
+    const first = this.node * this.ranksPerNode;
+    return this.group(Array.from({ length: this.ranksPerNode }, (_, i) => first + i));
+  }
+
+  /** The ranks with this rank's local index, one per node. */
+  crossNodeGroup(): Comm {
+    const local = this.globalRank % this.ranksPerNode;
+    return this.group(Array.from({ length: this.worldSize / this.ranksPerNode }, (_, node) => node * this.ranksPerNode + local));
+  }
+
+  // ---- collectives ----
+
+  /** The element-wise reduction of x over the group, on every rank. */
+  async allReduce<T extends CommData>(x: T, options: ReduceOptions = {}): Promise<T> {
+    const op = checkOp("allReduce", options.op, x);
+    return await this.collective("allReduce", options, x, () => ({ op }), (call, input) => {
+      const output = newLike(input, input.length);
+      if (call.members.length === 1) output.set(input);
+      else if (fitsInline(call.ports, input.byteLength)) this.use("direct", () => directAllReduce(call, op, input, output));
+      else this.use("ring", () => (exchangeOnly(call), ringAllReduce(call, op, input, output)));
+      return wrapLike(x, output, "allReduce", true) as T;
+    });
+  }
+
+  /** This rank's chunk of the element-wise reduction; chunk sizes are `counts` (elements per group rank). */
+  async reduceScatter<T extends CommData>(x: T, options: ReduceOptions & { counts?: number[] } = {}): Promise<T> {
+    const op = checkOp("reduceScatter", options.op, x);
+    return await this.collective("reduceScatter", options, x, (input) => ({ op, counts: this.split("reduceScatter", x, input!, options.counts, "counts") }), (call, input) => {
+      const layout = chunkLayout(call.descriptor.counts);
+      const output = newLike(input, layout.sizes[call.me]);
+      if (call.members.length === 1) output.set(input);
+      else if (fitsInline(call.ports, input.byteLength)) this.use("direct", () => directReduceScatter(call, op, input, output, layout));
+      else this.use("ring", () => (exchangeOnly(call), ringReduceScatter(call, op, input, output, layout.sizes)));
+      return wrapLike(x, output, "reduceScatter", false) as T;
+    });
+  }
+
+  /** Every rank's x concatenated in group order; sizes may differ (`counts`, if given, must match them). */
+  async allGather<T extends CommData>(x: T, options: TagOptions & { counts?: number[] } = {}): Promise<T> {
+    if (options.counts) this.checkCounts("allGather", options.counts, "counts");
+    return await this.collective("allGather", options, x, () => ({ counts: options.counts ? [...options.counts] : [] }), (call, input) => {
+      const { output, ringLayout } = allGatherInline(call, input);
+      const ringed = ringLayout.sizes.some((size) => size > 0);
+      this.ledger.setAlgorithm(call.members.length === 1 ? "local" : ringed ? "ring" : "direct");
+      if (ringed) ringAllGather(call, output, ringLayout);
+      return wrapLike(x, output, "allGather", false) as T;
+    });
+  }
+
+  /** Block r of x (by `sendCounts`) goes to group rank r; returns the blocks received, in group order. */
+  async allToAll<T extends CommData>(x: T, options: TagOptions & { sendCounts?: number[]; recvCounts?: number[] } = {}): Promise<T> {
+    if (options.recvCounts) this.checkCounts("allToAll", options.recvCounts, "recvCounts");
+    const fields = (input: CommArray | null) => ({ counts: this.split("allToAll", x, input!, options.sendCounts, "sendCounts"), recvCounts: options.recvCounts ? [...options.recvCounts] : [] });
+    return await this.collective("allToAll", options, x, fields, (call, input) => {
+      const sent = chunkLayout(call.descriptor.counts);
+      let output = input;
+      this.ledger.setAlgorithm(call.members.length === 1 ? "local" : "direct");
+      exchangeBlocks(call, (r) => r === call.me ? null : bytesOf(block(input, sent, r)), (descriptors) => {
+        const received = chunkLayout(descriptors.map((d) => d.counts[call.me]));
+        output = newLike(input, total(received));
+        output.set(block(input, sent, call.me), received.offsets[call.me]);
+        return descriptors.map((_, r) => r === call.me ? null : bytesOf(block(output, received, r)));
+      });
+      return wrapLike(x, output, "allToAll", false) as T;
+    });
+  }
+
+  /** The root's x on every rank (the others' x give size and type only). */
+  async broadcast<T extends CommData>(x: T, options: RootOptions): Promise<T> {
+    const root = this.checkRoot("broadcast", options);
+    return await this.collective("broadcast", options, x, () => ({ root }), (call, input) => {
+      const data = newLike(input, input.length);
+      if (call.me === root) data.set(input);
+      if (call.members.length > 1 && fitsInline(call.ports, input.byteLength)) this.use("direct", () => directBroadcast(call, root, data));
+      else if (call.members.length > 1) this.use("chain", () => (exchangeOnly(call), chainBroadcast(call, root, data)));
+      return wrapLike(x, data, "broadcast", true) as T;
+    });
+  }
+
+  /** The element-wise reduction of x over the group on the root; null elsewhere. */
+  async reduce<T extends CommData>(x: T, options: RootOptions & { op?: ReduceOp }): Promise<T | null> {
+    const root = this.checkRoot("reduce", options);
+    const op = checkOp("reduce", options.op, x);
+    return await this.collective("reduce", options, x, () => ({ root, op }), (call, input) => {
+      const output = call.me === root ? newLike(input, input.length) : input;
+      if (call.members.length === 1) output.set(input);
+      else if (fitsInline(call.ports, input.byteLength)) this.use("direct", () => directReduce(call, root, op, input, output));
+      else this.use("chain", () => (exchangeOnly(call), chainReduce(call, root, op, input, output)));
+      return call.me === root ? wrapLike(x, output, "reduce", true) as T : null;
+    });
+  }
+
+  /** Every rank's x concatenated in group order on the root (sizes may differ); null elsewhere. */
+  async gather<T extends CommData>(x: T, options: RootOptions): Promise<T | null> {
+    const root = this.checkRoot("gather", options);
+    return await this.collective("gather", options, x, () => ({ root }), (call, input) => {
+      let output: CommArray | null = null;
+      this.ledger.setAlgorithm(call.members.length === 1 ? "local" : "direct");
+      exchangeBlocks(call, (r) => r === root && call.me !== root ? bytesOf(input) : null, (descriptors) => {
+        if (call.me !== root) return descriptors.map(() => null);
+        const layout = chunkLayout(descriptors.map((d) => d.count));
+        const gathered = output = newLike(input, total(layout));
+        gathered.set(input, layout.offsets[root]);
+        return descriptors.map((_, r) => r === root ? null : bytesOf(block(gathered, layout, r)));
+      });
+      return output ? wrapLike(x, output, "gather", false) as T : null;
+    });
+  }
+
+  /**
+   * Block r of the root's x (by `counts`) goes to group rank r. Other ranks pass null, or a Tensor or
+   * typed array whose kind (and device) the result takes.
+   */
+  async scatter<T extends CommData>(x: T | null, options: RootOptions & { counts?: number[] }): Promise<T> {
+    const root = this.checkRoot("scatter", options);
+    const isRoot = this.rank === root;
+    if (isRoot && x === null) throw new TypeError(`scatter: the root (rank ${this.globalRank}) must pass the values to scatter, got null`);
+    if (!isRoot && options.counts) this.checkCounts("scatter", options.counts, "counts");
+    const fields = (input: CommArray | null) => ({
+      root,
+      count: isRoot ? input!.length : -1,
+      counts: isRoot ? this.split("scatter", x!, input!, options.counts, "counts") : options.counts ? [...options.counts] : [],
+    });
+    return await this.collective("scatter", options, x, fields, (call, input) => {
+      const layout = isRoot ? chunkLayout(call.descriptor.counts) : null;
+      let output: CommArray = new Uint8Array(0);
+      this.ledger.setAlgorithm(call.members.length === 1 ? "local" : "direct");
+      exchangeBlocks(call, (r) => isRoot && r !== root ? bytesOf(block(input, layout!, r)) : null, (descriptors) => {
+        const sender = descriptors[root];
+        output = new ARRAYS[sender.dtype as keyof typeof ARRAYS](sender.counts[call.me]);
+        if (isRoot) output.set(block(input, layout!, root));
+        return descriptors.map((_, r) => !isRoot && r === root ? bytesOf(output) : null);
+      });
+      return (x === null ? output : wrapLike(x, output, "scatter", false)) as T;
+    });
+  }
+
+  /** Sends x to group rank `dst`, which must call recv() with the same size, dtype and tag. */
+  async send(x: CommData, options: TagOptions & { dst: number }): Promise<void> {
+    const dst = this.checkPeer("send", options?.dst, "dst");
+    const tag = checkTag("send", options.tag);
+    const dtype = dtypeOf("send", x);
+    await this.enqueue(async () => {
+      const input = await toHost(x);
+      const seq = this.state.sendSeq[dst]++;
+      const descriptor = this.descriptor("send", seq, tag, dtype, input.length, [this.globalRank, dst]);
+      const info = { id: `${this.globalRank}>${dst}#${seq}`, kind: "send", tag, group: [this.globalRank, dst], dtype, elements: input.length };
+      this.execute(info, (context) => this.use("direct", () => sendTo(this.state.ports, dst, descriptor, bytesOf(input), context)));
+    });
+  }
+
+  /** Receives what group rank `src` sends; the result takes the kind, shape and dtype of `like`. */
+  async recv<T extends CommData>(like: T | { length: number; dtype: "f32" | "i32" | "u8" }, options: TagOptions & { src: number }): Promise<T> {
+    const src = this.checkPeer("recv", options?.src, "src");
+    const tag = checkTag("recv", options.tag);
+    const template = isCommData(like) ? like : null;
+    const shapeOnly = like as { length: number; dtype: "f32" | "i32" | "u8" };
+    const dtype = template ? dtypeOf("recv", template) : shapeOnly.dtype;
+    const length = template ? (template instanceof Tensor ? template.size : template.length) : shapeOnly.length;
+    if (!(dtype in ARRAYS) || !Number.isInteger(length) || length < 0) {
+      throw new TypeError(`recv: like must be a Tensor, a typed array or { length, dtype: "f32" | "i32" | "u8" }, got length ${length}, dtype ${dtype}`);
+    }
+    return await this.enqueue(async () => {
+      const seq = this.state.recvSeq[src]++;
+      const expected = this.descriptor("send", seq, tag, dtype, length, [src, this.globalRank]);
+      const output = new ARRAYS[dtype](length);
+      const info = { id: `${src}>${this.globalRank}#${seq}`, kind: "recv", tag, group: [src, this.globalRank], dtype, elements: length };
+      this.execute(info, (context) => this.use("direct", () => recvFrom(this.state.ports, src, expected, bytesOf(output), context)));
+      return (template ? wrapLike(template, output, "recv", true) : output) as T;
+    });
+  }
+
+  /** Returns once every member has called barrier(). */
+  async barrier(options: TagOptions = {}): Promise<void> {
+    await this.collective("barrier", options, null, () => ({}), (call) => {
+      if (call.members.length > 1) this.use("direct", () => exchangeOnly(call));
+    });
+  }
+
+  // ---- plumbing ----
+
+  private collective<R>(
+    kind: Kind,
+    options: TagOptions,
+    x: CommData | null,
+    fields: (input: CommArray | null) => Partial<Descriptor>,
+    body: (call: Call, input: CommArray) => R,
+  ): Promise<R> {
+    const tag = checkTag(kind, options.tag);
+    if (this.rank < 0) throw new RangeError(`${kind}: rank ${this.globalRank} is not in the group [${this.ranks.join(", ")}]`);
+    const dtype = x === null ? "none" : dtypeOf(kind, x);
+    return this.enqueue(async () => {
+      const input = x === null ? null : await toHost(x);
+      const seq = this.seq++;
+      const descriptor = { ...this.descriptor(kind, seq, tag, dtype, input?.length ?? -1, [...this.ranks]), ...fields(input) };
+      const info = { id: `${this.ranks.join(",")}#${seq}`, kind, tag, group: [...this.ranks], dtype, elements: input?.length ?? 0 };
+      return this.execute(info, (context) => body({ ports: this.state.ports, members: this.ranks, me: this.rank, context, descriptor }, input!));
+    });
+  }
+
+  private descriptor(kind: Kind, seq: number, tag: string, dtype: WireDType, count: number, group: number[]): Descriptor {
+    return { kind, seq, tag, dtype, op: "none", root: -1, count, group, counts: [], recvCounts: [] };
+  }
+
+  /** Runs one call inside its ledger record; waits use this communicator's timeout. */
+  private execute<R>(info: CallInfo, run: (context: WaitContext) => R): R {
+    this.ledger.begin(info);
+    try {
+      const result = run({ kind: info.kind, tag: info.tag || undefined, timeoutMs: this.state.timeoutMs });
+      this.ledger.end();
+      return result;
+    } catch (error) {
+      this.ledger.abandon();
+      throw error;
+    }
+  }
+
+  private use(algorithm: string, run: () => void): void {
+    this.ledger.setAlgorithm(algorithm);
+    run();
+  }
+
+  private enqueue<R>(run: () => Promise<R>): Promise<R> {
+    const result = this.state.queue.then(run);
+    this.state.queue = result.catch(() => {});
+    return result;
+  }
+
+  private checkRoot(kind: string, options: RootOptions): number {
+    return this.checkPeer(kind, options?.root, "root", true);
+  }
+
+  /** A group rank named by option `name`, as a group rank (root) or as the peer's global rank (dst, src). */
+  private checkPeer(kind: string, value: number, name: string, groupRank = false): number {
+    if (!Number.isInteger(value) || value < 0 || value >= this.size) {
+      throw new RangeError(`${kind}: ${name} must be a group rank in 0..${this.size - 1}, got ${value}`);
+    }
+    if (groupRank) return value;
+    if (value === this.rank) throw new RangeError(`${kind}: ${name} ${value} is this rank itself`);
+    return this.ranks[value];
+  }
+
+  private checkCounts(kind: string, counts: readonly number[], name: string): void {
+    if (!Array.isArray(counts) || counts.length !== this.size || !counts.every((c) => Number.isInteger(c) && c >= 0)) {
+      throw new RangeError(`${kind}: ${name} must list ${this.size} non-negative integers (one per group rank), got ${JSON.stringify(counts)}`);
+    }
+  }
+
+  /** The given per-rank counts (checked to add up to x's size), or x split equally by rows. */
+  private split(kind: string, x: CommData, input: CommArray, counts: number[] | undefined, name: string): number[] {
+    if (counts) {
+      this.checkCounts(kind, counts, name);
+      const sum = counts.reduce((a, b) => a + b, 0);
+      if (sum !== input.length) throw new RangeError(`${kind}: ${name} add up to ${sum}, but x has ${input.length} elements`);
+      return [...counts];
+    }
+    const row = x instanceof Tensor ? x.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+    if (input.length === 0) return new Array<number>(this.size).fill(0);
+    return equalSplit(input.length / row, this.size).map((rows) => rows * row);
+  }
+}
+
+function checkTag(kind: string, tag: unknown): string {
+  if (tag !== undefined && typeof tag !== "string") throw new TypeError(`${kind}: tag must be a string, got ${describe(tag)}`);
+  return tag ?? "";
+}
+
+function checkOp(kind: string, op: ReduceOp | undefined, x: CommData): ReduceOp {
+  const chosen = op ?? "sum";
+  if (!OPS.includes(chosen)) throw new RangeError(`${kind}: unknown op "${chosen}" (valid: ${OPS.join(", ")})`);
+  if (chosen === "avg" && dtypeOf(kind, x) !== "f32") throw new DTypeError(`${kind}: op "avg" needs f32 values, got ${dtypeOf(kind, x)}`);
+  return chosen;
+}
+
+function isCommData(x: unknown): x is CommData {
+  return x instanceof Tensor || x instanceof Float32Array || x instanceof Int32Array || x instanceof Uint8Array;
+}
+
+function dtypeOf(kind: string, x: CommData): "f32" | "i32" | "u8" {
+  if (x instanceof Tensor) {
+    if (x.dtype === "f32" || x.dtype === "i32" || x.dtype === "u8") return x.dtype;
+    throw new DTypeError(`${kind}: tensors of dtype ${x.dtype} cannot be communicated (valid: f32, i32, u8)`);
+  }
+  if (x instanceof Float32Array) return "f32";
+  if (x instanceof Int32Array) return "i32";
+  if (x instanceof Uint8Array) return "u8";
+  throw new TypeError(`${kind}: expected a Tensor, Float32Array, Int32Array or Uint8Array, got ${describe(x)}`);
+}
+
+function describe(x: unknown): string {
+  return x === null ? "null" : typeof x === "object" ? (x as object).constructor?.name ?? "object" : typeof x;
+}
+
+async function toHost(x: CommData): Promise<CommArray> {
+  return x instanceof Tensor ? await x.read() as CommArray : x;
+}
+
+function newLike(array: CommArray, length: number): CommArray {
+  return new (array.constructor as new (length: number) => CommArray)(length);
+}
+
+function block(array: CommArray, layout: ChunkLayout, r: number): CommArray {
+  return array.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]);
+}
+
+function total(layout: ChunkLayout): number {
+  return layout.sizes.reduce((a, b) => a + b, 0);
+}
+
+function wrapLike(x: CommData, output: CommArray, kind: string, sameShape: boolean): CommData {
+  if (!(x instanceof Tensor)) return output;
+  return x.device.tensor(output, sameShape ? x.shape : rowsShape(kind, x.shape, output.length), { dtype: x.dtype });
+}
+
+/** The shape of `count` elements as rows of the trailing dimensions of `shape`. */
+function rowsShape(kind: string, shape: readonly number[], count: number): number[] {
+  const trailing = shape.slice(1);
+  const row = trailing.reduce((a, b) => a * b, 1);
+  if (count % row !== 0) {
+    throw new ShapeError(`${kind}: ${count} elements do not form whole rows of [${trailing.join(", ")}] (x has shape [${shape.join(", ")}])`);
+  }
+  return [count / row, ...trailing];
+}
