@@ -27,7 +27,7 @@ export interface TrainConfig {
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
   preset: "tiny",
-  steps: 300,
+  steps: 400,
   batch: 16,
   seq: 64,
   lr: 1e-2,
