@@ -95,9 +95,12 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const plainEvery = Math.max(1, Math.round(config.steps / 30));
   const started = performance.now();
   let last: StepMetrics | null = null;
+  const recentLosses: number[] = [];
   try {
     while (!trainer.done) {
       last = await trainer.step();
+      recentLosses.push(last.loss);
+      if (recentLosses.length > 10) recentLosses.shift();
       if (jsonFile) {
         const { step, loss, lr, gradNorm, tokensPerSec, deviceBytes, floor: batchFloor } = last;
         const record = { step, loss, lr, gradNorm, tokensPerSec, deviceBytes, floor: batchFloor };
@@ -115,13 +118,14 @@ export async function trainCommand(argv: string[]): Promise<number> {
     if (live) console.log();
     const seconds = (performance.now() - started) / 1000;
     const tokens = config.steps * config.batch * config.seq;
+    const finalLoss = recentLosses.reduce((a, b) => a + b, 0) / recentLosses.length;
     console.log(
-      `done in ${seconds.toFixed(1)} s (${formatRate(tokens / seconds)} tok/s): final loss ${last!.loss.toFixed(3)}, ` +
-        `${(last!.loss - floor).toFixed(3)} nats above the floor`,
+      `done in ${seconds.toFixed(1)} s (${formatRate(tokens / seconds)} tok/s): final loss ${finalLoss.toFixed(3)} ` +
+        `(mean of the last ${recentLosses.length} steps), ${(finalLoss - floor).toFixed(3)} nats above the floor`,
     );
     if (sample) {
-      console.log("\nsamples:");
-      for (const line of await trainer.sample("the ", 3, 120)) console.log(`  ${JSON.stringify(line)}`);
+      console.log("\nsamples (each started from \"the \"):");
+      for (const text of await trainer.sample("the ", 3, 120)) console.log(`  ${text.replaceAll("\n", "\n  ")}\n`);
     }
   } finally {
     jsonFile?.close();
