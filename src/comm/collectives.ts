@@ -173,7 +173,7 @@ export class Comm {
     if (options.counts) this.checkCounts("allGather", options.counts, "counts");
     return await this.collective("allGather", options, x, () => ({ counts: options.counts ? [...options.counts] : [] }), (call, input) => {
       const { output, ringLayout } = allGatherInline(call, input);
-      const ringed = ringLayout.sizes.some((size) => size > 0);
+      const ringed = call.members.length > 1 && ringLayout.sizes.some((size) => size > 0);
       this.ledger.setAlgorithm(call.members.length === 1 ? "local" : ringed ? "ring" : "direct");
       if (ringed) ringAllGather(call, output, ringLayout);
       return wrapLike(x, output, "allGather", false) as T;

@@ -65,7 +65,8 @@ export function receiveEnvelope(ports: Ports, src: number, context: WaitContext)
 /**
  * Every member sends its envelope to every other member, then receives theirs in group order and
  * checks that all descriptors agree. Returns the envelopes by group rank (null at `me`); the caller
- * releases them once it has used their payloads.
+ * releases them once it has used their payloads. A mismatch of anything but the group leaves the
+ * channels in step, so the members may go on after catching the CollectiveMismatchError.
  */
 export function exchangeEnvelopes(
   ports: Ports,
@@ -89,6 +90,7 @@ export function exchangeEnvelopes(
     descriptors[from] = envelope.descriptor;
     const theirs = envelope.descriptor.group.join(", ");
     if (theirs !== members.join(", ")) {
+      releaseAll(envelopes);
       throw new CollectiveMismatchError({
         ranks: [members[me], members[from]],
         kind: descriptor.kind,
@@ -98,7 +100,14 @@ export function exchangeEnvelopes(
       });
     }
   }
-  checkDescriptors(descriptors);
+  try {
+    checkDescriptors(descriptors);
+  } catch (error) {
+    // Every member has sent and received all its envelopes, so the channels stay in step and the
+    // group can go on with its next call.
+    releaseAll(envelopes);
+    throw error;
+  }
   return envelopes;
 }
 
