@@ -115,6 +115,8 @@ Deno.test("launch: bad options fail before any worker starts, naming the value",
       [{ backend: "tpu" }, /unknown backend "tpu" \(valid: auto, webgpu, cpu\)/],
       [{ onEvent: "log" }, /onEvent must be a function, got string/],
       [{ args: { run: () => 1 } }, /args cannot be sent to the ranks/],
+      [{ channelBytes: 1000 }, /channelBytes must be a multiple of .* got 1000/],
+      [{ links: { inter: { bandwidthGBps: -1 } } }, /links\.inter\.bandwidthGBps must be a positive number, got -1/],
     ];
     for (const [change, message] of cases) {
       await assert.rejects(launch({ ...base, ...change } as LaunchOptions), message, JSON.stringify(change));

@@ -32,7 +32,7 @@ export interface LaunchOptions {
   backend?: BackendChoice;
   /** Ranks per node: node = ⌊rank / ranksPerNode⌋. Must divide ranks. Default: all ranks on one node. */
   ranksPerNode?: number;
-  /** How long a rank waits for a peer inside a collective before it gives up. Default 30 s. */
+  /** How long a rank waits for a peer inside a collective before it gives up. Default: Comm's (collectives.ts). */
   timeoutMs?: number;
   /** Receives ctx.emit(event) from every rank, in order per rank. */
   onEvent?: (event: RankEvent) => void;
@@ -53,13 +53,13 @@ export interface RankResult<T = unknown> {
 export type LaunchResult<T = unknown> = RankResult<T>[] & { traffic: Traffic };
 
 const BACKENDS: BackendChoice[] = ["auto", "webgpu", "cpu"];
-const DEFAULT_TIMEOUT_MS = 30_000;
 /** How long the launcher collects timeout reports before naming the rank they point at. */
 const WAIT_REPORT_GRACE_MS = 1_000;
 
-type CheckedOptions = Required<Omit<LaunchOptions, "onEvent" | "entry" | "workerUrl" | "channelBytes" | "links">> & {
+type CheckedOptions = Required<Pick<LaunchOptions, "ranks" | "ranksPerNode" | "args" | "backend">> & {
   entry: string;
   workerUrl: string | URL;
+  timeoutMs: number | undefined;
   onEvent: LaunchOptions["onEvent"];
   links: CommOptions["links"];
 };
@@ -80,8 +80,8 @@ function checkOptions(options: LaunchOptions): CheckedOptions {
   if (!URL.canParse(String(options.entry))) {
     throw new TypeError(`launch: entry must be an absolute module URL (e.g. new URL("./train.ts", import.meta.url)), got "${options.entry}"`);
   }
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  if (typeof timeoutMs !== "number" || !(timeoutMs > 0) || timeoutMs === Infinity) {
+  const { timeoutMs } = options;
+  if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs > 0) || timeoutMs === Infinity)) {
     throw new RangeError(`launch: timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
   }
   const backend = options.backend ?? "auto";
@@ -169,8 +169,9 @@ export async function launch<T = unknown>(options: LaunchOptions): Promise<Launc
   const world = createWorld({ ranks: checked.ranks, ranksPerNode: checked.ranksPerNode, channelBytes: options.channelBytes });
   const watch = new RankWatch(checked.ranks, WAIT_REPORT_GRACE_MS);
   const launchId = crypto.randomUUID();
-  const ranks = Array.from({ length: checked.ranks }, (_, rank) => new RankHandle(rank, checked, world, launchId, watch));
+  const ranks: RankHandle[] = [];
   try {
+    for (let rank = 0; rank < checked.ranks; rank++) ranks.push(new RankHandle(rank, checked, world, launchId, watch));
     const outcomes = (await watch.verdict) as { value: T; ledger: LedgerJSON }[];
     const results = outcomes.map(({ value }, rank) => ({ rank, value }));
     return Object.assign(results, { traffic: mergeLedgers(outcomes.map(({ ledger }) => ledger)) });

@@ -21,7 +21,7 @@ export interface RankInit {
   args: unknown;
   /** The world's shared memory, made by createWorld() on the launching side. */
   world: SharedArrayBuffer;
-  timeoutMs: number;
+  timeoutMs: number | undefined;
   links: CommOptions["links"];
   /** The launcher's end is an EventSink exposed through comlink. */
   events: MessagePort;
