@@ -26,3 +26,8 @@ export { warmupCosine, type WarmupCosineOptions } from "./src/optim/schedule.ts"
 export { clipScale, globalGradNorm } from "./src/optim/clip.ts";
 export { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./src/train/config.ts";
 export { type StepMetrics, train, Trainer } from "./src/train/trainer.ts";
+
+// Ranks as workers, their collectives and the traffic they cause.
+export { launch, type LaunchOptions, type LaunchResult, type RankEvent, type RankResult } from "./src/comm/launch.ts";
+export type { RankContext, RankEntry } from "./src/comm/rank_context.ts";
+export { CollectiveAbortedError, CollectiveMismatchError, CollectiveTimeoutError, RankFailedError, type RankFailureKind } from "./src/comm/errors.ts";

@@ -1,22 +1,12 @@
 // The demo page in headless Chromium: the same sources, bundled by esbuild, train the tiny model in a
 // Web Worker on the browser's WebGPU, and every kernel family agrees with the CPU reference there.
-// Screenshots land in test-artifacts/. Without Chromium the tests are skipped, unless
-// SHARDLAB_REQUIRE_BROWSER=1 makes that a failure.
+// Screenshots land in test-artifacts/.
 
 import assert from "node:assert/strict";
 import { chromium, type Page } from "playwright-core";
 import { servePage } from "../web/serve.ts";
+import { CHROMIUM, CHROMIUM_ARGS, haveChromium, requireBrowser } from "./browser_chromium.ts";
 import { requireWebGpu } from "./helpers.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-const requireBrowser = Deno.env.get("SHARDLAB_REQUIRE_BROWSER") === "1";
-const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
-
-export const CHROMIUM_ARGS = [
-  "--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader",
-  "--use-webgpu-adapter=swiftshader", "--disable-background-networking", "--disable-component-update",
-  "--disable-sync", "--no-first-run", "--disable-quic",
-];
 
 /** Serves the page, opens `query` in Chromium and runs `fn`; page errors are collected for it. */
 function pageTest(name: string, query: string, fn: (page: Page, pageErrors: string[]) => Promise<void>): void {

@@ -1,20 +1,27 @@
-// `npm test`: runs every test file under test/ with deno test and ends with one line,
-// `N passed, N failed`, totalling every suite. Extra arguments are passed to deno test
-// (for example a single file, or --filter NAME).
+// `npm test`: type-checks the whole tree once, then runs every test file under test/ with deno test
+// and ends with one line, `N passed, N failed`, totalling every suite (a failed type check counts
+// as one failure). Extra arguments are passed to deno test (for example a single file, or
+// --filter NAME). The tests run with --no-check because the tree was checked up front: rank
+// workers would otherwise type-check themselves one by one as each starts.
+
+const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" };
+const CHECKED = ["mod.ts", "src/", "cli/", "web/", "bench/", "test/"];
+
+const check = await new Deno.Command(Deno.execPath(), { args: ["check", ...CHECKED], env, stdout: "inherit", stderr: "inherit" })
+  .output();
+if (!check.success) console.log(`type check of ${CHECKED.join(" ")} FAILED`);
 
 const args = Deno.args.length ? Deno.args : ["test/"];
-const command = new Deno.Command(Deno.execPath(), {
-  args: ["test", "-A", ...args],
-  env: { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" },
+const child = new Deno.Command(Deno.execPath(), {
+  args: ["test", "-A", "--no-check", ...args],
+  env,
   stdout: "piped",
   stderr: "inherit",
-});
-const child = command.spawn();
+}).spawn();
 let output = "";
 const decoder = new TextDecoder();
 for await (const chunk of child.stdout) {
-  const text = decoder.decode(chunk, { stream: true });
-  output += text;
+  output += decoder.decode(chunk, { stream: true });
   await Deno.stdout.write(chunk);
 }
 const status = await child.status;
@@ -24,6 +31,7 @@ const summary = plain.match(/(?:ok|FAILED) \| (\d+) passed[^|]*\| (\d+) failed(?
 const passed = summary ? Number(summary[1]) : 0;
 let failed = summary ? Number(summary[2]) : 0;
 if (!status.success && failed === 0) failed = 1;
+if (!check.success) failed += 1;
 const ignored = summary?.[3] ? `, ${summary[3]} skipped` : "";
 console.log(`${passed} passed, ${failed} failed${ignored}`);
-Deno.exit(status.success ? 0 : 1);
+Deno.exit(status.success && check.success ? 0 : 1);
