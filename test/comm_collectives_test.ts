@@ -1,0 +1,149 @@
+// Every collective × ranks {1, 2, 3, 4, 7, 8} × the case matrix (comm_matrix.ts: sizes, dtypes,
+// groups, uneven splits, Tensors, 16 MiB at 2 and 4 ranks), against references computed here on the
+// launching side (comm_expected.ts), bit for bit; one launch per world size runs all its cases. Then
+// WebGPU tensors, mismatched collectives, timeouts and world.abort().
+
+import assert from "node:assert/strict";
+import { launch } from "../src/comm/launch.ts";
+import { createWorld } from "../src/comm/world.ts";
+import type { Case, CaseResult, CasesArgs } from "./fixtures/comm_cases.ts";
+import type { ErrorReport, MismatchArgs, Scenario } from "./fixtures/comm_mismatch.ts";
+import { digest } from "./fixtures/comm_data.ts";
+import { expectedResult, groupOf } from "./comm_expected.ts";
+import { casesFor } from "./comm_matrix.ts";
+import { skipWebGpu } from "./helpers.ts";
+
+const ENTRY = new URL("./fixtures/comm_cases.ts", import.meta.url).href;
+
+type RankValue = { results: (CaseResult | null | "absent")[] };
+
+/** Compares every rank's result of every case with the reference; returns the failures. */
+function check(cases: Case[], values: RankValue[]): string[] {
+  const failures: string[] = [];
+  cases.forEach((c, i) => {
+    values.forEach((value, rank) => {
+      const got = value.results[i];
+      const group = groupOf(c, rank, values.length);
+      if (!group) return void (got !== "absent" && failures.push(`${c.name} rank ${rank}: ran outside its group`));
+      const expected = expectedResult(c, group, group.indexOf(rank));
+      if (expected === null) return void (got !== null && failures.push(`${c.name} rank ${rank}: expected nothing, got ${JSON.stringify(got)}`));
+      if (got === null || got === "absent") return void failures.push(`${c.name} rank ${rank}: no result`);
+      if (got.length !== expected.length || got.digest !== digest(expected)) {
+        const at = got.values?.findIndex((v, j) => !Object.is(v, expected[j]));
+        const where = at !== undefined && at >= 0 ? `, first difference at ${at}: ${got.values![at]} vs ${expected[at]}` : "";
+        failures.push(`${c.name} rank ${rank}: ${got.length} elements, digest ${got.digest}; expected ${expected.length}, ${digest(expected)}${where}`);
+      }
+      if (c.tensor) {
+        const cols = c.cols ?? 1;
+        const length = ["allReduce", "broadcast"].includes(c.kind) ? c.sizes[0] : expected.length;
+        const shape = cols === 1 ? [length] : [length / cols, cols];
+        if (JSON.stringify(got.shape) !== JSON.stringify(shape) || got.dtype !== c.dtype) {
+          failures.push(`${c.name} rank ${rank}: tensor ${got.dtype} [${got.shape}], expected ${c.dtype} [${shape}]`);
+        }
+      }
+    });
+  });
+  return failures;
+}
+
+for (const ranks of [1, 2, 3, 4, 7, 8]) {
+  Deno.test(`collectives match the launching side's reference bit for bit at ${ranks} ranks`, async () => {
+    const cases = casesFor(ranks);
+    const args: CasesArgs = { cases };
+    const results = await launch<RankValue>({ ranks, entry: ENTRY, args, backend: "cpu" });
+    const failures = check(cases, results.map((r) => r.value));
+    assert.deepEqual(failures, [], `${failures.length} of ${cases.length} cases × ${ranks} ranks differ:\n${failures.slice(0, 20).join("\n")}`);
+  });
+}
+
+Deno.test({
+  name: "collectives on WebGPU tensors keep device, dtype and shape at 2 ranks",
+  ignore: skipWebGpu,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const cases: Case[] = [
+      { name: "gpu.allReduce", kind: "allReduce", dtype: "f32", sizes: [8 * 5, 8 * 5], seed: 1, tensor: true, cols: 5 },
+      { name: "gpu.allReduce.i32.ring", kind: "allReduce", dtype: "i32", sizes: [65537, 65537], seed: 2, tensor: true },
+      { name: "gpu.reduceScatter", kind: "reduceScatter", dtype: "f32", sizes: [6 * 3, 6 * 3], seed: 3, tensor: true, cols: 3, op: "avg" },
+      { name: "gpu.allGather.u8", kind: "allGather", dtype: "u8", sizes: [12, 12], seed: 4, tensor: true, cols: 4 },
+    ];
+    const results = await launch<RankValue>({ ranks: 2, entry: ENTRY, args: { cases }, backend: "webgpu" });
+    assert.deepEqual(check(cases, results.map((r) => r.value)), []);
+  },
+});
+
+// ---- mismatches, timeouts and aborts ----
+
+const MISMATCH = new URL("./fixtures/comm_mismatch.ts", import.meta.url).href;
+
+/** Each rank's report per scenario, the scenarios run one after another in one world of 3 ranks. */
+async function mismatchReports(scenarios: Scenario[], timeoutMs: number): Promise<(ErrorReport | "ok")[][]> {
+  const args: MismatchArgs = { scenarios, ready: new SharedArrayBuffer(4) };
+  const results = await launch<(ErrorReport | "ok")[]>({ ranks: 3, entry: MISMATCH, args, backend: "cpu", timeoutMs });
+  return scenarios.map((_, i) => results.map((r) => r.value[i]));
+}
+
+Deno.test("mismatched kind, size, dtype, root, op, tag or counts fail every participant alike; the group goes on afterwards", async () => {
+  const expected: [Scenario, number[], string][] = [
+    ["kind", [0, 2], "kind differs: rank 0 allReduce, rank 2 broadcast"],
+    ["size", [0, 1], "size differs: rank 0 passes 4 elements, rank 1 passes 5 elements"],
+    ["dtype", [0, 2], "dtype differs: rank 0 f32, rank 2 i32"],
+    ["root", [0, 1], "root differs: rank 0 root 0, rank 1 root 1"],
+    ["op", [0, 1, 2], "op differs: rank 0 max, rank 1 sum, rank 2 sum"],
+    ["tag", [0, 1], `tag differs: rank 0 "grads.layer0", rank 1 "grads.layer1"`],
+    ["counts", [0, 1], "counts differs: rank 0 [1, 2, 3], rank 1 [1, 2, 4]"],
+  ];
+  const reports = await mismatchReports([...expected.map(([scenario]) => scenario), "sound"], 30_000);
+  assert.deepEqual(reports.at(-1), ["ok", "ok", "ok"]);
+  expected.forEach(([scenario, ranks, difference], i) => {
+    for (const report of reports[i]) {
+      assert.ok(report !== "ok", `${scenario}: a mismatched collective completed`);
+      assert.equal(report.name, "CollectiveMismatchError", `${scenario}: ${report.message}`);
+      assert.deepEqual(report.ranks, ranks, scenario);
+      assert.ok(report.message.includes(difference), `${scenario}: "${report.message}" does not say "${difference}"`);
+    }
+  });
+});
+
+Deno.test("a group mismatch fails the ranks that see it; the rank left waiting times out naming the rank it waited for", async () => {
+  const [[zero, one, two]] = await mismatchReports(["group"], 1000);
+  for (const report of [zero, one]) {
+    assert.ok(report !== "ok" && report.name === "CollectiveMismatchError", JSON.stringify(report));
+    assert.deepEqual(report.ranks!.toSorted(), [0, 1]);
+    assert.match(report.message, /group differs: rank \d calls allReduce on \[0, 1(, 2)?\], rank \d calls allReduce on \[0, 1(, 2)?\]/);
+  }
+  assert.ok(two !== "ok" && two.name === "CollectiveTimeoutError" && two.waitingFor === 1, JSON.stringify(two));
+});
+
+Deno.test("a rank that skips a collective leaves the others timing out after timeoutMs, naming it", async () => {
+  const [[zero, one, two]] = await mismatchReports(["absent"], 1000);
+  assert.equal(one, "ok");
+  for (const report of [zero, two]) {
+    assert.ok(report !== "ok" && report.name === "CollectiveTimeoutError", JSON.stringify(report));
+    assert.equal(report.waitingFor, 1);
+    assert.match(report.message, /allReduce: rank [02] timed out after 1000 ms waiting for rank 1/);
+  }
+});
+
+Deno.test("world.abort() from the launching thread ends a pending wait with CollectiveAbortedError within 50 ms", async () => {
+  const world = createWorld({ ranks: 2 });
+  const abortedAt = new Float64Array(new SharedArrayBuffer(8));
+  const worker = new Worker(new URL("./fixtures/comm_abort_worker.ts", import.meta.url), { type: "module" });
+  try {
+    const report = new Promise<{ name: string; message: string; failedRank: number; lateMs: number }>((resolve) => {
+      worker.onmessage = (event) => event.data.ready ? setTimeout(() => {
+        abortedAt[0] = performance.timeOrigin + performance.now();
+        world.abort(1, "threw");
+      }, 100) : resolve(event.data);
+    });
+    worker.postMessage({ buffer: world.buffer, abortedAt });
+    const { name, message, failedRank, lateMs } = await report;
+    assert.equal(name, "CollectiveAbortedError", message);
+    assert.equal(failedRank, 1);
+    assert.match(message, /recv: rank 0 aborted because rank 1 failed \(threw\)/);
+    assert.ok(lateMs < 50, `the wait ended ${lateMs.toFixed(1)} ms after abort()`);
+  } finally {
+    worker.terminate();
+  }
+});
