@@ -4,8 +4,11 @@
 // WebGPU tensors, mismatched collectives, timeouts and world.abort().
 
 import assert from "node:assert/strict";
+import { Comm } from "../src/comm/collectives.ts";
 import { launch } from "../src/comm/launch.ts";
-import { createWorld } from "../src/comm/world.ts";
+import { createWorld, openWorld } from "../src/comm/world.ts";
+import { createDevice } from "../src/tensor/device.ts";
+import { DTypeError } from "../src/tensor/errors.ts";
 import type { Case, CaseResult, CasesArgs } from "./fixtures/comm_cases.ts";
 import type { ErrorReport, MismatchArgs, Scenario } from "./fixtures/comm_mismatch.ts";
 import { digest } from "./fixtures/comm_data.ts";
@@ -33,6 +36,7 @@ function check(cases: Case[], values: RankValue[]): string[] {
         const where = at !== undefined && at >= 0 ? `, first difference at ${at}: ${got.values![at]} vs ${expected[at]}` : "";
         failures.push(`${c.name} rank ${rank}: ${got.length} elements, digest ${got.digest}; expected ${expected.length}, ${digest(expected)}${where}`);
       }
+      if (c.out && !got.returnedOut) failures.push(`${c.name} rank ${rank}: the result is not the array passed as out`);
       if (c.tensor) {
         const cols = c.cols ?? 1;
         const length = ["allReduce", "broadcast"].includes(c.kind) ? c.sizes[0] : expected.length;
@@ -146,4 +150,29 @@ Deno.test("world.abort() from the launching thread ends a pending wait with Coll
   } finally {
     worker.terminate();
   }
+});
+
+Deno.test("bad arguments are rejected before anything moves, naming the value", async () => {
+  const { buffer } = createWorld({ ranks: 2, channelBytes: 1 << 16 });
+  const comm = new Comm(openWorld(buffer, 0), { timeoutMs: 50 });
+  const device = await createDevice({ backend: "cpu" });
+  const x = new Float32Array(8);
+  await assert.rejects(comm.allReduce(x, { op: "prod" as "sum" }), /allReduce: unknown op "prod" \(valid: sum, avg, max, min\)/);
+  await assert.rejects(comm.allReduce(new Int32Array(2), { op: "avg" }), (e: Error) => e instanceof DTypeError && /op "avg" needs f32 values, got i32/.test(e.message));
+  await assert.rejects(comm.allReduce(new Float64Array(2) as unknown as Float32Array), /expected a Tensor, Float32Array, Int32Array or Uint8Array, got Float64Array/);
+  await assert.rejects(comm.allReduce(device.tensor([1, 2], [2], { dtype: "f16" })), /tensors of dtype f16 cannot be communicated \(valid: f32, i32, u8\)/);
+  await assert.rejects(comm.allReduce(x, { tag: 7 as unknown as string }), /allReduce: tag must be a string, got number/);
+  await assert.rejects(comm.broadcast(x, { root: 2 }), /broadcast: root must be a group rank in 0\.\.1, got 2/);
+  await assert.rejects(comm.send(x, { dst: 0 }), /send: dst 0 is this rank itself/);
+  await assert.rejects(comm.reduceScatter(x, { counts: [4, 5] }), /reduceScatter: counts add up to 9, but x has 8 elements/);
+  await assert.rejects(comm.allGather(x, { counts: [8] }), /allGather: counts must list 2 non-negative integers \(one per group rank\), got \[8\]/);
+  await assert.rejects(comm.allReduce(x, { out: new Float32Array(7) }), /allReduce: out has 7 elements, the result has 8/);
+  await assert.rejects(comm.allReduce(x, { out: new Int32Array(8) as unknown as Float32Array }), /out must be a Float32Array like x, got Int32Array/);
+  const wide = new Float32Array(9);
+  await assert.rejects(comm.allReduce(wide.subarray(0, 8), { out: wide.subarray(1) }), /allReduce: out overlaps x without being x itself/);
+  await assert.rejects(comm.reduceScatter(x, { out: x.subarray(0, 4) }), /reduceScatter: out overlaps x; pass a separate array/);
+  await assert.rejects(comm.allReduce(device.tensor(x, [8]), { out: x }), /out is for typed arrays; a Tensor's result is a new Tensor/);
+  await assert.rejects(comm.recv({ length: 2, dtype: "f64" as "f32" }, { src: 1 }), /recv: like must be a Tensor, a typed array or \{ length, dtype/);
+  assert.deepEqual(comm.ledger.collectives, []);
+  device.destroy();
 });

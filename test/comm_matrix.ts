@@ -46,6 +46,13 @@ export function casesFor(ranks: number): Case[] {
   add({ kind: "allReduce", dtype: "f32", sizes: all(13), op: "avg" });
   add({ kind: "allReduce", dtype: "f32", sizes: all(65537), op: "avg" });
   add({ kind: "barrier", dtype: "f32", sizes: all(0) });
+  // Results written into the caller's array: x itself (in place) or a separate one.
+  add({ kind: "allReduce", dtype: "f32", sizes: all(65537), out: "self" });
+  add({ kind: "allReduce", dtype: "i32", sizes: all(13), out: "self" });
+  add({ kind: "allReduce", dtype: "u8", sizes: all(65537), op: "max", out: "separate" });
+  add({ kind: "broadcast", dtype: "f32", sizes: all(65537), root, out: "self" });
+  add({ kind: "broadcast", dtype: "i32", sizes: all(13), root: 0, out: "separate" });
+  add({ kind: "reduceScatter", dtype: "f32", sizes: all(65537), out: "separate" });
   // Tensors on the rank's device keep dtype, device and (for reshaping collectives) whole rows.
   for (const dtype of DTYPES) {
     add({ kind: "allReduce", dtype, sizes: all(6 * 37), tensor: true, cols: 6 });

@@ -18,7 +18,6 @@
 // the ring, larger broadcasts and reduces the chain (ring.ts, reductions in ring order). The calls of
 // one rank run one after another, in the order they were made.
 
-import { DTypeError, ShapeError } from "../tensor/errors.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { Ports } from "./channel.ts";
 import { type LinkSpec, resolveLinks } from "./cost_model.ts";
@@ -27,13 +26,16 @@ import {
   allGatherInline, bytesOf, type Call, directAllReduce, directBroadcast, directReduce, directReduceScatter, exchangeBlocks,
   exchangeOnly, fitsInline, recvFrom, sendTo,
 } from "./direct.ts";
+import {
+  ARRAYS, block, checkOp, checkOut, checkTag, type CommData, type CommDType, dtypeOf, isCommData, newLike, sameLengthOutput, toHost,
+  total, wrapLike,
+} from "./host.ts";
 import { type CallInfo, Ledger, type LinkClass } from "./ledger.ts";
 import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
-import { chainBroadcast, chainReduce, type ChunkLayout, chunkLayout, equalSplit, ringAllGather, ringAllReduce, ringReduceScatter } from "./ring.ts";
+import { chainBroadcast, chainReduce, chunkLayout, equalSplit, ringAllGather, ringAllReduce, ringReduceScatter } from "./ring.ts";
 import type { WaitContext, World } from "./world.ts";
 
-export type { CommArray, ReduceOp };
-export type CommData = Tensor | CommArray;
+export type { CommArray, CommData, CommDType, ReduceOp };
 
 export interface CommOptions {
   /** Longest a rank waits for a peer inside a collective before CollectiveTimeoutError (default 60 s). */
@@ -53,13 +55,18 @@ export interface RootOptions extends TagOptions {
   /** Group rank of the root. */
   root: number;
 }
+export interface OutOptions {
+  /**
+   * Typed arrays only: write the result into this array (x's type, the result's length) and return
+   * it instead of a new array. allReduce and broadcast accept x itself (in place).
+   */
+  out?: CommArray;
+}
 
 /** What recv() fills: a Tensor or typed array to copy the shape and type of, or a length and dtype. */
-export type RecvLike = CommData | { length: number; dtype: "f32" | "i32" | "u8" };
+export type RecvLike = CommData | { length: number; dtype: CommDType };
 
 const DEFAULT_TIMEOUT_MS = 60_000;
-const OPS: readonly ReduceOp[] = ["sum", "avg", "max", "min"];
-const ARRAYS = { f32: Float32Array, i32: Int32Array, u8: Uint8Array };
 
 /** What one rank's communicators share: channels, ledger, the queue that orders calls, the groups. */
 interface RankState {
@@ -144,10 +151,11 @@ export class Comm {
   // ---- collectives ----
 
   /** The element-wise reduction of x over the group, on every rank. */
-  async allReduce<T extends CommData>(x: T, options: ReduceOptions = {}): Promise<T> {
+  async allReduce<T extends CommData>(x: T, options: ReduceOptions & OutOptions = {}): Promise<T> {
     const op = checkOp("allReduce", options.op, x);
+    checkOut("allReduce", x, options.out, (x as CommArray).length, true);
     return await this.collective("allReduce", options, x, () => ({ op }), (call, input) => {
-      const output = newLike(input, input.length);
+      const output = sameLengthOutput(x, input, options.out);
       if (call.members.length === 1) output.set(input);
       else if (fitsInline(call.ports, input.byteLength)) this.use("direct", () => directAllReduce(call, op, input, output));
       else this.use("ring", () => (exchangeOnly(call), ringAllReduce(call, op, input, output)));
@@ -156,11 +164,15 @@ export class Comm {
   }
 
   /** This rank's chunk of the element-wise reduction; chunk sizes are `counts` (elements per group rank). */
-  async reduceScatter<T extends CommData>(x: T, options: ReduceOptions & { counts?: number[] } = {}): Promise<T> {
+  async reduceScatter<T extends CommData>(x: T, options: ReduceOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     const op = checkOp("reduceScatter", options.op, x);
+    if (options.out) {
+      const length = x instanceof Tensor ? 0 : this.split("reduceScatter", x, x as CommArray, options.counts, "counts")[this.rank];
+      checkOut("reduceScatter", x, options.out, length, false);
+    }
     return await this.collective("reduceScatter", options, x, (input) => ({ op, counts: this.split("reduceScatter", x, input!, options.counts, "counts") }), (call, input) => {
       const layout = chunkLayout(call.descriptor.counts);
-      const output = newLike(input, layout.sizes[call.me]);
+      const output = options.out ?? newLike(input, layout.sizes[call.me]);
       if (call.members.length === 1) output.set(input);
       else if (fitsInline(call.ports, input.byteLength)) this.use("direct", () => directReduceScatter(call, op, input, output, layout));
       else this.use("ring", () => (exchangeOnly(call), ringReduceScatter(call, op, input, output, layout.sizes)));
@@ -199,10 +211,11 @@ export class Comm {
   }
 
   /** The root's x on every rank (the others' x give size and type only). */
-  async broadcast<T extends CommData>(x: T, options: RootOptions): Promise<T> {
+  async broadcast<T extends CommData>(x: T, options: RootOptions & OutOptions): Promise<T> {
     const root = this.checkRoot("broadcast", options);
+    checkOut("broadcast", x, options.out, (x as CommArray).length, true);
     return await this.collective("broadcast", options, x, () => ({ root }), (call, input) => {
-      const data = newLike(input, input.length);
+      const data = sameLengthOutput(x, input, options.out);
       if (call.me === root) data.set(input);
       if (call.members.length > 1 && fitsInline(call.ports, input.byteLength)) this.use("direct", () => directBroadcast(call, root, data));
       else if (call.members.length > 1) this.use("chain", () => (exchangeOnly(call), chainBroadcast(call, root, data)));
@@ -391,66 +404,4 @@ export class Comm {
     if (input.length === 0) return new Array<number>(this.size).fill(0);
     return equalSplit(input.length / row, this.size).map((rows) => rows * row);
   }
-}
-
-function checkTag(kind: string, tag: unknown): string {
-  if (tag !== undefined && typeof tag !== "string") throw new TypeError(`${kind}: tag must be a string, got ${describe(tag)}`);
-  return tag ?? "";
-}
-
-function checkOp(kind: string, op: ReduceOp | undefined, x: CommData): ReduceOp {
-  const chosen = op ?? "sum";
-  if (!OPS.includes(chosen)) throw new RangeError(`${kind}: unknown op "${chosen}" (valid: ${OPS.join(", ")})`);
-  if (chosen === "avg" && dtypeOf(kind, x) !== "f32") throw new DTypeError(`${kind}: op "avg" needs f32 values, got ${dtypeOf(kind, x)}`);
-  return chosen;
-}
-
-function isCommData(x: unknown): x is CommData {
-  return x instanceof Tensor || x instanceof Float32Array || x instanceof Int32Array || x instanceof Uint8Array;
-}
-
-function dtypeOf(kind: string, x: CommData): "f32" | "i32" | "u8" {
-  if (x instanceof Tensor) {
-    if (x.dtype === "f32" || x.dtype === "i32" || x.dtype === "u8") return x.dtype;
-    throw new DTypeError(`${kind}: tensors of dtype ${x.dtype} cannot be communicated (valid: f32, i32, u8)`);
-  }
-  if (x instanceof Float32Array) return "f32";
-  if (x instanceof Int32Array) return "i32";
-  if (x instanceof Uint8Array) return "u8";
-  throw new TypeError(`${kind}: expected a Tensor, Float32Array, Int32Array or Uint8Array, got ${describe(x)}`);
-}
-
-function describe(x: unknown): string {
-  return x === null ? "null" : typeof x === "object" ? (x as object).constructor?.name ?? "object" : typeof x;
-}
-
-async function toHost(x: CommData): Promise<CommArray> {
-  return x instanceof Tensor ? await x.read() as CommArray : x;
-}
-
-function newLike(array: CommArray, length: number): CommArray {
-  return new (array.constructor as new (length: number) => CommArray)(length);
-}
-
-function block(array: CommArray, layout: ChunkLayout, r: number): CommArray {
-  return array.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]);
-}
-
-function total(layout: ChunkLayout): number {
-  return layout.sizes.reduce((a, b) => a + b, 0);
-}
-
-function wrapLike(x: CommData, output: CommArray, kind: string, sameShape: boolean): CommData {
-  if (!(x instanceof Tensor)) return output;
-  return x.device.tensor(output, sameShape ? x.shape : rowsShape(kind, x.shape, output.length), { dtype: x.dtype });
-}
-
-/** The shape of `count` elements as rows of the trailing dimensions of `shape`. */
-function rowsShape(kind: string, shape: readonly number[], count: number): number[] {
-  const trailing = shape.slice(1);
-  const row = trailing.reduce((a, b) => a * b, 1);
-  if (count % row !== 0) {
-    throw new ShapeError(`${kind}: ${count} elements do not form whole rows of [${trailing.join(", ")}] (x has shape [${shape.join(", ")}])`);
-  }
-  return [count / row, ...trailing];
 }

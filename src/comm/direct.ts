@@ -46,9 +46,11 @@ export function exchangeOnly(call: Call): void {
   releaseAll(exchangeEnvelopes(call.ports, call.members, call.me, call.descriptor, () => null, call.context));
 }
 
+/** `output` may be `input` itself (in place). */
 export function directAllReduce(call: Call, op: ReduceOp, input: CommArray, output: CommArray): void {
   const envelopes = exchangeEnvelopes(call.ports, call.members, call.me, call.descriptor, () => bytesOf(input), call.context);
-  reduceInOrder(call.members.length, op, output, (r) => r === call.me ? input : payloadAs(input, envelopes[r]));
+  const own = output === input ? input.slice() : input;
+  reduceInOrder(call.members.length, op, output, (r) => r === call.me ? own : payloadAs(input, envelopes[r]));
   releaseAll(envelopes);
 }
 

@@ -137,7 +137,10 @@ function runRing(group: RingGroup, job: RingJob): void {
   }
 }
 
-/** Ring all-reduce of `input` (n ≥ 2) into `output` (same length), chunks split equally. */
+/**
+ * Ring all-reduce of `input` (n ≥ 2) into `output` (same length; may be `input` itself: each loop
+ * reads its input pieces before it writes the same pieces), chunks split equally.
+ */
 export function ringAllReduce(group: RingGroup, op: ReduceOp, input: CommArray, output: CommArray): void {
   const layout = chunkLayout(equalSplit(input.length, group.members.length));
   runRing(group, { reduce: true, gather: true, op, input, output, outputBase: 0, layout });

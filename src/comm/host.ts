@@ -1,0 +1,104 @@
+// The values collectives move, on the host: checking what a caller passes, reading Tensors to host
+// arrays, choosing the array a result is written into, and wrapping results back into Tensors on the
+// caller's device with its dtype.
+
+import { DTypeError, ShapeError } from "../tensor/errors.ts";
+import { Tensor } from "../tensor/tensor.ts";
+import type { ChunkLayout } from "./ring.ts";
+import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
+
+export type CommData = Tensor | CommArray;
+export type CommDType = "f32" | "i32" | "u8";
+
+export const ARRAYS = { f32: Float32Array, i32: Int32Array, u8: Uint8Array };
+const OPS: readonly ReduceOp[] = ["sum", "avg", "max", "min"];
+
+export function checkTag(kind: string, tag: unknown): string {
+  if (tag !== undefined && typeof tag !== "string") throw new TypeError(`${kind}: tag must be a string, got ${describe(tag)}`);
+  return tag ?? "";
+}
+
+export function checkOp(kind: string, op: ReduceOp | undefined, x: CommData): ReduceOp {
+  const chosen = op ?? "sum";
+  if (!OPS.includes(chosen)) throw new RangeError(`${kind}: unknown op "${chosen}" (valid: ${OPS.join(", ")})`);
+  if (chosen === "avg" && dtypeOf(kind, x) !== "f32") throw new DTypeError(`${kind}: op "avg" needs f32 values, got ${dtypeOf(kind, x)}`);
+  return chosen;
+}
+
+export function isCommData(x: unknown): x is CommData {
+  return x instanceof Tensor || x instanceof Float32Array || x instanceof Int32Array || x instanceof Uint8Array;
+}
+
+export function dtypeOf(kind: string, x: CommData): CommDType {
+  if (x instanceof Tensor) {
+    if (x.dtype === "f32" || x.dtype === "i32" || x.dtype === "u8") return x.dtype;
+    throw new DTypeError(`${kind}: tensors of dtype ${x.dtype} cannot be communicated (valid: f32, i32, u8)`);
+  }
+  if (x instanceof Float32Array) return "f32";
+  if (x instanceof Int32Array) return "i32";
+  if (x instanceof Uint8Array) return "u8";
+  throw new TypeError(`${kind}: expected a Tensor, Float32Array, Int32Array or Uint8Array, got ${describe(x)}`);
+}
+
+function describe(x: unknown): string {
+  return x === null ? "null" : typeof x === "object" ? (x as object).constructor?.name ?? "object" : typeof x;
+}
+
+/** x's values on the host: a Tensor is read into a new array this call owns; a typed array is used as is. */
+export async function toHost(x: CommData): Promise<CommArray> {
+  return x instanceof Tensor ? await x.read() as CommArray : x;
+}
+
+export function newLike(array: CommArray, length: number): CommArray {
+  return new (array.constructor as new (length: number) => CommArray)(length);
+}
+
+/**
+ * Checks a caller's `out` array for a result of `length` elements: only with typed arrays, of x's
+ * type; it may be x itself only where `inPlace` allows, and may not otherwise share memory with x.
+ */
+export function checkOut(kind: string, x: CommData, out: CommArray | undefined, length: number, inPlace: boolean): void {
+  if (out === undefined) return;
+  if (x instanceof Tensor) throw new TypeError(`${kind}: out is for typed arrays; a Tensor's result is a new Tensor`);
+  if (out.constructor !== x.constructor) throw new TypeError(`${kind}: out must be a ${x.constructor.name} like x, got ${describe(out)}`);
+  if (out.length !== length) throw new RangeError(`${kind}: out has ${out.length} elements, the result has ${length}`);
+  const shared = out.buffer === x.buffer && out.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < out.byteOffset + out.byteLength;
+  const same = out.byteOffset === x.byteOffset && out.length === x.length && out.buffer === x.buffer;
+  if (shared && !(inPlace && same)) {
+    throw new RangeError(`${kind}: out overlaps x${inPlace ? " without being x itself" : ""}; pass a separate array`);
+  }
+}
+
+/**
+ * The array a same-length result goes into: the caller's `out`, the host copy of a Tensor (which
+ * this call owns), or a new array.
+ */
+export function sameLengthOutput(x: CommData, input: CommArray, out: CommArray | undefined): CommArray {
+  return out ?? (x instanceof Tensor ? input : newLike(input, input.length));
+}
+
+export function block(array: CommArray, layout: ChunkLayout, r: number): CommArray {
+  return array.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]);
+}
+
+export function total(layout: ChunkLayout): number {
+  return layout.sizes.reduce((a, b) => a + b, 0);
+}
+
+/** The result as x's kind: a typed array as is, or a Tensor on x's device with x's dtype. */
+export function wrapLike(x: CommData, output: CommArray, kind: string, sameShape: boolean): CommData {
+  if (!(x instanceof Tensor)) return output;
+  const shape = sameShape ? x.shape : rowsShape(kind, x.shape, output.length);
+  x.device.checkFits(kind, output.length, x.dtype);
+  return x.device.wrap(x.device.backend.upload(output, x.dtype), shape, x.dtype);
+}
+
+/** The shape of `count` elements as rows of the trailing dimensions of `shape`. */
+function rowsShape(kind: string, shape: readonly number[], count: number): number[] {
+  const trailing = shape.slice(1);
+  const row = trailing.reduce((a, b) => a * b, 1);
+  if (count % row !== 0) {
+    throw new ShapeError(`${kind}: ${count} elements do not form whole rows of [${trailing.join(", ")}] (x has shape [${shape.join(", ")}])`);
+  }
+  return [count / row, ...trailing];
+}
