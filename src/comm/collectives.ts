@@ -93,6 +93,8 @@ export class Comm {
   readonly node: number;
   readonly ledger: Ledger;
   private readonly state: RankState;
+  /** The group's ranks joined by commas: the prefix of its calls' ledger ids. */
+  private readonly key: string;
   private seq = 0;
 
   /**
@@ -115,6 +117,7 @@ export class Comm {
     this.ranksPerNode = world.layout.ranksPerNode;
     this.ranks = group ? [...group.ranks] : Array.from({ length: this.worldSize }, (_, r) => r);
     this.size = this.ranks.length;
+    this.key = this.ranks.join(",");
     this.globalRank = world.rank;
     this.rank = this.ranks.indexOf(world.rank);
     this.node = world.nodeOf(world.rank);
@@ -338,13 +341,13 @@ export class Comm {
     return this.enqueue(async () => {
       const input = x === null ? null : await toHost(x);
       const seq = this.seq++;
-      const descriptor = { ...this.descriptor(kind, seq, tag, dtype, input?.length ?? -1, [...this.ranks]), ...fields(input) };
-      const info = { id: `${this.ranks.join(",")}#${seq}`, kind, tag, group: [...this.ranks], dtype, elements: input?.length ?? 0 };
+      const descriptor = { ...this.descriptor(kind, seq, tag, dtype, input?.length ?? -1, this.ranks), ...fields(input) };
+      const info = { id: `${this.key}#${seq}`, kind, tag, group: this.ranks, dtype, elements: input?.length ?? 0 };
       return this.execute(info, (context) => body({ ports: this.state.ports, members: this.ranks, me: this.rank, context, descriptor }, input!));
     });
   }
 
-  private descriptor(kind: Kind, seq: number, tag: string, dtype: WireDType, count: number, group: number[]): Descriptor {
+  private descriptor(kind: Kind, seq: number, tag: string, dtype: WireDType, count: number, group: readonly number[]): Descriptor {
     return { kind, seq, tag, dtype, op: "none", root: -1, count, group, counts: [], recvCounts: [] };
   }
 

@@ -28,12 +28,15 @@ export interface Descriptor {
   /** Elements this rank passes, or -1 when it passes nothing (a scatter receiver). */
   count: number;
   /** Global ranks of the group. */
-  group: number[];
+  group: readonly number[];
   /** Per-rank element counts: the split of a reduce-scatter or scatter, an all-to-all's send counts, or an explicit all-gather layout; empty when not given. */
   counts: number[];
   /** An all-to-all's explicit receive counts; empty when not given. */
   recvCounts: number[];
 }
+
+/** The position of `count` in the encoded words. */
+export const COUNT_WORD = 5;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -48,7 +51,7 @@ export function encodeDescriptor(descriptor: Descriptor, words: Int32Array): num
   const tag = encoder.encode(descriptor.tag);
   let i = 0;
   const put = (value: number) => (words[i++] = value);
-  const putList = (list: number[]) => {
+  const putList = (list: readonly number[]) => {
     put(list.length);
     for (const value of list) put(value);
   };

@@ -9,7 +9,7 @@
 
 import type { Ports } from "./channel.ts";
 import type { Descriptor } from "./descriptor.ts";
-import { type Envelope, exchangeEnvelopes, inlineLimit, receiveEnvelope, releaseAll, sendEnvelope } from "./envelope.ts";
+import { encodeForSlots, type Envelope, exchangeEnvelopes, inlineLimit, receiveEnvelope, releaseAll, sendEnvelope } from "./envelope.ts";
 import { CollectiveMismatchError } from "./errors.ts";
 import { type CommArray, combine, finishAvg, type ReduceOp } from "./reduce_kernels.ts";
 import type { ChunkLayout, RingGroup } from "./ring.ts";
@@ -84,7 +84,7 @@ export function allGatherInline(call: Call, input: CommArray): { output: CommArr
   const { ports, members, me, context } = call;
   const own = fitsInline(ports, input.byteLength) ? bytesOf(input) : null;
   const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, () => own, context);
-  const counts = envelopes.map((envelope, r) => envelope ? envelope.descriptor.count : input.length);
+  const counts = envelopes.map((envelope) => envelope ? envelope.count : input.length);
   const offsets = counts.map((_, r) => counts.slice(0, r).reduce((a, b) => a + b, 0));
   const output = new (input.constructor as new (length: number) => CommArray)(counts.reduce((a, b) => a + b, 0));
   output.set(input, offsets[me]);
@@ -167,7 +167,7 @@ function blockSizeMismatch(call: Call, from: number, expected: number, got: numb
 /** Point-to-point send to global rank dst: an envelope, inline payload when small, else streamed. */
 export function sendTo(ports: Ports, dst: number, descriptor: Descriptor, data: Uint8Array, context: Call["context"]): void {
   const inline = fitsInline(ports, data.length);
-  sendEnvelope(ports, dst, descriptor, inline ? data : null, context);
+  sendEnvelope(ports, dst, encodeForSlots(descriptor, ports.slotBytes), inline ? data : null, context);
   if (!inline) ports.send(dst, data, context);
 }
 

@@ -4,9 +4,13 @@
 //
 // Slot layout: Int32 word 0 = descriptor words D, word 1 = inline payload bytes (-1: none),
 // words 2 .. 2+D = descriptor, payload from the next 8-byte boundary.
+//
+// Agreement is checked on the raw words first: members that agree send identical descriptors
+// (all-gathers and gathers may differ in their element count alone), so the common case compares a
+// few dozen integers and decodes nothing.
 
 import type { Ports } from "./channel.ts";
-import { checkDescriptors, type Descriptor, encodedWords, encodeDescriptor, decodeDescriptor } from "./descriptor.ts";
+import { checkDescriptors, COUNT_WORD, type Descriptor, decodeDescriptor, encodeDescriptor, encodedWords } from "./descriptor.ts";
 import { CollectiveMismatchError } from "./errors.ts";
 import type { WaitContext } from "./world.ts";
 
@@ -19,47 +23,73 @@ function payloadOffset(descriptorWords: number): number {
   return Math.ceil((2 + descriptorWords) * 4 / 8) * 8;
 }
 
-/** Writes an envelope to member `dst` (a global rank) and hands it over. */
-export function sendEnvelope(ports: Ports, dst: number, descriptor: Descriptor, payload: Uint8Array | null, context: WaitContext): void {
-  const words = encodedWords(descriptor);
-  const offset = payloadOffset(words);
-  if (offset > ports.slotBytes / 2) {
+/** The descriptor as the words every envelope of this call carries; throws if they cannot fit a slot. */
+export function encodeForSlots(descriptor: Descriptor, slotBytes: number): Int32Array {
+  const words = new Int32Array(encodedWords(descriptor));
+  if (payloadOffset(words.length) > slotBytes / 2) {
     throw new RangeError(
-      `${descriptor.kind}: its descriptor (${offset} bytes for a group of ${descriptor.group.length} ranks and tag ` +
-        `${JSON.stringify(descriptor.tag)}) does not fit half a channel slot (${ports.slotBytes} bytes); raise channelBytes`,
+      `${descriptor.kind}: its descriptor (${words.length * 4} bytes for a group of ${descriptor.group.length} ranks and tag ` +
+        `${JSON.stringify(descriptor.tag)}) does not fit half a channel slot (${slotBytes} bytes); raise channelBytes`,
     );
   }
+  encodeDescriptor(descriptor, words);
+  return words;
+}
+
+/** Writes an envelope to global rank `dst` and hands it over. */
+export function sendEnvelope(ports: Ports, dst: number, words: Int32Array, payload: Uint8Array | null, context: WaitContext): void {
   const channel = ports.out[dst];
   const slot = channel.acquire(context);
-  const header = new Int32Array(ports.world.buffer, slot, ports.slotBytes / 4);
-  header[0] = encodeDescriptor(descriptor, header.subarray(2));
+  const header = new Int32Array(ports.world.buffer, slot, 2 + words.length);
+  header[0] = words.length;
   header[1] = payload ? payload.length : -1;
+  header.set(words, 2);
   if (payload && payload.length > 0) {
     ports.ledger.countMessage(dst);
-    ports.bytes.set(payload, slot + payloadOffset(header[0]));
+    ports.bytes.set(payload, slot + payloadOffset(words.length));
   }
   channel.commit(payload ? payload.length : 0);
 }
 
 /** An envelope received from a peer; its slot stays held until release(). */
 export interface Envelope {
-  descriptor: Descriptor;
+  /** The descriptor's words, a view of the slot. */
+  words: Int32Array;
+  /** The sender's element count (descriptor.count). */
+  count: number;
   /** The inline payload as a view of the slot, or null when none was sent inline. */
   payload: Uint8Array | null;
+  readonly descriptor: Descriptor;
   release(): void;
 }
 
-/** Waits for the next envelope from `src` (a global rank). */
+/** Waits for the next envelope from global rank `src`. */
 export function receiveEnvelope(ports: Ports, src: number, context: WaitContext): Envelope {
   const channel = ports.in[src];
   const slot = channel.peek(context);
-  const header = new Int32Array(ports.world.buffer, slot, ports.slotBytes / 4);
-  const words = header[0];
-  const descriptor = decodeDescriptor(header.subarray(2, 2 + words));
+  const header = new Int32Array(ports.world.buffer, slot, 2);
+  const words = new Int32Array(ports.world.buffer, slot + 8, header[0]);
   const payloadBytes = header[1];
-  const start = slot + payloadOffset(words);
-  const payload = payloadBytes < 0 ? null : ports.bytes.subarray(start, start + payloadBytes);
-  return { descriptor, payload, release: () => channel.release() };
+  const start = slot + payloadOffset(words.length);
+  let descriptor: Descriptor | null = null;
+  return {
+    words,
+    count: words[COUNT_WORD],
+    payload: payloadBytes < 0 ? null : ports.bytes.subarray(start, start + payloadBytes),
+    get descriptor() {
+      return descriptor ??= decodeDescriptor(words);
+    },
+    release: () => channel.release(),
+  };
+}
+
+/** Whether `theirs` equals `mine`, except possibly the element count. */
+function sameWords(mine: Int32Array, theirs: Int32Array, countMayDiffer: boolean): boolean {
+  if (mine.length !== theirs.length) return false;
+  for (let i = 0; i < mine.length; i++) {
+    if (mine[i] !== theirs[i] && !(countMayDiffer && i === COUNT_WORD)) return false;
+  }
+  return true;
 }
 
 /**
@@ -77,17 +107,20 @@ export function exchangeEnvelopes(
   context: WaitContext,
 ): (Envelope | null)[] {
   const n = members.length;
+  const words = encodeForSlots(descriptor, ports.slotBytes);
   for (let step = 1; step < n; step++) {
     const to = (me + step) % n;
-    sendEnvelope(ports, members[to], descriptor, payloadFor(to), context);
+    sendEnvelope(ports, members[to], words, payloadFor(to), context);
   }
+  const countMayDiffer = (descriptor.kind === "allGather" || descriptor.kind === "gather") && descriptor.counts.length === 0;
   const envelopes: (Envelope | null)[] = members.map(() => null);
-  const descriptors: Descriptor[] = members.map(() => descriptor);
+  let agree = true;
   for (let from = 0; from < n; from++) {
     if (from === me) continue;
-    const envelope = receiveEnvelope(ports, members[from], context);
-    envelopes[from] = envelope;
-    descriptors[from] = envelope.descriptor;
+    const envelope = envelopes[from] = receiveEnvelope(ports, members[from], context);
+    if (sameWords(words, envelope.words, countMayDiffer)) continue;
+    agree = false;
+    // A member of another group may never send the rest: report it now.
     const theirs = envelope.descriptor.group.join(", ");
     if (theirs !== members.join(", ")) {
       releaseAll(envelopes);
@@ -100,8 +133,11 @@ export function exchangeEnvelopes(
       });
     }
   }
+  // Identical descriptors agree, except where a member's counts must match what the others send.
+  const crossChecks = descriptor.kind === "allToAll" ? descriptor.recvCounts.length > 0 : descriptor.counts.length > 0 && !countMayDiffer && (descriptor.kind === "allGather" || descriptor.kind === "gather");
+  if (agree && !crossChecks) return envelopes;
   try {
-    checkDescriptors(descriptors);
+    checkDescriptors(envelopes.map((envelope) => envelope?.descriptor ?? descriptor));
   } catch (error) {
     // Every member has sent and received all its envelopes, so the channels stay in step and the
     // group can go on with its next call.

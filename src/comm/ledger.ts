@@ -25,7 +25,7 @@ export interface CollectiveRecord {
   kind: string;
   tag: string;
   /** Global ranks of the group, in group order. */
-  group: number[];
+  group: readonly number[];
   /** "direct", "ring", "chain", "pairwise" or "local" (a group of one rank). */
   algorithm: string;
   dtype: string;
@@ -60,15 +60,24 @@ export interface CallInfo {
   id: string;
   kind: string;
   tag: string;
-  group: number[];
+  group: readonly number[];
   dtype: string;
   elements: number;
 }
 
+interface OpenCall {
+  record: CollectiveRecord;
+  sends: Map<number, SendTotal>;
+  /** The totals of this call's (kind, tag), by destination. */
+  totals: Map<number, LedgerTotal>;
+  start: number;
+}
+
 export class Ledger {
   readonly collectives: CollectiveRecord[] = [];
-  private readonly totals = new Map<string, LedgerTotal>();
-  private current: { record: CollectiveRecord; sends: Map<number, SendTotal>; start: number } | null = null;
+  /** Totals by (kind, tag), then by destination. */
+  private readonly totals = new Map<string, Map<number, LedgerTotal>>();
+  private current: OpenCall | null = null;
 
   constructor(readonly rank: number, readonly ranksPerNode: number, readonly links: Links) {}
 
@@ -79,7 +88,10 @@ export class Ledger {
   /** Opens the record of a call; every count until end() belongs to it. */
   begin(info: CallInfo): void {
     const record: CollectiveRecord = { ...info, algorithm: "local", sends: [], bytes: 0, wallMs: 0, simulatedMs: 0 };
-    this.current = { record, sends: new Map(), start: performance.now() };
+    const key = `${info.kind}\u0000${info.tag}`;
+    let totals = this.totals.get(key);
+    if (!totals) this.totals.set(key, totals = new Map());
+    this.current = { record, sends: new Map(), totals, start: performance.now() };
   }
 
   /** Names the algorithm the open call uses. */
@@ -118,7 +130,7 @@ export class Ledger {
 
   get bytesSent(): number {
     let sum = 0;
-    for (const total of this.totals.values()) sum += total.bytes;
+    for (const byDst of this.totals.values()) for (const total of byDst.values()) sum += total.bytes;
     return sum;
   }
 
@@ -128,7 +140,7 @@ export class Ledger {
       ranksPerNode: this.ranksPerNode,
       links: this.links,
       bytesSent: this.bytesSent,
-      totals: [...this.totals.values()].map((total) => ({ ...total })),
+      totals: [...this.totals.values()].flatMap((byDst) => [...byDst.values()].map((total) => ({ ...total }))),
       collectives: this.collectives.map((record) => ({ ...record, group: [...record.group], sends: record.sends.map((s) => ({ ...s })) })),
     };
   }
@@ -149,13 +161,9 @@ export class Ledger {
   }
 
   private total(dst: number): LedgerTotal {
-    const { kind, tag } = this.open().record;
-    const key = `${dst}\u0000${kind}\u0000${tag}`;
-    let total = this.totals.get(key);
-    if (!total) {
-      total = { dst, link: this.linkTo(dst), kind, tag, bytes: 0, messages: 0 };
-      this.totals.set(key, total);
-    }
+    const { record, totals } = this.open();
+    let total = totals.get(dst);
+    if (!total) totals.set(dst, total = { dst, link: this.linkTo(dst), kind: record.kind, tag: record.tag, bytes: 0, messages: 0 });
     return total;
   }
 }

@@ -16,7 +16,7 @@ import { CollectiveAbortedError, CollectiveTimeoutError, type RankFailureKind } 
 export interface WorldOptions {
   ranks: number;
   ranksPerNode?: number;
-  /** Bytes of shared memory per ordered pair of ranks, split into SLOTS slots (default 1 MiB up to 16 ranks). */
+  /** Bytes of shared memory per ordered pair of ranks, split into SLOTS slots (default 8 MiB, less beyond 6 ranks). */
   channelBytes?: number;
 }
 
@@ -35,7 +35,8 @@ export interface WorldLayout {
 /** Slots per channel: a sender may run SLOTS − 1 slots ahead of its receiver's current one. */
 export const SLOTS = 4;
 const MIN_SLOT_BYTES = 4096;
-const DEFAULT_CHANNEL_BYTES = 1 << 20;
+/** Large slots: every slot hand-off can cost a sleep and a wake-up, so fewer, larger ones pipeline better. */
+const DEFAULT_CHANNEL_BYTES = 8 << 20;
 /** The default shrinks channels so that all of them together stay within this budget. */
 const DEFAULT_TOTAL_CHANNEL_BYTES = 256 << 20;
 
@@ -47,6 +48,11 @@ const REASONS: RankFailureKind[] = ["threw", "exited", "unresponsive"];
 
 /** How long one Atomics.wait may sleep before the abort word and the deadline are checked again. */
 const WAIT_SLICE_MS = 20;
+/**
+ * A peer that is running on its own core usually answers within microseconds, sooner than a sleeping
+ * thread can be woken; so a wait first re-checks the counter this long, then sleeps in Atomics.wait.
+ */
+const SPIN_MS = 0.03;
 
 /** What a waiting rank is doing, for the errors that end a wait. */
 export interface WaitContext {
@@ -57,9 +63,13 @@ export interface WaitContext {
 
 export class World {
   readonly control: Int32Array;
+  /** How long a wait checks the counter before it sleeps: only while every rank can have a core of its own. */
+  private readonly spinMs: number;
 
   constructor(readonly buffer: SharedArrayBuffer, readonly layout: WorldLayout, readonly rank: number) {
     this.control = new Int32Array(buffer, 0, layout.controlBytes / 4);
+    const cores = (globalThis.navigator as Navigator | undefined)?.hardwareConcurrency ?? 1;
+    this.spinMs = layout.ranks <= cores ? SPIN_MS : 0;
   }
 
   /** The node a rank lives on. */
@@ -105,10 +115,15 @@ export class World {
   }
 
   /**
-   * Blocks while control[index] === value, in slices of Atomics.wait. Throws CollectiveAbortedError
+   * Blocks while control[index] === value: a short spin when ranks have cores to themselves, then
+   * slices of Atomics.wait. Throws CollectiveAbortedError
    * once the world is aborted and CollectiveTimeoutError (naming `peer`) after context.timeoutMs.
    */
   waitWhile(index: number, value: number, peer: number, context: WaitContext): void {
+    if (this.spinMs > 0) {
+      const until = performance.now() + this.spinMs;
+      for (let i = 1; Atomics.load(this.control, index) === value; i++) if ((i & 63) === 0 && performance.now() > until) break;
+    }
     const deadline = performance.now() + context.timeoutMs;
     while (Atomics.load(this.control, index) === value) {
       this.throwIfAborted(context);
