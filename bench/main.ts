@@ -1,11 +1,11 @@
-// `npm run bench -- <suite> [--json FILE] [--reps N]`: shardlab's benchmarks. The first positional
-// picks a suite from SUITES; exit status 2 means a bad command line.
+// `npm run bench -- <suite> [--json FILE] [--reps N] [--ranks P]`: shardlab's benchmarks. The first
+// positional picks a suite from SUITES; exit status 2 means a bad command line.
 
 import { parseArgs } from "node:util";
-import type { SuiteOptions } from "./kernels.ts";
+import type { CollectivesOptions } from "./collectives.ts";
 
 /** Each suite's module is imported only when that suite runs, so one suite's dependencies never block another. */
-const SUITES: Record<string, { summary: string; run: (options: SuiteOptions) => Promise<number> }> = {
+const SUITES: Record<string, { summary: string; run: (options: CollectivesOptions) => Promise<number> }> = {
   kernels: {
     summary: "shardlab's WebGPU kernels vs TF.js's WebGPU backend, and the copy-bandwidth bound",
     run: async (options) => (await import("./kernels.ts")).runKernels(options),
@@ -14,22 +14,29 @@ const SUITES: Record<string, { summary: string; run: (options: SuiteOptions) => 
     summary: "a training step of the tiny and small presets vs the same model in TF.js's WebGPU backend",
     run: async (options) => (await import("./train.ts")).runTrain(options),
   },
+  collectives: {
+    summary: "nccl-tests style time, algbw and busbw of every collective over 8 B … 64 MiB vs the copy bound",
+    run: async (options) => (await import("./collectives.ts")).runCollectives(options),
+  },
 };
 
 const FLAGS = {
   json: { type: "string" },
   reps: { type: "string" },
+  ranks: { type: "string" },
   help: { type: "boolean" },
 } as const;
 
-const USAGE = `usage: npm run bench -- <suite> [--json FILE] [--reps N]
+const USAGE = `usage: npm run bench -- <suite> [--json FILE] [--reps N] [--ranks P]
 
 suites:
 ${Object.entries(SUITES).map(([name, suite]) => `  ${name.padEnd(12)}${suite.summary}`).join("\n")}
 
 options:
   --json FILE   also write every figure as one JSON object to FILE
-  --reps N      reps per timed batch (default: sized so one batch takes about 0.4 s)
+  --reps N      reps per timed batch (default: sized so one batch takes about 0.4 s);
+                collectives: timed iterations per message size
+  --ranks P     collectives only: world size, an integer ≥ 2 (default: 2 ranks, then 4)
   --help
 `;
 
@@ -40,7 +47,7 @@ function fail(message: string): never {
   Deno.exit(2);
 }
 
-function parseCommandLine(argv: string[]): { suite: string; options: SuiteOptions } | null {
+function parseCommandLine(argv: string[]): { suite: string; options: CollectivesOptions } | null {
   // Non-strict parsing keeps unknown flags as tokens, so the error can name them and the valid ones.
   const { values, positionals, tokens } = parseArgs({
     args: argv,
@@ -53,7 +60,7 @@ function parseCommandLine(argv: string[]): { suite: string; options: SuiteOption
     if (token.kind === "option" && !Object.hasOwn(FLAGS, token.name)) fail(`unknown flag "${token.rawName}" (valid: ${VALID_FLAGS})`);
   }
   if (values.help) return null;
-  for (const flag of ["json", "reps"] as const) {
+  for (const flag of ["json", "reps", "ranks"] as const) {
     const value = values[flag];
     if (value !== undefined && (typeof value !== "string" || value.startsWith("--"))) fail(`--${flag} needs a value`);
   }
@@ -66,7 +73,13 @@ function parseCommandLine(argv: string[]): { suite: string; options: SuiteOption
     reps = Number(values.reps);
     if (!Number.isInteger(reps) || reps < 1) fail(`--reps must be a positive integer, got "${values.reps}"`);
   }
-  return { suite, options: { json: values.json as string | undefined, reps } };
+  let ranks: number | undefined;
+  if (values.ranks !== undefined) {
+    if (suite !== "collectives") fail(`--ranks applies to the collectives suite only, not "${suite}"`);
+    ranks = Number(values.ranks);
+    if (!Number.isInteger(ranks) || ranks < 2) fail(`--ranks must be an integer ≥ 2, got "${values.ranks}"`);
+  }
+  return { suite, options: { json: values.json as string | undefined, reps, ranks } };
 }
 
 const command = parseCommandLine(Deno.args);
