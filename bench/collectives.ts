@@ -1,7 +1,7 @@
 // `bench collectives`: nccl-tests style figures of shardlab's collectives. One process launches a
 // world of ranks (module workers on the CPU backend, typed arrays) that sweeps every collective over
 // message sizes from 8 B to 64 MiB; the ranks time each call between barriers and check its result
-// (bench/collectives_rank.ts). Per size: the median over iterations of the slowest rank's time,
+// (bench/collectives_rank.ts). Per size: the median over samples of the slowest rank's time per call,
 //   algbw = size / time,   busbw = algbw × factor   (nccl-tests' factors, busFactor),
 // busbw against the copy bound of the same run, the bytes the ledger counted per rank against the
 // algorithm's analytic volume (they must agree exactly), and the cost model's simulated time.
@@ -72,18 +72,22 @@ export interface CaseReport {
   name: string;
   bytes: number;
   elements: number;
+  /** Where results go: "out" (one array reused by every call) or "new" (a new array per call). */
+  result: "out" | "new";
   /** The algorithm the ledger recorded (every rank, every timed call). */
   algorithm: string;
+  /** Untimed samples, timed samples, and back-to-back calls per sample. */
   warmUp: number;
-  iterations: number;
-  /** Median over timed iterations of the slowest rank's time. */
+  samples: number;
+  callsPerSample: number;
+  /** Median over timed samples of the slowest rank's time per call. */
   us: number;
-  iterationUs: number[];
+  sampleUs: number[];
   algbwGBps: number;
   busbwGBps: number;
   /** busbw / the copy bound per rank. */
   fractionOfCopy: number;
-  /** Wrong output elements over all ranks and iterations. */
+  /** Wrong output elements over all ranks and samples. */
   wrong: number;
   ledger: {
     /** Bytes each rank sent in one call, from its ledger (the same in every timed call, or exact is false). */
@@ -188,7 +192,7 @@ async function runWorld(ranks: number, reps: number | undefined): Promise<WorldR
   };
 }
 
-/** Per iteration (or batch), the slowest rank's time: a collective is done when its last rank is. */
+/** Per sample (or batch), the slowest rank's time: a collective is done when its last rank is. */
 function slowest(perRank: number[][]): number[] {
   return perRank[0].map((_, i) => Math.max(...perRank.map((times) => times[i])));
 }
@@ -212,8 +216,8 @@ function copyBound(reports: RankReport[]): CopyBound {
 function caseReport(perRank: RankCase[], n: number, copy: CopyBound, byId: Map<string, TrafficCollective>): CaseReport {
   const first = perRank[0];
   const { kind, bytes } = first;
-  const iterationUs = slowest(perRank.map((c) => c.ms)).map((ms) => ms * 1000);
-  const us = median(iterationUs);
+  const sampleUs = slowest(perRank.map((c) => c.ms)).map((ms) => ms * 1000);
+  const us = median(sampleUs);
   const algbwGBps = bytes / (us * 1e3);
   const busbwGBps = algbwGBps * busFactor(kind, n);
   const algorithms = new Set(perRank.flatMap((c) => c.algorithms));
@@ -230,11 +234,13 @@ function caseReport(perRank: RankCase[], n: number, copy: CopyBound, byId: Map<s
     name: `${n} ranks ${kind} ${formatBytes(bytes)}`,
     bytes,
     elements: first.elements,
+    result: first.result,
     algorithm,
     warmUp: first.warmUp,
-    iterations: iterationUs.length,
+    samples: sampleUs.length,
+    callsPerSample: first.callsPerSample,
     us,
-    iterationUs,
+    sampleUs,
     algbwGBps,
     busbwGBps,
     fractionOfCopy: busbwGBps / copy.perRankGBps,

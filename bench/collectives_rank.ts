@@ -2,9 +2,9 @@
 // world (CPU backend, typed arrays). Each rank measures its own times between barriers and checks
 // its own results against values it computes itself; the launcher reduces the figures over ranks.
 //
-// Every input element is a small integer, valueAt(rank, index, iteration), so every sum is exact
+// Every input element is a small integer, valueAt(rank, index, sample), so every sum is exact
 // in f32 whatever the order of the additions. It is a hash of all three, so a result that mixes up
-// ranks, blocks or iterations (a stale slot, a block shifted by any offset) shows up as wrong elements.
+// ranks, blocks or samples (a stale slot, a block shifted by any offset) shows up as wrong elements.
 
 import type { Comm } from "../src/comm/collectives.ts";
 import type { RankContext } from "../src/comm/rank_context.ts";
@@ -18,7 +18,7 @@ export const ROOT = 0;
 export interface RankArgs {
   /** Message sizes to sweep, in bytes (nccl-tests' convention per collective, see caseShape). */
   sizes: number[];
-  /** Timed iterations per message size; default by size (timedIterations). */
+  /** Timed samples per message size; default by size (samplePlan). */
   reps?: number;
   /** Bytes of the buffer every rank copies for the copy bound. */
   copyBytes: number;
@@ -37,10 +37,14 @@ export interface RankCase {
   /** The message size: nccl-tests' "size" (bytes every rank's input or output holds, see caseShape). */
   bytes: number;
   elements: number;
+  /** "out": the result goes into one array reused by every call; "new": each call returns a new array. */
+  result: "out" | "new";
   warmUp: number;
-  /** This rank's time of every timed iteration, from the end of a barrier to the end of the call. */
+  /** Back-to-back calls per sample. */
+  callsPerSample: number;
+  /** This rank's time per call of every timed sample: from the end of a barrier to the end of its last call, / calls. */
   ms: number[];
-  /** Output elements that differ from the expected values, over all iterations (warm-up included). */
+  /** Output elements that differ from the expected values, over all samples (warm-up included). */
   wrong: number;
   /** Payload bytes this rank's ledger recorded for each timed call. */
   sentBytes: number[];
@@ -93,47 +97,59 @@ export function caseShape(
   return { bytes: whole * 4, input, output };
 }
 
-/** Untimed and timed iterations of one message size. */
-export function timedIterations(bytes: number, reps?: number): { warmUp: number; timed: number } {
-  if (bytes <= MIB) return { warmUp: 10, timed: reps ?? 20 };
-  return { warmUp: 1, timed: reps ?? Math.max(7, Math.round((20 * MIB) / bytes)) };
+/**
+ * Untimed and timed samples of one message size, and calls per sample. As in nccl-tests, a sample
+ * of a small message times several calls back to back, so that the barrier before it (whose ranks
+ * leave it at different moments) does not weigh on every call.
+ */
+function samplePlan(bytes: number, reps?: number): { warmUp: number; samples: number; calls: number } {
+  const calls = Math.max(1, Math.min(16, Math.round((256 * 1024) / bytes)));
+  if (bytes <= MIB) return { warmUp: 5, samples: reps ?? 20, calls };
+  return { warmUp: 1, samples: reps ?? Math.max(7, Math.round((20 * MIB) / bytes)), calls };
 }
 
 /** An integer in −64 … 63 that depends on every bit of its arguments. */
-function valueAt(rank: number, index: number, iteration: number): number {
-  let h = Math.imul(index, 0x9e3779b1) ^ Math.imul(rank + 1, 0x85ebca6b) ^ Math.imul(iteration + 1, 0xc2b2ae35);
+function valueAt(rank: number, index: number, sample: number): number {
+  let h = Math.imul(index, 0x9e3779b1) ^ Math.imul(rank + 1, 0x85ebca6b) ^ Math.imul(sample + 1, 0xc2b2ae35);
   h = Math.imul(h ^ (h >>> 16), 0x7feb352d);
   h = Math.imul(h ^ (h >>> 15), 0x846ca68b);
   return ((h ^ (h >>> 16)) & 127) - 64;
 }
 
-const RUN: Record<CollectiveName, (comm: Comm, x: Float32Array, tag: string) => Promise<Float32Array>> = {
-  allReduce: (comm, x, tag) => comm.allReduce(x, { op: "sum", tag }),
-  allGather: (comm, x, tag) => comm.allGather(x, { tag }),
-  reduceScatter: (comm, x, tag) => comm.reduceScatter(x, { op: "sum", tag }),
-  allToAll: (comm, x, tag) => comm.allToAll(x, { tag }),
-  broadcast: (comm, x, tag) => comm.broadcast(x, { root: ROOT, tag }),
+type Call = (comm: Comm, x: Float32Array, out: Float32Array | undefined, tag: string) => Promise<Float32Array>;
+
+/**
+ * How each collective is called. As in nccl-tests, buffers are allocated once per message size:
+ * collectives that take an `out` array write into one reused array; the others (out: false) return
+ * a new array on every call, whose pages are first touched inside the timed call.
+ */
+const CALLS: Record<CollectiveName, { out: boolean; call: Call }> = {
+  allReduce: { out: true, call: (comm, x, out, tag) => comm.allReduce(x, { op: "sum", tag, out }) },
+  allGather: { out: false, call: (comm, x, _out, tag) => comm.allGather(x, { tag }) },
+  reduceScatter: { out: true, call: (comm, x, out, tag) => comm.reduceScatter(x, { op: "sum", tag, out }) },
+  allToAll: { out: false, call: (comm, x, _out, tag) => comm.allToAll(x, { tag }) },
+  broadcast: { out: true, call: (comm, x, out, tag) => comm.broadcast(x, { root: ROOT, tag, out }) },
 };
 
-/** Output elements of `kind` on rank `me` that differ from what the inputs valueAt(r, ·, iteration) give. */
+/** Output elements of `kind` on rank `me` that differ from what the inputs valueAt(r, ·, sample) give. */
 function countWrong(
   kind: CollectiveName,
   output: Float32Array,
   expectedLength: number,
   me: number,
   n: number,
-  iteration: number,
+  sample: number,
 ): number {
   if (output.length !== expectedLength) return Math.max(output.length, expectedLength);
   const block = kind === "allReduce" || kind === "broadcast" ? output.length : output.length / (kind === "reduceScatter" ? 1 : n);
   let wrong = 0;
   for (let j = 0; j < output.length; j++) {
     let expected = 0;
-    if (kind === "allReduce") { for (let r = 0; r < n; r++) expected += valueAt(r, j, iteration); }
-    else if (kind === "reduceScatter") { for (let r = 0; r < n; r++) expected += valueAt(r, me * block + j, iteration); }
-    else if (kind === "allGather") expected = valueAt(Math.floor(j / block), j % block, iteration);
-    else if (kind === "allToAll") expected = valueAt(Math.floor(j / block), me * block + (j % block), iteration);
-    else expected = valueAt(ROOT, j, iteration);
+    if (kind === "allReduce") { for (let r = 0; r < n; r++) expected += valueAt(r, j, sample); }
+    else if (kind === "reduceScatter") { for (let r = 0; r < n; r++) expected += valueAt(r, me * block + j, sample); }
+    else if (kind === "allGather") expected = valueAt(Math.floor(j / block), j % block, sample);
+    else if (kind === "allToAll") expected = valueAt(Math.floor(j / block), me * block + (j % block), sample);
+    else expected = valueAt(ROOT, j, sample);
     if (output[j] !== expected) wrong++;
   }
   return wrong;
@@ -143,35 +159,41 @@ async function runCase(ctx: RankContext, kind: CollectiveName, size: number, rep
   const { comm, rank, worldSize } = ctx;
   const shape = caseShape(kind, size, worldSize);
   if (!shape) return null;
-  const { warmUp, timed } = timedIterations(shape.bytes, reps);
+  const { warmUp, samples, calls } = samplePlan(shape.bytes, reps);
   const tag = `bench.${kind}.${shape.bytes}`;
-  const result: RankCase = {
+  const { out, call } = CALLS[kind];
+  const figures: RankCase = {
     kind,
     bytes: shape.bytes,
     elements: shape.bytes / 4,
+    result: out ? "out" : "new",
     warmUp,
+    callsPerSample: calls,
     ms: [],
     wrong: 0,
     sentBytes: [],
     ids: [],
     algorithms: [],
   };
-  for (let iteration = 0; iteration < warmUp + timed; iteration++) {
-    const input = new Float32Array(shape.input);
-    for (let i = 0; i < input.length; i++) input[i] = valueAt(rank, i, iteration);
+  const input = new Float32Array(shape.input);
+  const outArray = out ? new Float32Array(shape.output) : undefined;
+  for (let sample = 0; sample < warmUp + samples; sample++) {
+    for (let i = 0; i < input.length; i++) input[i] = valueAt(rank, i, sample);
+    const outputs = new Set<Float32Array>();
     await comm.barrier({ tag: "bench.barrier" });
     const start = performance.now();
-    const output = await RUN[kind](comm, input, tag);
-    const ms = performance.now() - start;
-    result.wrong += countWrong(kind, output, shape.output, rank, worldSize, iteration);
-    if (iteration < warmUp) continue;
-    const record = comm.ledger.collectives.at(-1)!;
-    result.ms.push(ms);
-    result.sentBytes.push(record.bytes);
-    result.ids.push(record.id);
-    result.algorithms.push(record.algorithm);
+    for (let c = 0; c < calls; c++) outputs.add(await call(comm, input, outArray, tag));
+    const ms = (performance.now() - start) / calls;
+    for (const output of outputs) figures.wrong += countWrong(kind, output, shape.output, rank, worldSize, sample);
+    if (sample < warmUp) continue;
+    figures.ms.push(ms);
+    for (const record of comm.ledger.collectives.slice(-calls)) {
+      figures.sentBytes.push(record.bytes);
+      figures.ids.push(record.id);
+      figures.algorithms.push(record.algorithm);
+    }
   }
-  return result;
+  return figures;
 }
 
 /**

@@ -17,6 +17,7 @@ const HEADER = [
   "size",
   "elements",
   "algorithm",
+  "result",
   "time µs",
   "algbw GB/s",
   "busbw GB/s",
@@ -30,11 +31,13 @@ const HEADER = [
 export function printCollectives(worlds: WorldReport[], targets: Record<"bandwidth" | "latency", TargetReport>): void {
   for (const world of worlds) printWorld(world);
   console.log(
-    "time: median over iterations of the slowest rank (each rank times its call from the end of a barrier); " +
+    "time: median over samples of the slowest rank's time per call (each rank times a sample from the end of a barrier: " +
+      "16 calls back to back up to 16 KiB, fewer up to 128 KiB, then one); " +
       "algbw = size / time; busbw = algbw × factor; GB = 10^9 bytes.",
   );
   console.log(
-    "ledger B/rank: bytes the busiest rank sent in one call; ledger: exact when every rank's ledger and the merged traffic " +
+    "result: out = written into one array reused by every call (the out option), new = a new array per call. " +
+      "ledger B/rank: bytes the busiest rank sent in one call; ledger: exact when every rank's ledger and the merged traffic " +
       "equal the analytic volume of the algorithm named. simulated: the cost model's time (default links).",
   );
   for (const c of worlds.flatMap((world) => world.cases)) {
@@ -69,7 +72,7 @@ function printWorld(world: WorldReport): void {
   console.log(
     `copy bound: ${copy.perRankGBps.toFixed(2)} GB/s per rank = ${formatBytes(copy.bytes)} / time of one TypedArray.set, ` +
       `all ${ranks} ranks copying at once (bytes counted once); all ranks together ${copy.aggregateGBps.toFixed(2)} GB/s; ` +
-      `one rank alone ${copy.soloGBps.toFixed(2)} GB/s; into a newly allocated array (as every result is) ` +
+      `one rank alone ${copy.soloGBps.toFixed(2)} GB/s; into a newly allocated array (as a "new" result is) ` +
       `${copy.freshPerRankGBps.toFixed(2)} GB/s per rank`,
   );
   console.log(
@@ -91,6 +94,7 @@ function caseRow(c: CaseReport): string[] {
     formatBytes(c.bytes),
     String(c.elements),
     c.algorithm,
+    c.result,
     c.us.toFixed(1),
     c.algbwGBps.toFixed(3),
     c.busbwGBps.toFixed(3),
