@@ -27,12 +27,12 @@ import {
   exchangeOnly, fitsInline, recvFrom, sendTo,
 } from "./direct.ts";
 import {
-  ARRAYS, block, checkOp, checkOut, checkTag, type CommData, type CommDType, dtypeOf, isCommData, newLike, sameLengthOutput, toHost,
-  total, wrapLike,
+  ARRAYS, block, checkCounts, checkOp, checkOut, checkTag, type CommData, type CommDType, dtypeOf, isCommData, newLike, sameLengthOutput,
+  splitCounts, toHost, total, wrapLike,
 } from "./host.ts";
 import { type CallInfo, Ledger, type LinkClass } from "./ledger.ts";
 import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
-import { chainBroadcast, chainReduce, chunkLayout, equalSplit, ringAllGather, ringAllReduce, ringReduceScatter } from "./ring.ts";
+import { chainBroadcast, chainReduce, chunkLayout, ringAllGather, ringAllReduce, ringReduceScatter } from "./ring.ts";
 import type { WaitContext, World } from "./world.ts";
 
 export type { CommArray, CommData, CommDType, ReduceOp };
@@ -170,10 +170,10 @@ export class Comm {
   async reduceScatter<T extends CommData>(x: T, options: ReduceOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     const op = checkOp("reduceScatter", options.op, x);
     if (options.out) {
-      const length = x instanceof Tensor ? 0 : this.split("reduceScatter", x, x as CommArray, options.counts, "counts")[this.rank];
+      const length = x instanceof Tensor ? 0 : splitCounts(this.size, "reduceScatter", x, x as CommArray, options.counts, "counts")[this.rank];
       checkOut("reduceScatter", x, options.out, length, false);
     }
-    return await this.collective("reduceScatter", options, x, (input) => ({ op, counts: this.split("reduceScatter", x, input!, options.counts, "counts") }), (call, input) => {
+    return await this.collective("reduceScatter", options, x, (input) => ({ op, counts: splitCounts(this.size, "reduceScatter", x, input!, options.counts, "counts") }), (call, input) => {
       const layout = chunkLayout(call.descriptor.counts);
       const output = options.out ?? newLike(input, layout.sizes[call.me]);
       if (call.members.length === 1) output.set(input);
@@ -185,7 +185,7 @@ export class Comm {
 
   /** Every rank's x concatenated in group order; sizes may differ (`counts`, if given, must match them). */
   async allGather<T extends CommData>(x: T, options: TagOptions & { counts?: number[] } = {}): Promise<T> {
-    if (options.counts) this.checkCounts("allGather", options.counts, "counts");
+    if (options.counts) checkCounts(this.size, "allGather", options.counts, "counts");
     return await this.collective("allGather", options, x, () => ({ counts: options.counts ? [...options.counts] : [] }), (call, input) => {
       const { output, ringLayout } = allGatherInline(call, input);
       const ringed = call.members.length > 1 && ringLayout.sizes.some((size) => size > 0);
@@ -197,8 +197,8 @@ export class Comm {
 
   /** Block r of x (by `sendCounts`) goes to group rank r; returns the blocks received, in group order. */
   async allToAll<T extends CommData>(x: T, options: TagOptions & { sendCounts?: number[]; recvCounts?: number[] } = {}): Promise<T> {
-    if (options.recvCounts) this.checkCounts("allToAll", options.recvCounts, "recvCounts");
-    const fields = (input: CommArray | null) => ({ counts: this.split("allToAll", x, input!, options.sendCounts, "sendCounts"), recvCounts: options.recvCounts ? [...options.recvCounts] : [] });
+    if (options.recvCounts) checkCounts(this.size, "allToAll", options.recvCounts, "recvCounts");
+    const fields = (input: CommArray | null) => ({ counts: splitCounts(this.size, "allToAll", x, input!, options.sendCounts, "sendCounts"), recvCounts: options.recvCounts ? [...options.recvCounts] : [] });
     return await this.collective("allToAll", options, x, fields, (call, input) => {
       const sent = chunkLayout(call.descriptor.counts);
       let output = input;
@@ -264,11 +264,11 @@ export class Comm {
     const root = this.checkRoot("scatter", options);
     const isRoot = this.rank === root;
     if (isRoot && x === null) throw new TypeError(`scatter: the root (rank ${this.globalRank}) must pass the values to scatter, got null`);
-    if (!isRoot && options.counts) this.checkCounts("scatter", options.counts, "counts");
+    if (!isRoot && options.counts) checkCounts(this.size, "scatter", options.counts, "counts");
     const fields = (input: CommArray | null) => ({
       root,
       count: isRoot ? input!.length : -1,
-      counts: isRoot ? this.split("scatter", x!, input!, options.counts, "counts") : options.counts ? [...options.counts] : [],
+      counts: isRoot ? splitCounts(this.size, "scatter", x!, input!, options.counts, "counts") : options.counts ? [...options.counts] : [],
     });
     return await this.collective("scatter", options, x, fields, (call, input) => {
       const layout = isRoot ? chunkLayout(call.descriptor.counts) : null;
@@ -387,24 +387,5 @@ export class Comm {
     if (groupRank) return value;
     if (value === this.rank) throw new RangeError(`${kind}: ${name} ${value} is this rank itself`);
     return this.ranks[value];
-  }
-
-  private checkCounts(kind: string, counts: readonly number[], name: string): void {
-    if (!Array.isArray(counts) || counts.length !== this.size || !counts.every((c) => Number.isInteger(c) && c >= 0)) {
-      throw new RangeError(`${kind}: ${name} must list ${this.size} non-negative integers (one per group rank), got ${JSON.stringify(counts)}`);
-    }
-  }
-
-  /** The given per-rank counts (checked to add up to x's size), or x split equally by rows. */
-  private split(kind: string, x: CommData, input: CommArray, counts: number[] | undefined, name: string): number[] {
-    if (counts) {
-      this.checkCounts(kind, counts, name);
-      const sum = counts.reduce((a, b) => a + b, 0);
-      if (sum !== input.length) throw new RangeError(`${kind}: ${name} add up to ${sum}, but x has ${input.length} elements`);
-      return [...counts];
-    }
-    const row = x instanceof Tensor ? x.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
-    if (input.length === 0) return new Array<number>(this.size).fill(0);
-    return equalSplit(input.length / row, this.size).map((rows) => rows * row);
   }
 }

@@ -4,7 +4,7 @@
 
 import { DTypeError, ShapeError } from "../tensor/errors.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import type { ChunkLayout } from "./ring.ts";
+import { type ChunkLayout, equalSplit } from "./ring.ts";
 import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
 
 export type CommData = Tensor | CommArray;
@@ -75,6 +75,26 @@ export function checkOut(kind: string, x: CommData, out: CommArray | undefined, 
  */
 export function sameLengthOutput(x: CommData, input: CommArray, out: CommArray | undefined): CommArray {
   return out ?? (x instanceof Tensor ? input : newLike(input, input.length));
+}
+
+/** Checks per-rank counts of a group of n ranks, passed as option `name`. */
+export function checkCounts(n: number, kind: string, counts: readonly number[], name: string): void {
+  if (!Array.isArray(counts) || counts.length !== n || !counts.every((c) => Number.isInteger(c) && c >= 0)) {
+    throw new RangeError(`${kind}: ${name} must list ${n} non-negative integers (one per group rank), got ${JSON.stringify(counts)}`);
+  }
+}
+
+/** The given per-rank counts (checked to add up to x's size), or x split equally by rows over n ranks. */
+export function splitCounts(n: number, kind: string, x: CommData, input: CommArray, counts: number[] | undefined, name: string): number[] {
+  if (counts) {
+    checkCounts(n, kind, counts, name);
+    const sum = counts.reduce((a, b) => a + b, 0);
+    if (sum !== input.length) throw new RangeError(`${kind}: ${name} add up to ${sum}, but x has ${input.length} elements`);
+    return [...counts];
+  }
+  if (input.length === 0) return new Array<number>(n).fill(0);
+  const row = x instanceof Tensor ? x.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+  return equalSplit(input.length / row, n).map((rows) => rows * row);
 }
 
 export function block(array: CommArray, layout: ChunkLayout, r: number): CommArray {
