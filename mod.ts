@@ -31,3 +31,8 @@ export { type StepMetrics, train, Trainer } from "./src/train/trainer.ts";
 export { launch, type LaunchOptions, type LaunchResult, type RankEvent, type RankResult } from "./src/comm/launch.ts";
 export type { RankContext, RankEntry } from "./src/comm/rank_context.ts";
 export { CollectiveAbortedError, CollectiveMismatchError, CollectiveTimeoutError, RankFailedError, type RankFailureKind } from "./src/comm/errors.ts";
+export { Comm, type CommArray, type CommData, type CommOptions, type ReduceOp } from "./src/comm/collectives.ts";
+export { mesh, type Mesh, type MeshSizes } from "./src/comm/mesh.ts";
+export { createWorld, openWorld, World, type WorldLayout } from "./src/comm/world.ts";
+export { DEFAULT_LINKS, type Links, type LinkSpec, mergeLedgers, type Traffic, type TrafficJSON } from "./src/comm/cost_model.ts";
+export type { CollectiveRecord, LedgerJSON } from "./src/comm/ledger.ts";
