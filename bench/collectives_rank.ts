@@ -120,14 +120,15 @@ type Call = (comm: Comm, x: Float32Array, out: Float32Array | undefined, tag: st
 
 /**
  * How each collective is called. As in nccl-tests, buffers are allocated once per message size:
- * collectives that take an `out` array write into one reused array; the others (out: false) return
- * a new array on every call, whose pages are first touched inside the timed call.
+ * collectives that take an `out` array write into one reused array (all-gather and all-to-all with
+ * the equal counts that give its length); one with out: false would return a new array on every
+ * call, whose pages are first touched inside the timed call.
  */
 const CALLS: Record<CollectiveName, { out: boolean; call: Call }> = {
   allReduce: { out: true, call: (comm, x, out, tag) => comm.allReduce(x, { op: "sum", tag, out }) },
-  allGather: { out: false, call: (comm, x, _out, tag) => comm.allGather(x, { tag }) },
+  allGather: { out: true, call: (comm, x, out, tag) => comm.allGather(x, { tag, counts: new Array(comm.size).fill(x.length), out }) },
   reduceScatter: { out: true, call: (comm, x, out, tag) => comm.reduceScatter(x, { op: "sum", tag, out }) },
-  allToAll: { out: false, call: (comm, x, _out, tag) => comm.allToAll(x, { tag }) },
+  allToAll: { out: true, call: (comm, x, out, tag) => comm.allToAll(x, { tag, recvCounts: new Array(comm.size).fill(x.length / comm.size), out }) },
   broadcast: { out: true, call: (comm, x, out, tag) => comm.broadcast(x, { root: ROOT, tag, out }) },
 };
 

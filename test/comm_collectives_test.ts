@@ -172,6 +172,14 @@ Deno.test("bad arguments are rejected before anything moves, naming the value", 
   await assert.rejects(comm.allReduce(wide.subarray(0, 8), { out: wide.subarray(1) }), /allReduce: out overlaps x without being x itself/);
   await assert.rejects(comm.reduceScatter(x, { out: x.subarray(0, 4) }), /reduceScatter: out overlaps x; pass a separate array/);
   await assert.rejects(comm.allReduce(device.tensor(x, [8]), { out: x }), /out is for typed arrays; a Tensor's result is a new Tensor/);
+  await assert.rejects(comm.allGather(x, { out: new Float32Array(16) }), /allGather: out needs counts \(one per group rank\)/);
+  await assert.rejects(comm.allGather(x, { counts: [8, 8], out: new Float32Array(15) }), /allGather: out has 15 elements, the result has 16/);
+  await assert.rejects(comm.allGather(x, { counts: [8, 8], out: new Uint8Array(16) as unknown as Float32Array }), /allGather: out must be a Float32Array like x, got Uint8Array/);
+  await assert.rejects(comm.allGather(x, { counts: [4, 4], out: x }), /allGather: out overlaps x; pass a separate array \(x cannot be out: the gathered result is longer than x\)/);
+  await assert.rejects(comm.allToAll(x, { out: new Float32Array(8) }), /allToAll: out needs recvCounts \(one per group rank\)/);
+  await assert.rejects(comm.allToAll(x, { recvCounts: [4, 5], out: new Float32Array(8) }), /allToAll: out has 8 elements, the result has 9/);
+  await assert.rejects(comm.allToAll(x, { recvCounts: [4, 4], out: x }), /allToAll: out overlaps x; pass a separate array \(x cannot be out: /);
+  await assert.rejects(comm.allToAll(device.tensor(x, [8]), { recvCounts: [4, 4], out: new Float32Array(8) }), /allToAll: out is for typed arrays/);
   await assert.rejects(comm.recv({ length: 2, dtype: "f64" as "f32" }, { src: 1 }), /recv: like must be a Tensor, a typed array or \{ length, dtype/);
   assert.deepEqual(comm.ledger.collectives, []);
   device.destroy();

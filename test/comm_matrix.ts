@@ -53,6 +53,15 @@ export function casesFor(ranks: number): Case[] {
   add({ kind: "broadcast", dtype: "f32", sizes: all(65537), root, out: "self" });
   add({ kind: "broadcast", dtype: "i32", sizes: all(13), root: 0, out: "separate" });
   add({ kind: "reduceScatter", dtype: "f32", sizes: all(65537), out: "separate" });
+  // All-gather and all-to-all into the caller's array: equal and uneven blocks, inline and ringed or streamed.
+  const unevenGather = Array.from({ length: ranks }, (_, r) => [3, 5000, 0, 40000][r % 4]);
+  const unevenSend = Array.from({ length: ranks }, (_, i) => Array.from({ length: ranks }, (_, j) => [0, 7, 3000, 20000][(i + 2 * j) % 4]));
+  const equalSend = all(65537).map(() => equalSplit(65537, ranks));
+  add({ kind: "allGather", dtype: "f32", sizes: all(13), out: "separate" });
+  add({ kind: "allGather", dtype: "i32", sizes: all(65537), out: "separate" });
+  add({ kind: "allGather", dtype: "u8", sizes: unevenGather, out: "separate" });
+  add({ kind: "allToAll", dtype: "f32", sizes: all(65537), sendCounts: equalSend, out: "separate" });
+  add({ kind: "allToAll", dtype: "i32", sizes: unevenSend.map((row) => row.reduce((a, b) => a + b, 0)), sendCounts: unevenSend, out: "separate" });
   // Tensors on the rank's device keep dtype, device and (for reshaping collectives) whole rows.
   for (const dtype of DTYPES) {
     add({ kind: "allReduce", dtype, sizes: all(6 * 37), tensor: true, cols: 6 });

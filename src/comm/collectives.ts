@@ -27,7 +27,7 @@ import {
   exchangeOnly, fitsInline, recvFrom, sendTo,
 } from "./direct.ts";
 import {
-  ARRAYS, block, checkCounts, checkOp, checkOut, checkTag, type CommData, type CommDType, dtypeOf, isCommData, newLike, sameLengthOutput,
+  ARRAYS, block, checkCounts, checkOp, checkOut, checkOutByCounts, checkTag, type CommData, type CommDType, dtypeOf, isCommData, newLike, sameLengthOutput,
   splitCounts, toHost, total, wrapLike,
 } from "./host.ts";
 import { type CallInfo, Ledger, type LinkClass } from "./ledger.ts";
@@ -58,7 +58,8 @@ export interface RootOptions extends TagOptions {
 export interface OutOptions {
   /**
    * Typed arrays only: write the result into this array (x's type, the result's length) and return
-   * it instead of a new array. allReduce and broadcast accept x itself (in place).
+   * it instead of a new array. allReduce and broadcast accept x itself (in place). allGather needs
+   * `counts` and allToAll `recvCounts` with it, which give the result's length before the call.
    */
   out?: CommArray;
 }
@@ -184,10 +185,11 @@ export class Comm {
   }
 
   /** Every rank's x concatenated in group order; sizes may differ (`counts`, if given, must match them). */
-  async allGather<T extends CommData>(x: T, options: TagOptions & { counts?: number[] } = {}): Promise<T> {
+  async allGather<T extends CommData>(x: T, options: TagOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     if (options.counts) checkCounts(this.size, "allGather", options.counts, "counts");
+    checkOutByCounts("allGather", x, options.out, options.counts, "counts", "x cannot be out: the gathered result is longer than x");
     return await this.collective("allGather", options, x, () => ({ counts: options.counts ? [...options.counts] : [] }), (call, input) => {
-      const { output, ringLayout } = allGatherInline(call, input);
+      const { output, ringLayout } = allGatherInline(call, input, options.out);
       const ringed = call.members.length > 1 && ringLayout.sizes.some((size) => size > 0);
       this.ledger.setAlgorithm(call.members.length === 1 ? "local" : ringed ? "ring" : "direct");
       if (ringed) ringAllGather(call, output, ringLayout);
@@ -196,8 +198,9 @@ export class Comm {
   }
 
   /** Block r of x (by `sendCounts`) goes to group rank r; returns the blocks received, in group order. */
-  async allToAll<T extends CommData>(x: T, options: TagOptions & { sendCounts?: number[]; recvCounts?: number[] } = {}): Promise<T> {
+  async allToAll<T extends CommData>(x: T, options: TagOptions & OutOptions & { sendCounts?: number[]; recvCounts?: number[] } = {}): Promise<T> {
     if (options.recvCounts) checkCounts(this.size, "allToAll", options.recvCounts, "recvCounts");
+    checkOutByCounts("allToAll", x, options.out, options.recvCounts, "recvCounts", "x cannot be out: blocks of x are still to be sent while received blocks arrive, laid out differently");
     const fields = (input: CommArray | null) => ({ counts: splitCounts(this.size, "allToAll", x, input!, options.sendCounts, "sendCounts"), recvCounts: options.recvCounts ? [...options.recvCounts] : [] });
     return await this.collective("allToAll", options, x, fields, (call, input) => {
       const sent = chunkLayout(call.descriptor.counts);
@@ -205,7 +208,7 @@ export class Comm {
       this.ledger.setAlgorithm(call.members.length === 1 ? "local" : "direct");
       exchangeBlocks(call, (r) => r === call.me ? null : bytesOf(block(input, sent, r)), (descriptors) => {
         const received = chunkLayout(descriptors.map((d) => d.counts[call.me]));
-        output = newLike(input, total(received));
+        output = options.out ?? newLike(input, total(received));
         output.set(block(input, sent, call.me), received.offsets[call.me]);
         return descriptors.map((_, r) => r === call.me ? null : bytesOf(block(output, received, r)));
       });

@@ -77,16 +77,16 @@ export function directReduce(call: Call, root: number, op: ReduceOp, input: Comm
 
 /**
  * The direct part of an all-gather: blocks that fit travel inline to every member; larger blocks are
- * left to the ring, whose layout (inline blocks as size 0) is returned. `output` holds every inline
- * block and this rank's own block.
+ * left to the ring, whose layout (inline blocks as size 0) is returned. `output` (the caller's `out`,
+ * of the checked length, or a new array) holds every inline block and this rank's own block.
  */
-export function allGatherInline(call: Call, input: CommArray): { output: CommArray; ringLayout: ChunkLayout } {
+export function allGatherInline(call: Call, input: CommArray, out: CommArray | undefined): { output: CommArray; ringLayout: ChunkLayout } {
   const { ports, members, me, context } = call;
   const own = fitsInline(ports, input.byteLength) ? bytesOf(input) : null;
   const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, () => own, context);
   const counts = envelopes.map((envelope) => envelope ? envelope.count : input.length);
   const offsets = counts.map((_, r) => counts.slice(0, r).reduce((a, b) => a + b, 0));
-  const output = new (input.constructor as new (length: number) => CommArray)(counts.reduce((a, b) => a + b, 0));
+  const output = out ?? new (input.constructor as new (length: number) => CommArray)(counts.reduce((a, b) => a + b, 0));
   output.set(input, offsets[me]);
   envelopes.forEach((envelope, r) => {
     if (envelope?.payload) output.set(payloadAs(input, envelope), offsets[r]);

@@ -55,9 +55,10 @@ export function newLike(array: CommArray, length: number): CommArray {
 
 /**
  * Checks a caller's `out` array for a result of `length` elements: only with typed arrays, of x's
- * type; it may be x itself only where `inPlace` allows, and may not otherwise share memory with x.
+ * type; it may be x itself only where `inPlace` allows, and may not otherwise share memory with x
+ * (`whyNotX`, if given, says why the collective cannot write over x).
  */
-export function checkOut(kind: string, x: CommData, out: CommArray | undefined, length: number, inPlace: boolean): void {
+export function checkOut(kind: string, x: CommData, out: CommArray | undefined, length: number, inPlace: boolean, whyNotX = ""): void {
   if (out === undefined) return;
   if (x instanceof Tensor) throw new TypeError(`${kind}: out is for typed arrays; a Tensor's result is a new Tensor`);
   if (out.constructor !== x.constructor) throw new TypeError(`${kind}: out must be a ${x.constructor.name} like x, got ${describe(out)}`);
@@ -65,7 +66,7 @@ export function checkOut(kind: string, x: CommData, out: CommArray | undefined, 
   const shared = out.buffer === x.buffer && out.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < out.byteOffset + out.byteLength;
   const same = out.byteOffset === x.byteOffset && out.length === x.length && out.buffer === x.buffer;
   if (shared && !(inPlace && same)) {
-    throw new RangeError(`${kind}: out overlaps x${inPlace ? " without being x itself" : ""}; pass a separate array`);
+    throw new RangeError(`${kind}: out overlaps x${inPlace ? " without being x itself" : ""}; pass a separate array${whyNotX ? ` (${whyNotX})` : ""}`);
   }
 }
 
@@ -75,6 +76,18 @@ export function checkOut(kind: string, x: CommData, out: CommArray | undefined, 
  */
 export function sameLengthOutput(x: CommData, input: CommArray, out: CommArray | undefined): CommArray {
   return out ?? (x instanceof Tensor ? input : newLike(input, input.length));
+}
+
+/**
+ * Checks `out` of a collective whose result length other ranks decide (all-gather, all-to-all): the
+ * length comes from the per-rank counts passed as option `name`, which `out` therefore needs.
+ */
+export function checkOutByCounts(kind: string, x: CommData, out: CommArray | undefined, counts: number[] | undefined, name: string, whyNotX: string): void {
+  if (out === undefined) return;
+  if (!(x instanceof Tensor) && counts === undefined) {
+    throw new TypeError(`${kind}: out needs ${name} (one per group rank): without them the result's length is known only after the call`);
+  }
+  checkOut(kind, x, out, (counts ?? []).reduce((a, b) => a + b, 0), false, whyNotX);
 }
 
 /** Checks per-rank counts of a group of n ranks, passed as option `name`. */
