@@ -1,6 +1,8 @@
-// The single-device training loop: global batch → forward → backward → clip → AdamW, one step at a
-// time, with the figures a person watches (loss beside the corpus floor, learning rate, gradient
-// norm, tokens per second, device bytes).
+// The training loop: global batch → forward → backward → clip → AdamW, one step at a time, with the
+// figures a person watches (loss beside the corpus floor, learning rate, gradient norm, tokens per
+// second, device bytes). On one device it trains the whole global batch; as one data-parallel
+// replica it trains its rows of it and lets the replica's strategy (src/parallel/) reduce the
+// gradients between backward and clipping, so clipping and AdamW see the global batch's gradient.
 
 import { createDevice, type Device } from "../tensor/device.ts";
 import { tidy } from "../tensor/scope.ts";
@@ -9,22 +11,35 @@ import type { Phi3Config } from "../nn/config.ts";
 import { Phi3ForCausalLM } from "../nn/phi3.ts";
 import { generate } from "../nn/generate.ts";
 import { charTokenizer } from "../data/tokenizer.ts";
-import { corpusFloor, globalBatch } from "../data/corpus.ts";
+import { batchRows, corpusFloor, globalBatch } from "../data/corpus.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipScale, globalGradNorm } from "../optim/clip.ts";
 import { warmupCosine } from "../optim/schedule.ts";
 import { checkTrainConfig, type TrainConfig } from "./config.ts";
 
+/** One data-parallel replica's share of the global batch and its strategy's reductions. */
+export interface Replica {
+  /** The first row of the global batch this replica trains on. */
+  rowStart: number;
+  /** Rows it trains on; every replica of the group trains the same number. */
+  rowCount: number;
+  /** Runs after backward, before clipping: leaves in every parameter's .grad the gradient of the global batch's mean loss. */
+  reduceGradients(params: readonly [string, Tensor][]): Promise<void>;
+  /** The global batch's mean loss from this replica's mean loss over its rows. */
+  reduceLoss(loss: number): Promise<number>;
+}
+
 export interface StepMetrics {
   /** 1-based. */
   step: number;
-  /** Mean cross-entropy of this step's batch, nats per token. */
+  /** Mean cross-entropy of this step's global batch, nats per token. */
   loss: number;
-  /** The exact entropy floor of this step's batch (the best any model could do on it). */
+  /** The exact entropy floor of the rows this trainer trained on (the best any model could do on them). */
   floor: number;
   lr: number;
   /** Global gradient norm before clipping. */
   gradNorm: number;
+  /** Tokens this trainer trained on per second. */
   tokensPerSec: number;
   /** Bytes held on the device after the step. */
   deviceBytes: number;
@@ -34,6 +49,7 @@ export class Trainer {
   /** The expected loss floor for rows of this run's length, in nats per token. */
   readonly floor: number;
   private readonly optimizer: AdamW;
+  private readonly named: [string, Tensor][];
   private readonly params: Tensor[];
   private readonly lrAt: (step: number) => number;
   private stepsDone = 0;
@@ -44,8 +60,10 @@ export class Trainer {
     readonly device: Device,
     readonly model: Phi3ForCausalLM,
     private readonly ownsDevice: boolean,
+    private readonly replica: Replica | undefined,
   ) {
     const named = model.namedParameters();
+    this.named = named;
     this.params = named.map(([, p]) => p);
     this.optimizer = new AdamW(named, { weightDecay: config.weightDecay ?? 0.1 });
     this.lrAt = warmupCosine({
@@ -57,12 +75,18 @@ export class Trainer {
     this.floor = corpusFloor(config.seq);
   }
 
-  /** Checks the config, opens the device (unless one is given) and builds the model. */
-  static async create(config: TrainConfig, device?: Device): Promise<Trainer> {
+  /**
+   * Checks the config, opens the device (unless one is given) and builds the model. With `replica`
+   * the trainer is one data-parallel replica: it trains rows rowStart .. rowStart + rowCount − 1 of
+   * each global batch and reduces gradients and loss through the replica.
+   */
+  static async create(config: TrainConfig, device?: Device, replica?: Replica): Promise<Trainer> {
     const modelConfig = checkTrainConfig(config);
+    if (replica) checkReplicaRows(config.batch, replica);
     const owned = !device;
     device ??= await createDevice({ backend: config.backend });
-    return new Trainer(config, modelConfig, device, new Phi3ForCausalLM(device, modelConfig, { seed: config.seed }), owned);
+    const model = new Phi3ForCausalLM(device, modelConfig, { seed: config.seed });
+    return new Trainer(config, modelConfig, device, model, owned, replica);
   }
 
   get done(): boolean {
@@ -73,21 +97,27 @@ export class Trainer {
   async step(): Promise<StepMetrics> {
     const { seed, batch, seq, clipNorm = 1 } = this.config;
     const start = performance.now();
-    const data = globalBatch({ seed, step: this.stepsDone, batch, seq });
+    const replica = this.replica;
+    const rows = replica ? replica.rowCount : batch;
+    const data = replica
+      ? batchRows({ seed, step: this.stepsDone, rowStart: replica.rowStart, rowCount: rows, seq })
+      : globalBatch({ seed, step: this.stepsDone, batch, seq });
     const lr = this.lrAt(this.stepsDone);
 
-    const inputs = this.device.tensor(data.inputs, [batch, seq]);
-    const targets = this.device.tensor(data.targets, [batch, seq]);
+    const inputs = this.device.tensor(data.inputs, [rows, seq]);
+    const targets = this.device.tensor(data.targets, [rows, seq]);
     const loss = tidy(() => this.model.loss(inputs, targets));
     await loss.backward();
     inputs.dispose();
     targets.dispose();
+    if (replica) await replica.reduceGradients(this.named);
 
     const gradNorm = await globalGradNorm(this.params);
     this.optimizer.step({ lr, gradScale: clipNorm > 0 ? clipScale(gradNorm, clipNorm) : 1 });
     this.optimizer.zeroGrad();
-    const [lossValue] = await loss.read();
+    const [rowsLoss] = await loss.read();
     loss.dispose();
+    const lossValue = replica ? await replica.reduceLoss(rowsLoss) : rowsLoss;
 
     this.stepsDone++;
     const seconds = (performance.now() - start) / 1000;
@@ -97,7 +127,7 @@ export class Trainer {
       floor: data.floor,
       lr,
       gradNorm,
-      tokensPerSec: (batch * seq) / seconds,
+      tokensPerSec: (rows * seq) / seconds,
       deviceBytes: this.device.stats().bytes,
     };
   }
@@ -121,6 +151,12 @@ export class Trainer {
     this.optimizer.dispose();
     this.model.dispose();
     if (this.ownsDevice) this.device.destroy();
+  }
+}
+
+function checkReplicaRows(batch: number, { rowStart, rowCount }: Replica): void {
+  if (!Number.isInteger(rowStart) || !Number.isInteger(rowCount) || rowStart < 0 || rowCount < 1 || rowStart + rowCount > batch) {
+    throw new RangeError(`train: a replica's rows ${rowStart} .. ${rowStart + rowCount - 1} must lie inside the global batch of ${batch} rows`);
   }
 }
 
