@@ -36,3 +36,7 @@ export { mesh, type Mesh, type MeshSizes } from "./src/comm/mesh.ts";
 export { createWorld, openWorld, World, type WorldLayout } from "./src/comm/world.ts";
 export { DEFAULT_LINKS, type Links, type LinkSpec, mergeLedgers, type Traffic, type TrafficJSON } from "./src/comm/cost_model.ts";
 export type { CollectiveRecord, LedgerJSON } from "./src/comm/ledger.ts";
+
+// Parallel training strategies.
+export { DataParallel, DEFAULT_BUCKET_BYTES, replicaRows } from "./src/parallel/ddp.ts";
+export type { Replica } from "./src/train/trainer.ts";
