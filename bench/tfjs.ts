@@ -34,3 +34,16 @@ export async function syncTfjs(backend: WebGPUBackend): Promise<void> {
   backend.submitQueue();
   await backend.queue.onSubmittedWorkDone();
 }
+
+/** Both libraries must drive the same physical adapter, or their ratio compares two machines. */
+export function checkSameAdapter(shardlabDevice: GPUDevice, backend: WebGPUBackend): GPUAdapterInfo {
+  const describe = ({ vendor, architecture, device, description }: GPUAdapterInfo) =>
+    JSON.stringify({ vendor, architecture, device, description });
+  const shardlabAdapter = shardlabDevice.adapterInfo;
+  if (describe(shardlabAdapter) !== describe(backend.device.adapterInfo)) {
+    throw new Error(
+      `shardlab and TF.js got different adapters: ${describe(shardlabAdapter)} vs ${describe(backend.device.adapterInfo)}`,
+    );
+  }
+  return shardlabAdapter;
+}

@@ -15,7 +15,7 @@ import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "../src/train/config.ts";
 import { Trainer } from "../src/train/trainer.ts";
 import type { SuiteOptions } from "./kernels.ts";
 import { alignedTable, formatMs } from "./report.ts";
-import { startTfjsWebGpu, tf } from "./tfjs.ts";
+import { checkSameAdapter, startTfjsWebGpu, tf } from "./tfjs.ts";
 import { type HostParameter, type TfjsAdamWOptions, TfjsPhi3Trainer } from "./tfjs_phi3.ts";
 import { median } from "./timing.ts";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
@@ -78,7 +78,7 @@ interface TrainCaseResult extends TrainCase {
 export async function runTrain(options: SuiteOptions): Promise<number> {
   const device = await createDevice({ backend: "webgpu" });
   const tfBackend = await startTfjsWebGpu();
-  const adapter = sameAdapter(device, tfBackend);
+  const adapter = checkSameAdapter((device.backend as WebGpuBackend).ctx.device, tfBackend);
   progress(`adapter: ${adapter.description}`);
   const cases: TrainCaseResult[] = [];
   for (const trainCase of TRAIN_CASES) {
@@ -115,18 +115,6 @@ function progress(message: string): void {
 
 function caseName({ preset, batch, seq }: TrainCase): string {
   return `${preset} [${batch}×${seq}]`;
-}
-
-/** Both libraries must drive the same physical adapter, or their ratio compares two machines. */
-function sameAdapter(device: Device, tfBackend: WebGPUBackend): GPUAdapterInfo {
-  const shardlabAdapter = (device.backend as WebGpuBackend).ctx.device.adapterInfo;
-  const tfjsAdapter = tfBackend.device.adapterInfo;
-  const describe = ({ vendor, architecture, device, description }: GPUAdapterInfo) =>
-    JSON.stringify({ vendor, architecture, device, description });
-  if (describe(shardlabAdapter) !== describe(tfjsAdapter)) {
-    throw new Error(`shardlab and TF.js got different adapters: ${describe(shardlabAdapter)} vs ${describe(tfjsAdapter)}`);
-  }
-  return shardlabAdapter;
 }
 
 async function runCase(trainCase: TrainCase, device: Device): Promise<TrainCaseResult> {

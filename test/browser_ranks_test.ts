@@ -4,9 +4,7 @@
 // test-artifacts/.
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { servePage } from "../web/serve.ts";
-import { CHROMIUM, CHROMIUM_ARGS, haveChromium, requireBrowser } from "./browser_chromium.ts";
+import { pageTest, screenshot } from "./browser_chromium.ts";
 import { requireWebGpu } from "./helpers.ts";
 
 const RANKS = 4, RANKS_PER_NODE = 2, LENGTH = 1009;
@@ -18,42 +16,26 @@ interface PageResults {
   results: { rank: number; node: number; backend: string; values: number[] }[];
 }
 
-Deno.test({
-  name: "ranks page: 4 ranks in Chromium workers all-reduce through shared memory",
-  ignore: !haveChromium && !requireBrowser,
-  // Playwright's pipes and the server's connections outlive the test body by a tick.
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    assert.ok(haveChromium, `SHARDLAB_REQUIRE_BROWSER=1 but ${CHROMIUM} is missing (apt-get install chromium)`);
-    const server = await servePage(0);
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    try {
-      const page = await browser.newPage();
-      const pageErrors: string[] = [];
-      page.on("pageerror", (error) => pageErrors.push(error.message));
-      await page.goto(`${server.url}ranks.html?ranks=${RANKS}&ranksPerNode=${RANKS_PER_NODE}&length=${LENGTH}`);
-      await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.ranks ?? ""), null, { timeout: 120_000 });
-      await Deno.mkdir("test-artifacts", { recursive: true });
-      await page.screenshot({ path: "test-artifacts/ranks-page.png", fullPage: true });
-      const state = await page.evaluate(() => document.body.dataset.ranks);
-      assert.equal(state, "done", `the page ended in state ${state}: ${await page.textContent("#status")}`);
-      assert.deepEqual(pageErrors, []);
-      assert.equal(await page.evaluate(() => crossOriginIsolated), true);
+pageTest(
+  "ranks page: 4 ranks in Chromium workers all-reduce through shared memory",
+  `ranks.html?ranks=${RANKS}&ranksPerNode=${RANKS_PER_NODE}&length=${LENGTH}`,
+  async (page, pageErrors) => {
+    await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.ranks ?? ""), null, { timeout: 120_000 });
+    await screenshot(page, "ranks-page.png");
+    const state = await page.evaluate(() => document.body.dataset.ranks);
+    assert.equal(state, "done", `the page ended in state ${state}: ${await page.textContent("#status")}`);
+    assert.deepEqual(pageErrors, []);
+    assert.equal(await page.evaluate(() => crossOriginIsolated), true);
 
-      const data: PageResults = JSON.parse(await page.evaluate(() => document.body.dataset.results ?? "{}"));
-      assert.equal(data.results.length, RANKS);
-      const expected = Array.from({ length: LENGTH }, (_, i) => ((i + 1) * RANKS * (RANKS + 1)) / 2);
-      data.results.forEach((result, rank) => {
-        assert.equal(result.rank, rank);
-        assert.equal(result.node, Math.floor(rank / RANKS_PER_NODE));
-        if (requireWebGpu) assert.equal(result.backend, "webgpu", `rank ${rank} fell back to the CPU backend although WebGPU is required`);
-        assert.deepEqual(result.values, expected, `rank ${rank}'s all-reduce differs from the sum`);
-      });
-      assert.ok(data.totalBytes > 0, "the ledger counted no traffic");
-    } finally {
-      await browser.close();
-      await server.close();
-    }
+    const data: PageResults = JSON.parse(await page.evaluate(() => document.body.dataset.results ?? "{}"));
+    assert.equal(data.results.length, RANKS);
+    const expected = Array.from({ length: LENGTH }, (_, i) => ((i + 1) * RANKS * (RANKS + 1)) / 2);
+    data.results.forEach((result, rank) => {
+      assert.equal(result.rank, rank);
+      assert.equal(result.node, Math.floor(rank / RANKS_PER_NODE));
+      if (requireWebGpu) assert.equal(result.backend, "webgpu", `rank ${rank} fell back to the CPU backend although WebGPU is required`);
+      assert.deepEqual(result.values, expected, `rank ${rank}'s all-reduce differs from the sum`);
+    });
+    assert.ok(data.totalBytes > 0, "the ledger counted no traffic");
   },
-});
+);

@@ -3,40 +3,8 @@
 // Screenshots land in test-artifacts/.
 
 import assert from "node:assert/strict";
-import { chromium, type Page } from "playwright-core";
-import { servePage } from "../web/serve.ts";
-import { CHROMIUM, CHROMIUM_ARGS, haveChromium, requireBrowser } from "./browser_chromium.ts";
+import { pageTest, screenshot } from "./browser_chromium.ts";
 import { requireWebGpu } from "./helpers.ts";
-
-/** Serves the page, opens `query` in Chromium and runs `fn`; page errors are collected for it. */
-function pageTest(name: string, query: string, fn: (page: Page, pageErrors: string[]) => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: !haveChromium && !requireBrowser,
-    sanitizeResources: false,
-    sanitizeOps: false,
-    fn: async () => {
-      assert.ok(haveChromium, `SHARDLAB_REQUIRE_BROWSER=1 but ${CHROMIUM} is missing (apt-get install chromium)`);
-      const server = await servePage(0);
-      const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-      try {
-        const page = await browser.newPage();
-        const pageErrors: string[] = [];
-        page.on("pageerror", (error) => pageErrors.push(error.message));
-        await page.goto(server.url + query);
-        await fn(page, pageErrors);
-      } finally {
-        await browser.close();
-        await server.close();
-      }
-    },
-  });
-}
-
-async function screenshot(page: Page, file: string): Promise<void> {
-  await Deno.mkdir("test-artifacts", { recursive: true });
-  await page.screenshot({ path: `test-artifacts/${file}`, fullPage: true });
-}
 
 const STEPS = 40;
 

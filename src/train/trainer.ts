@@ -112,11 +112,11 @@ export class Trainer {
     targets.dispose();
     if (replica) await replica.reduceGradients(this.named);
 
-    const gradNorm = await globalGradNorm(this.params);
+    // Both read-backs in flight at once: each costs a wait for the device to report finished work.
+    const [gradNorm, [rowsLoss]] = await Promise.all([globalGradNorm(this.params), loss.read()]);
+    loss.dispose();
     this.optimizer.step({ lr, gradScale: clipNorm > 0 ? clipScale(gradNorm, clipNorm) : 1 });
     this.optimizer.zeroGrad();
-    const [rowsLoss] = await loss.read();
-    loss.dispose();
     const lossValue = replica ? await replica.reduceLoss(rowsLoss) : rowsLoss;
 
     this.stepsDone++;
