@@ -77,12 +77,26 @@ export function recordOp(name: string, out: Tensor, inputs: readonly Tensor[], s
   return out;
 }
 
-/** Runs the backward pass from a scalar; gradients accumulate into the leaves' .grad. */
-export function runBackward(root: Tensor, makeSeed: () => Tensor): void {
-  const rootNode = root.gradNode();
-  if (!rootNode) throw new Error("backward: this tensor does not require grad (no input had requiresGrad: true)");
-  const order = topologicalOrder(rootNode);
-  const grads = new Map<GradNode, Tensor>([[rootNode, makeSeed()]]);
+/**
+ * Runs one backward pass from several outputs at once, each seeded with its own gradient (which the
+ * pass takes over); gradients accumulate into the leaves' .grad. Outputs that share part of their
+ * graph are walked together, so every node runs once with the sum of what reaches it.
+ */
+export function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[]): void {
+  const rootNodes = roots.map((root) => root.gradNode());
+  if (rootNodes.some((node) => !node)) {
+    for (const seed of seeds) seed.dispose();
+    throw new Error("backward: this tensor does not require grad (no input had requiresGrad: true)");
+  }
+  const order = topologicalOrder(rootNodes as GradNode[]);
+  const grads = new Map<GradNode, Tensor>();
+  rootNodes.forEach((node, i) => {
+    const previous = grads.get(node!);
+    if (!previous) return grads.set(node!, seeds[i]);
+    grads.set(node!, noGrad(() => previous.add(seeds[i])));
+    previous.dispose();
+    seeds[i].dispose();
+  });
   for (const node of order) {
     const grad = grads.get(node);
     if (!grad) continue;
@@ -125,12 +139,20 @@ export function runBackward(root: Tensor, makeSeed: () => Tensor): void {
   for (const node of order) if (!node.leaf) node.freeSaved();
 }
 
-/** Nodes reachable from root, each before every node it consumes (root first). */
-function topologicalOrder(root: GradNode): GradNode[] {
+/** Nodes reachable from the roots, each before every node it consumes. */
+function topologicalOrder(roots: GradNode[]): GradNode[] {
   const visited = new Set<GradNode>();
   const postorder: GradNode[] = [];
+  for (const root of roots) {
+    if (visited.has(root)) continue;
+    visited.add(root);
+    depthFirst(root, visited, postorder);
+  }
+  return postorder.reverse();
+}
+
+function depthFirst(root: GradNode, visited: Set<GradNode>, postorder: GradNode[]): void {
   const stack: [GradNode, number][] = [[root, 0]];
-  visited.add(root);
   while (stack.length) {
     const top = stack[stack.length - 1];
     const [node, next] = top;
@@ -146,5 +168,4 @@ function topologicalOrder(root: GradNode): GradNode[] {
       postorder.push(node);
     }
   }
-  return postorder.reverse();
 }

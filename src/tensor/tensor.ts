@@ -6,7 +6,7 @@ import { GradNode, isGradEnabled, runBackward } from "./autograd.ts";
 import type { Device } from "./device.ts";
 import { type DType, f16BitsToF32, type HostArray } from "./dtype.ts";
 import { DisposedError, ShapeError } from "./errors.ts";
-import { formatShape, type Shape, sizeOf } from "./shape.ts";
+import { formatShape, sameShape, type Shape, sizeOf } from "./shape.ts";
 import { keep, trackTensor } from "./scope.ts";
 import * as elementwise from "./ops/elementwise.ts";
 import * as reduce from "./ops/reduce.ts";
@@ -72,11 +72,22 @@ export class Tensor {
     return values;
   }
 
-  /** Backpropagates from this scalar; every leaf with requiresGrad gains (or adds to) its .grad. */
-  backward(): Promise<void> {
+  /**
+   * Backpropagates from this tensor; every leaf with requiresGrad gains (or adds to) its .grad. A
+   * scalar seeds itself with 1; any other tensor needs `gradient`, the gradient of the final result
+   * with respect to it (its shape, on its device), as PyTorch's tensor.backward(gradient).
+   */
+  backward(gradient?: Tensor): Promise<void> {
     this.storageFor("backward");
-    if (this.size !== 1) throw new ShapeError(`backward: needs a scalar, got shape ${formatShape(this.shape)}`);
-    runBackward(this, () => this.device.tensor([1], this.shape));
+    if (!gradient) {
+      if (this.size !== 1) throw new ShapeError(`backward: needs a scalar or a gradient, got shape ${formatShape(this.shape)} and no gradient`);
+      runBackward([this], [this.device.tensor([1], this.shape)]);
+      return Promise.resolve();
+    }
+    if (!sameShape(gradient.shape, this.shape) || gradient.device !== this.device) {
+      throw new ShapeError(`backward: the gradient ${formatShape(gradient.shape)} must match the tensor ${formatShape(this.shape)} on its device`);
+    }
+    runBackward([this], [gradient.retainedHandle()]);
     return Promise.resolve();
   }
 
