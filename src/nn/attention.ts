@@ -35,19 +35,33 @@ export class Phi3Attention implements Module {
     if (x.shape.length !== 3) {
       throw new ShapeError(`${this.qkvProj.weight.name}: input ${formatShape(x.shape)} must be [B, T, hidden]`);
     }
-    const [B, T] = x.shape;
-    const [H, Hkv, D] = [this.numHeads, this.numKvHeads, this.headDim];
-    const qkv = this.qkvProj.forward(x);
-    const [q, k, v] = ops.split(qkv, [H * D, Hkv * D, Hkv * D], 2);
-    // [B, T, heads·D] → [B, heads, T, D]
-    const toHeads = (t: Tensor, heads: number) => ops.permute(ops.reshape(t, [B, T, heads, D]), [0, 2, 1, 3]);
-    const rope = { theta: this.ropeTheta };
-    const o = ops.attention(ops.rope(toHeads(q, H), rope), ops.rope(toHeads(k, Hkv), rope), toHeads(v, Hkv), { causal: true });
-    const merged = ops.reshape(ops.permute(o, [0, 2, 1, 3]), [B, T, H * D]);
-    return this.oProj.forward(merged);
+    const heads = { numHeads: this.numHeads, numKvHeads: this.numKvHeads, headDim: this.headDim, ropeTheta: this.ropeTheta };
+    return this.oProj.forward(attendFused(this.qkvProj.forward(x), heads));
   }
 
   parameters(): Parameter[] {
     return [...this.oProj.parameters(), ...this.qkvProj.parameters()];
   }
+}
+
+export interface AttentionHeads {
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  ropeTheta: number;
+}
+
+/**
+ * The attention between the two projections: qkv [B, T, (H + 2·Hkv)·D] (q heads, then k, then v)
+ * → rotary positions → grouped-query causal attention → [B, T, H·D]. Tensor-parallel ranks call it
+ * with their own heads.
+ */
+export function attendFused(qkv: Tensor, { numHeads: H, numKvHeads: Hkv, headDim: D, ropeTheta }: AttentionHeads): Tensor {
+  const [B, T] = qkv.shape;
+  const [q, k, v] = ops.split(qkv, [H * D, Hkv * D, Hkv * D], 2);
+  // [B, T, heads·D] → [B, heads, T, D]
+  const toHeads = (t: Tensor, heads: number) => ops.permute(ops.reshape(t, [B, T, heads, D]), [0, 2, 1, 3]);
+  const rope = { theta: ropeTheta };
+  const o = ops.attention(ops.rope(toHeads(q, H), rope), ops.rope(toHeads(k, Hkv), rope), toHeads(v, Hkv), { causal: true });
+  return ops.reshape(ops.permute(o, [0, 2, 1, 3]), [B, T, H * D]);
 }

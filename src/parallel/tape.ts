@@ -67,9 +67,12 @@ export class CommTape {
     return outputs;
   }
 
-  /** Backpropagates from the scalar `loss` through the graph and every cut, newest cut first. */
-  async backward(loss: Tensor): Promise<void> {
-    await loss.backward();
+  /**
+   * Backpropagates from `output` through the graph and every cut, newest cut first: from a scalar
+   * loss, or from any tensor given the gradient with respect to it (a block recomputed in backward).
+   */
+  async backward(output: Tensor, gradient?: Tensor): Promise<void> {
+    await output.backward(gradient);
     while (this.cuts.length > 0) {
       const cut = this.cuts.pop()!;
       try {
