@@ -123,6 +123,13 @@ export interface Backend {
   cast(x: Storage, n: number, from: DType, to: DType): Storage;
   /** In place: dst gains src's elements as described by copy. dtype is f32 or i32. */
   copyStrided(src: Storage, dst: Storage, copy: StridedCopy, dtype: DType): void;
+  /**
+   * Sums of blocks of `block` elements: output block j of n is the sum of x's blocks indices[k] for
+   * k in [offsets[j], offsets[j + 1]), added in k order (an empty range gives zeros). offsets (n + 1
+   * entries) and indices are i32; maxTerms is the longest range. One index per block is a gather;
+   * a gather's inverse table gives its adjoint, a scatter-add without atomics.
+   */
+  gatherBlocks(x: Storage, offsets: Storage, indices: Storage, n: number, block: number, maxTerms: number): Storage;
 
   // ---- reductions ----
   /** x viewed as [outer, length, inner] reduced over the middle axis to [outer, inner]. */

@@ -11,6 +11,7 @@ import { DisposedError } from "../../tensor/errors.ts";
 import * as elementwise from "./elementwise.ts";
 import { cast } from "./cast.ts";
 import { copyStrided } from "./copy.ts";
+import { gatherBlocks } from "./head_exchange.ts";
 import { reduce } from "./reduce.ts";
 import { matmul } from "./matmul.ts";
 import { softmax, softmaxGrad } from "./softmax.ts";
@@ -109,6 +110,11 @@ export class CpuBackend implements Backend {
   copyStrided(src: Storage, dst: Storage, copy: StridedCopy, _dtype: DType): void {
     const source = this.data(src, "copyStrided") as Float32Array | Int32Array;
     copyStrided(source, this.data(dst, "copyStrided") as Float32Array | Int32Array, copy);
+  }
+
+  gatherBlocks(x: Storage, offsets: Storage, indices: Storage, n: number, block: number, _maxTerms: number): Storage {
+    const op = "gatherBlocks";
+    return this.adopt(gatherBlocks(this.f32(x, op), this.i32(offsets, op), this.i32(indices, op), n, block));
   }
 
   // ---- reductions ----

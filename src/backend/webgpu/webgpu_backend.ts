@@ -10,6 +10,7 @@ import { GpuContext, GpuStorage } from "./gpu_context.ts";
 import * as elementwise from "./programs/elementwise.ts";
 import * as castProgram from "./programs/cast.ts";
 import * as copyProgram from "./programs/copy.ts";
+import * as headExchangeProgram from "./programs/head_exchange.ts";
 import * as reduceProgram from "./programs/reduce.ts";
 import * as matmulProgram from "./programs/matmul.ts";
 import * as softmaxProgram from "./programs/softmax.ts";
@@ -107,6 +108,10 @@ export class WebGpuBackend implements Backend {
 
   copyStrided(src: Storage, dst: Storage, copy: StridedCopy): void {
     copyProgram.copyStrided(this.ctx, src as GpuStorage, dst as GpuStorage, copy);
+  }
+
+  gatherBlocks(x: Storage, offsets: Storage, indices: Storage, n: number, block: number, maxTerms: number): Storage {
+    return headExchangeProgram.gatherBlocks(this.ctx, x as GpuStorage, offsets as GpuStorage, indices as GpuStorage, n, block, maxTerms);
   }
 
   reduce(op: ReduceOp, x: Storage, outer: number, length: number, inner: number): Storage {

@@ -7,5 +7,6 @@ export { matmul, type MatmulOptions } from "./matmul.ts";
 export { crossEntropy, embedding, layerNorm, logSoftmax, rmsNorm, rope, type RopeOptions, softmax } from "./nn.ts";
 export { attention, type AttentionOptions } from "./attention.ts";
 export { adamwUpdate } from "./adamw.ts";
+export { gatherBlocks, scatterAddBlocks } from "./head_exchange.ts";
 export { noGrad } from "../autograd.ts";
 export { keep, tidy } from "../scope.ts";
