@@ -1,9 +1,9 @@
 // Ulysses sequence-parallel attention equals single-device attention: on sp 1, 2, 3 and 4 CPU ranks
-// (kv heads split, replicated, shared unevenly and expanded), each rank's output and qkv gradient
-// match, on its tokens, the full sequence's split → rope → causal grouped-query attention → merge
-// computed here. Every all-to-all sends the bytes worked out here from hand-written head
-// assignments; the head rule gives valid grouped-query attention on every rank for many shapes; bad
-// sequences, heads and inputs are refused with their numbers.
+// (kv heads split, replicated, shared unevenly and expanded; also sp groups inside a dp × sp mesh),
+// each rank's output and qkv gradient match, on its tokens, the full sequence's split → rope →
+// causal grouped-query attention → merge computed here. Every all-to-all sends the bytes worked out
+// here from hand-written head assignments; the head rule gives valid grouped-query attention on
+// every rank for many shapes; bad sequences, heads and inputs are refused with their numbers.
 
 import assert from "node:assert/strict";
 import { launch } from "../src/comm/launch.ts";
@@ -26,12 +26,15 @@ interface Case {
   /** Written by hand from the head rule: each rank's q heads and the kv head of each of its local kv heads. */
   q: number[][];
   kv: number[][];
+  /** Data-parallel replicas around the sp groups (1 by default). */
+  dp?: number;
 }
 
 const dims = (numHeads: number, numKvHeads: number, headDim: number): AttentionHeads => ({ numHeads, numKvHeads, headDim, ropeTheta: 10000 });
 
 const CASES: Case[] = [
   { name: "sp 2, kv heads split", sp: 2, B: 2, T: 8, dims: dims(4, 2, 16), q: [[0, 1], [2, 3]], kv: [[0], [1]] },
+  { name: "dp 2 × sp 2", sp: 2, dp: 2, B: 1, T: 4, dims: dims(4, 2, 8), q: [[0, 1], [2, 3]], kv: [[0], [1]] },
   { name: "sp 4, kv heads replicated", sp: 4, B: 2, T: 8, dims: dims(4, 2, 16), q: [[0], [1], [2], [3]], kv: [[0], [0], [1], [1]] },
   { name: "sp 4, uneven heads", sp: 4, B: 1, T: 8, dims: dims(6, 2, 8), q: [[0, 1], [2, 3], [4], [5]], kv: [[0], [0, 1], [1], [1]] },
   { name: "sp 3, expanded kv heads", sp: 3, B: 1, T: 12, dims: dims(8, 2, 8), q: [[0, 1, 2], [3, 4, 5], [6, 7]], kv: [[0], [0, 1, 1], [1]] },
@@ -68,15 +71,19 @@ for (const [index, c] of CASES.entries()) {
     assert.deepEqual(assignment.q.map(([start, count]) => Array.from({ length: count }, (_, i) => start + i)), c.q);
     assert.deepEqual(assignment.kv, c.kv);
 
-    const args: UlyssesRankArgs = { B: c.B, T: c.T, dims: c.dims, seed };
-    const results = await launch<UlyssesRankResult>({ ranks: c.sp, entry: ENTRY, args, backend: "cpu" });
+    const dp = c.dp ?? 1;
+    const args: UlyssesRankArgs = { B: c.B, T: c.T, dims: c.dims, seed, dp };
+    const results = await launch<UlyssesRankResult>({ ranks: dp * c.sp, entry: ENTRY, args, backend: "cpu" });
     const reference = await singleDevice(c, seed);
     const tokens = c.T / c.sp;
     const headBytes = 4 * c.B * tokens * D;
     const others = (rank: number) => c.q.map((_, r) => r).filter((r) => r !== rank);
-    for (const { rank, value } of results) {
+    for (const { rank: worldRank, value } of results) {
+      // Ranks form a [dp, sp] grid, sp varying fastest.
+      const rank = worldRank % c.sp;
+      const group = Array.from({ length: c.sp }, (_, i) => worldRank - rank + i);
       const first = rank * tokens;
-      const what = `${c.name}, rank ${rank}`;
+      const what = `${c.name}, rank ${worldRank}`;
       assertClose(value.out, tokenSlice(reference.out, c.B, c.T, H * D, first, tokens), 1e-5, 1e-5, `${what}: output`);
       assertClose(value.grad, tokenSlice(reference.grad, c.B, c.T, (H + 2 * Hkv) * D, first, tokens), 1e-5, 1e-5, `${what}: qkv gradient`);
       assert.equal(value.leakedBytes, 0, `${what}: device bytes left behind`);
@@ -94,6 +101,7 @@ for (const [index, c] of CASES.entries()) {
       assert.deepEqual(ulysses.map((record) => record.tag).sort(), Object.keys(expected).map((key) => `ulysses.alltoall.${key}`).sort());
       for (const record of ulysses) {
         assert.equal(record.kind, "allToAll");
+        assert.deepEqual(record.group, group);
         assert.equal(record.algorithm, c.sp === 1 ? "local" : "direct");
         assert.equal(record.bytes, expected[record.tag.slice("ulysses.alltoall.".length) as keyof typeof expected], `${what}: ${record.tag}`);
       }

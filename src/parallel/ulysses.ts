@@ -104,6 +104,7 @@ export async function ulyssesAttention(tape: CommTape, sp: Comm, qkv: Tensor, di
   if (qkv.shape.length !== 3 || qkv.shape[2] !== columns) {
     throw new ShapeError(`ulyssesAttention ${where}: qkv must be [B, T/sp, ${columns}] (${Hq} + 2·${Hkv} heads of ${D}), got ${formatShape(qkv.shape)}`);
   }
+  if (sp.rank < 0) throw new RangeError(`ulyssesAttention ${where}: rank ${sp.globalRank} is not in the sp group [${sp.ranks.join(", ")}]`);
   const [B, Tl] = qkv.shape;
   const plan = exchangePlan(ulyssesHeads(Hq, Hkv, sp.size), B, Tl, D, sp.rank);
   const T = Tl * sp.size;
