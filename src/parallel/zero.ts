@@ -1,0 +1,348 @@
+// ZeRO stages 1 and 2 (DeepSpeed semantics) over a dp group, and the flat partition state every
+// stage keeps on the device.
+//
+// Every rank holds the whole model, trains its share of the batch and runs backward as in DDP. The
+// optimizer state is partitioned (zero_partition.ts): each rank keeps an fp32 master copy of its
+// flat partition with AdamW's exp_avg and exp_avg_sq, 12 bytes per element of the partition
+// instead of 12 per parameter. After backward:
+//   stage 1: the flat gradient is all-reduced (avg, tag zero1.allreduce.grads); every rank keeps
+//            the full averaged gradient in the parameters' .grad and uses only its partition;
+//   stage 2: the flat gradient is reduce-scattered (avg, tag zero2.reducescatter.grads): each rank
+//            receives only its partition's averaged gradient, and the full gradients are freed.
+// step() runs AdamW on the partition, then all-gathers the updated partitions (tag
+// zero{stage}.allgather.params) into every parameter.
+//
+// The partition on the device (FlatPartition) is kept as one tensor per group and decay class, so
+// that the fused AdamW kernel runs on a whole class at once: the pieces of parameters with two or
+// more dimensions (decayed) in one tensor shaped [1, n], the pieces of one-dimensional parameters
+// and the padding in another shaped [n]. src/optim/adamw.ts decays exactly the tensors with two or
+// more dimensions, so stepping these tensors with it is, element for element, the update it gives
+// the parameters themselves; padding has zero values and gradients and stays zero.
+//
+// Gradients and parameters move through the host: collectives read tensors back anyway, so each
+// gradient is read once into the group's flat host array, and each updated parameter is uploaded
+// once and copied into the parameter's own memory (the model keeps its tensors).
+
+import type { Comm } from "../comm/collectives.ts";
+import { AdamW, type AdamWOptions, type AdamWStepOptions } from "../optim/adamw.ts";
+import { noGrad } from "../tensor/autograd.ts";
+import type { Device } from "../tensor/device.ts";
+import { ShapeError } from "../tensor/errors.ts";
+import { concat } from "../tensor/ops/layout.ts";
+import { keep, tidy } from "../tensor/scope.ts";
+import { formatShape, sameShape } from "../tensor/shape.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { groupPieces, partitionParameters, type ZeroFragment, type ZeroPartition, type ZeroPiece } from "./zero_partition.ts";
+
+export type ZeroStage = 1 | 2 | 3;
+
+/** Bytes held on this rank's device, by kind. */
+export interface ZeroMemory {
+  parameters: number;
+  gradients: number;
+  optimizer: number;
+  /** The largest stage-3 working copy held at once (gathered parameters and their gradients); 0 for stages 1 and 2. */
+  gathered: number;
+}
+
+const F32 = 4;
+
+/** One decay class of one group's part: its pieces, in order, concatenated into `master`. */
+interface Slab {
+  group: number;
+  pieces: ZeroPiece[];
+  master: Tensor;
+}
+
+/**
+ * This rank's flat partition on its device, as one master tensor per group and decay class, with
+ * AdamW state for each and an optional gradient (the master's .grad).
+ */
+export class FlatPartition {
+  private readonly slabs: Slab[] = [];
+  private readonly optimizer: AdamW;
+
+  /**
+   * `piece(fragment)` gives the values of a parameter's piece as a tensor of fragment.numel
+   * elements; `decays(name)` says whether that parameter is weight-decayed.
+   */
+  constructor(
+    readonly device: Device,
+    readonly partition: ZeroPartition,
+    piece: (fragment: ZeroFragment) => Tensor,
+    decays: (name: string) => boolean,
+    adamw: AdamWOptions = {},
+  ) {
+    const named: [string, Tensor][] = [];
+    partition.groups.forEach((_, group) => {
+      const pieces = groupPieces(partition, group);
+      const decayed = pieces.filter(({ fragment }) => fragment && decays(fragment.name));
+      const plain = pieces.filter((p) => !decayed.includes(p));
+      for (const [kind, members] of [["decay", decayed], ["no_decay", plain]] as const) {
+        if (members.length === 0) continue;
+        const numel = members.reduce((sum, p) => sum + p.numel, 0);
+        const master = keep(noGrad(() =>
+          tidy(() => {
+            const values = concat(members.map((p) => p.fragment ? piece(p.fragment) : device.zeros([p.numel])), 0);
+            return values.reshape(kind === "decay" ? [1, numel] : [numel]);
+          })
+        ));
+        this.slabs.push({ group, pieces: members, master });
+        named.push([`group${group}.${kind}`, master]);
+      }
+    });
+    this.optimizer = new AdamW(named, adamw);
+  }
+
+  /** Adds the gradient of group `group`'s part (a host array of its partNumel elements) to the partition's gradient. */
+  addGradient(group: number, part: Float32Array): void {
+    for (const slab of this.slabsOf(group)) {
+      const values = new Float32Array(slab.master.size);
+      let at = 0;
+      for (const piece of slab.pieces) {
+        values.set(part.subarray(piece.at, piece.at + piece.numel), at);
+        at += piece.numel;
+      }
+      slab.master.accumulateGrad(this.device.tensor(values, slab.master.shape));
+    }
+  }
+
+  /** The master values of group `group`'s part, read to a new host array. */
+  async readGroup(group: number): Promise<Float32Array> {
+    const part = new Float32Array(this.partition.groups[group].partNumel);
+    const slabs = this.slabsOf(group);
+    const values = await Promise.all(slabs.map((slab) => slab.master.read()));
+    slabs.forEach((slab, i) => {
+      let at = 0;
+      for (const piece of slab.pieces) {
+        part.set(values[i].subarray(at, at + piece.numel), piece.at);
+        at += piece.numel;
+      }
+    });
+    return part;
+  }
+
+  /**
+   * Σ g² over the partition's gradient (0 where there is none), each parameter's piece weighted by
+   * `weight(name)`; summed on the device and read back once.
+   */
+  async gradSquares(weight: (name: string) => number = () => 1): Promise<number> {
+    const sums = noGrad(() =>
+      tidy(() => {
+        const terms: Tensor[] = [];
+        for (const slab of this.slabs) {
+          const grad = slab.master.grad?.reshape([-1]);
+          if (!grad) continue;
+          for (const run of weightedRuns(slab.pieces, weight)) {
+            const part = run.numel === grad.size ? grad : grad.slice([run.at], [run.numel]);
+            terms.push(part.mul(part).sum().scale(run.weight).reshape([1]));
+          }
+        }
+        return terms.length > 0 ? concat(terms, 0) : null;
+      })
+    );
+    if (!sums) return 0;
+    try {
+      return ((await sums.read()) as Float32Array).reduce((total, value) => total + value, 0);
+    } finally {
+      sums.dispose();
+    }
+  }
+
+  /** AdamW on every class of the partition that has a gradient. */
+  step(options: AdamWStepOptions): void {
+    this.optimizer.step(options);
+  }
+
+  zeroGrad(): void {
+    this.optimizer.zeroGrad();
+  }
+
+  /** Bytes of the master values, of the gradient, and of exp_avg with exp_avg_sq. */
+  bytes(): { values: number; gradients: number; moments: number } {
+    const values = this.slabs.reduce((sum, slab) => sum + F32 * slab.master.size, 0);
+    const gradients = this.slabs.reduce((sum, slab) => sum + F32 * (slab.master.grad?.size ?? 0), 0);
+    return { values, gradients, moments: 2 * values };
+  }
+
+  dispose(): void {
+    this.optimizer.zeroGrad();
+    this.optimizer.dispose();
+    for (const slab of this.slabs) slab.master.dispose();
+  }
+
+  private slabsOf(group: number): Slab[] {
+    return this.slabs.filter((slab) => slab.group === group);
+  }
+}
+
+/** A slab's pieces merged into runs of equal weight (padding, whose gradient is zero, joins the run before it). */
+function weightedRuns(pieces: readonly ZeroPiece[], weight: (name: string) => number): { at: number; numel: number; weight: number }[] {
+  const runs: { at: number; numel: number; weight: number }[] = [];
+  let at = 0;
+  for (const piece of pieces) {
+    const w = piece.fragment ? weight(piece.fragment.name) : runs.at(-1)?.weight ?? 1;
+    if (!(Number.isFinite(w) && w >= 0)) throw new RangeError(`zero: the gradient weight of "${piece.fragment!.name}" must be a finite number ≥ 0, got ${w}`);
+    const last = runs.at(-1);
+    if (last && last.weight === w) last.numel += piece.numel;
+    else runs.push({ at, numel: piece.numel, weight: w });
+    at += piece.numel;
+  }
+  return runs;
+}
+
+/** Checks `grad` against its parameter's shape, naming both. */
+export function checkGradient(where: string, name: string, shape: readonly number[], grad: Tensor): void {
+  if (!sameShape(grad.shape, shape)) {
+    throw new ShapeError(`${where}: the gradient of "${name}" has shape ${formatShape(grad.shape)}, the parameter ${formatShape(shape)}`);
+  }
+}
+
+/** Reads the gradients of consecutive parameters into `flat` (zeros for a missing gradient and the padding). */
+export async function readGradients(params: readonly { size: number; grad: Tensor | null }[], flat: Float32Array): Promise<void> {
+  const grads = await Promise.all(params.map(({ grad }) => grad?.read() ?? null));
+  let offset = 0;
+  params.forEach(({ size }, i) => {
+    if (grads[i]) flat.set(grads[i] as Float32Array, offset);
+    else flat.fill(0, offset, offset + size);
+    offset += size;
+  });
+  flat.fill(0, offset);
+}
+
+/** ZeRO-1 or ZeRO-2 AdamW for one rank of the dp group `dp`, over the rank's full parameters. */
+export class ZeroOptimizer {
+  readonly partition: ZeroPartition;
+  readonly stage: 1 | 2;
+  private readonly flat: FlatPartition;
+  private readonly params: Map<string, Tensor>;
+  /** Per group: its parameters in flattening order and a reused host array of its padded flat values. */
+  private readonly buffers: Float32Array[];
+  /** Stage 1: this rank's part of each group's averaged gradient, uploaded at its first use. */
+  private pending: (Float32Array | null)[];
+
+  constructor(
+    private readonly dp: Comm,
+    named: [string, Tensor][],
+    options: { stage: ZeroStage; groups: string[][]; adamw?: AdamWOptions },
+  ) {
+    if (options.stage !== 1 && options.stage !== 2) {
+      throw new RangeError(`ZeroOptimizer: stage must be 1 or 2 (stage 3 partitions the parameters themselves: Zero3Parameters), got ${options.stage}`);
+    }
+    this.stage = options.stage;
+    this.partition = partitionParameters(named.map(([name, t]) => [name, t.size]), options.groups, dp.size, dp.rank);
+    this.params = new Map(named);
+    const device = named[0][1].device;
+    for (const [name, t] of named) {
+      if (t.device !== device) throw new RangeError(`ZeroOptimizer: parameter "${name}" lives on another device than "${named[0][0]}"`);
+    }
+    const piece = (f: ZeroFragment) => this.params.get(f.name)!.reshape([-1]).slice([f.paramOffset], [f.numel]);
+    this.flat = new FlatPartition(device, this.partition, piece, (name) => this.params.get(name)!.shape.length >= 2, options.adamw);
+    this.buffers = this.partition.groups.map((group) => new Float32Array(group.paddedNumel));
+    this.pending = this.buffers.map(() => null);
+  }
+
+  /**
+   * After backward, with every parameter's .grad holding this rank's gradient (of its mean loss):
+   * averages the gradient over dp, all of it (stage 1, kept in .grad) or this rank's partition of
+   * it (stage 2, the full .grads freed). A parameter without a gradient counts as zeros.
+   */
+  async reduceGradients(): Promise<void> {
+    const where = `zero${this.stage}.reduceGradients`;
+    for (const [name, param] of this.params) if (param.grad) checkGradient(where, name, param.shape, param.grad);
+    for (const [g, group] of this.partition.groups.entries()) {
+      const params = group.names.map((name) => this.params.get(name)!);
+      const flat = this.buffers[g];
+      await readGradients(params, flat);
+      const counts = new Array<number>(this.dp.size).fill(group.partNumel);
+      if (this.stage === 1) {
+        await this.dp.allReduce(flat, { op: "avg", tag: "zero1.allreduce.grads", out: flat });
+        let offset = 0;
+        for (const param of params) {
+          param.grad?.dispose();
+          param.grad = keep(param.device.tensor(flat.slice(offset, offset + param.size), param.shape));
+          offset += param.size;
+        }
+        const lo = this.dp.rank * group.partNumel;
+        this.pending[g] = flat.slice(lo, lo + group.partNumel);
+      } else {
+        const part = await this.dp.reduceScatter(flat, { op: "avg", tag: "zero2.reducescatter.grads", counts });
+        this.flat.addGradient(g, part);
+        for (const param of params) {
+          param.grad?.dispose();
+          param.grad = null;
+        }
+      }
+    }
+  }
+
+  /**
+   * Σ g² over this rank's partition of the averaged gradient (all-reduce it over dp for the global
+   * norm); `weight(name)`, if given, scales each parameter's share (e.g. 1/replicas for a piece that
+   * several tensor-parallel ranks hold alike).
+   */
+  async partitionGradSquares(weight?: (name: string) => number): Promise<number> {
+    this.uploadPending();
+    return await this.flat.gradSquares(weight);
+  }
+
+  /** AdamW on the partition, then every parameter takes the all-gathered updated values. */
+  async step(options: AdamWStepOptions): Promise<void> {
+    this.uploadPending();
+    this.flat.step(options);
+    for (const [g, group] of this.partition.groups.entries()) {
+      const part = await this.flat.readGroup(g);
+      const counts = new Array<number>(this.dp.size).fill(group.partNumel);
+      const flat = await this.dp.allGather(part, { tag: `zero${this.stage}.allgather.params`, counts, out: this.buffers[g] });
+      let offset = 0;
+      for (const name of group.names) {
+        const param = this.params.get(name)!;
+        overwrite(param, flat.subarray(offset, offset + param.size));
+        offset += param.size;
+      }
+    }
+  }
+
+  /** Frees the parameters' gradients and the partition's. */
+  zeroGrad(): void {
+    for (const param of this.params.values()) {
+      param.grad?.dispose();
+      param.grad = null;
+    }
+    this.pending.fill(null);
+    this.flat.zeroGrad();
+  }
+
+  memory(): ZeroMemory {
+    const { values, gradients, moments } = this.flat.bytes();
+    let parameters = 0;
+    let full = 0;
+    for (const param of this.params.values()) {
+      parameters += F32 * param.size;
+      full += F32 * (param.grad?.size ?? 0);
+    }
+    return { parameters, gradients: full + gradients, optimizer: values + moments, gathered: 0 };
+  }
+
+  /** Frees the partition and its optimizer state; the parameters and their gradients are left alone. */
+  dispose(): void {
+    this.pending.fill(null);
+    this.flat.dispose();
+  }
+
+  /** Stage 1: the partition's part of the averaged gradient goes to the device once, when first needed. */
+  private uploadPending(): void {
+    this.pending.forEach((part, g) => {
+      if (part) this.flat.addGradient(g, part);
+    });
+    this.pending.fill(null);
+  }
+}
+
+/** Writes `values` into the parameter's own memory, so every holder of the tensor sees them. */
+function overwrite(param: Tensor, values: Float32Array): void {
+  const source = param.device.tensor(values, param.shape);
+  const copy = { shape: [param.size], srcOffset: 0, srcStrides: [1], dstOffset: 0, dstStrides: [1] };
+  param.device.backend.copyStrided(source.storageFor("zero.step"), param.storageFor("zero.step"), copy, "f32");
+  source.dispose();
+}
