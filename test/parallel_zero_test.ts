@@ -19,6 +19,7 @@ import { Zero3Parameters } from "../src/parallel/zero3.ts";
 import { groupPieces, partitionParameters, type ZeroPartition } from "../src/parallel/zero_partition.ts";
 import { ShapeError } from "../src/tensor/errors.ts";
 import { keep } from "../src/tensor/scope.ts";
+import type { Tensor } from "../src/tensor/tensor.ts";
 import zeroRank, { initialValues, referenceRun, type ZeroCase, type ZeroCaseResult, type ZeroRankArgs } from "./fixtures/zero_rank.ts";
 import { cpuDevice, skipWebGpu, webgpuDevice } from "./helpers.ts";
 
@@ -221,6 +222,7 @@ for (const dp of [2, 3, 4]) {
         });
         checkLedger(c, result, dp, rank, size === "large");
         checkMemory(c, result, dp);
+        assert.equal(result.leakedBytes, 0, `dp ${dp} stage ${c.stage} rank ${rank}: dispose() leaves nothing behind`);
       }
       // Every rank applied the same update: their parameters agree bit for bit.
       for (const { value } of results) assert.deepEqual(value[i].params, results[0].value[i].params);
@@ -257,7 +259,40 @@ Deno.test("zero: dp 1 in process equals AdamW on one device for every stage", as
     const expected = await referenceRun(device, c, 1, ARGS);
     assertCloseParams(results[i].params, expected.params, `dp 1 stage ${c.stage}`);
     assert.ok(results[i].collectives.every((record) => record.bytes === 0), "a group of one sends nothing");
+    assert.equal(results[i].leakedBytes, 0);
   }
+});
+
+Deno.test("zero: partitionGradSquares weights each parameter's share as asked", async () => {
+  const device = await cpuDevice();
+  const comm = soloComm();
+  const shapes: [string, number[]][] = [["w1", [7, 5]], ["b", [13]], ["w2", [3, 11]]];
+  const grads = initialValues(shapes);
+  const weights: Record<string, number> = { w1: 0.5, b: 1, w2: 0.25 };
+  const expected = shapes.reduce((sum, [name]) => sum + weights[name] * grads.get(name)!.reduce((s, g) => s + g * g, 0), 0);
+  const plain = shapes.reduce((sum, [name]) => sum + grads.get(name)!.reduce((s, g) => s + g * g, 0), 0);
+  const close = (actual: number, wanted: number) => assert.ok(Math.abs(actual - wanted) <= 1e-6 * wanted, `${actual} vs ${wanted}`);
+
+  const named: [string, Tensor][] = shapes.map(([name, shape]) => [name, keep(device.zeros(shape, { requiresGrad: true }))]);
+  const zero = new ZeroOptimizer(comm, named, { stage: 2, groups: [shapes.map(([name]) => name)] });
+  for (const [name, param] of named) param.grad = keep(device.tensor(grads.get(name)!, param.shape));
+  await zero.reduceGradients();
+  close(await zero.partitionGradSquares((name) => weights[name]), expected);
+  close(await zero.partitionGradSquares(), plain);
+  zero.dispose();
+  for (const [, param] of named) param.dispose();
+
+  const slots = shapes.map(([name, shape]) => new Parameter(name, shape, "normal", () => keep(device.zeros(shape, { requiresGrad: true }))));
+  const zero3 = new Zero3Parameters(comm, slots, [["w1"], ["b", "w2"]]);
+  for (const g of [1, 0]) {
+    await zero3.gather(g, "bwd", `layer${g}`);
+    for (const slot of slots.filter((s) => s.value)) slot.tensor.grad = keep(device.tensor(grads.get(slot.name)!, slot.shape));
+    await zero3.reduceScatterGradients(g, `layer${g}`);
+    zero3.release(g);
+  }
+  close(await zero3.partitionGradSquares((name) => weights[name]), expected);
+  await assert.rejects(zero3.partitionGradSquares(() => -1), /gradient weight of "w1" must be a finite number ≥ 0, got -1/);
+  zero3.dispose();
 });
 
 Deno.test({
