@@ -56,7 +56,8 @@ interface Slab {
 
 /**
  * This rank's flat partition on its device, as one master tensor per group and decay class, with
- * AdamW state for each and an optional gradient (the master's .grad).
+ * AdamW state for each and an optional gradient (the master's .grad). Shared by ZeroOptimizer and
+ * Zero3Parameters (zero3.ts).
  */
 export class FlatPartition {
   private readonly slabs: Slab[] = [];
@@ -216,10 +217,10 @@ export class ZeroOptimizer {
   readonly stage: 1 | 2;
   private readonly flat: FlatPartition;
   private readonly params: Map<string, Tensor>;
-  /** Per group: its parameters in flattening order and a reused host array of its padded flat values. */
+  /** Per group: a reused host array of its padded flat values (gradients, then parameters). */
   private readonly buffers: Float32Array[];
   /** Stage 1: this rank's part of each group's averaged gradient, uploaded at its first use. */
-  private pending: (Float32Array | null)[];
+  private readonly pending: (Float32Array | null)[];
 
   constructor(
     private readonly dp: Comm,
@@ -254,7 +255,6 @@ export class ZeroOptimizer {
       const params = group.names.map((name) => this.params.get(name)!);
       const flat = this.buffers[g];
       await readGradients(params, flat);
-      const counts = new Array<number>(this.dp.size).fill(group.partNumel);
       if (this.stage === 1) {
         await this.dp.allReduce(flat, { op: "avg", tag: "zero1.allreduce.grads", out: flat });
         let offset = 0;
@@ -266,6 +266,7 @@ export class ZeroOptimizer {
         const lo = this.dp.rank * group.partNumel;
         this.pending[g] = flat.slice(lo, lo + group.partNumel);
       } else {
+        const counts = new Array<number>(this.dp.size).fill(group.partNumel);
         const part = await this.dp.reduceScatter(flat, { op: "avg", tag: "zero2.reducescatter.grads", counts });
         this.flat.addGradient(g, part);
         for (const param of params) {
