@@ -25,7 +25,8 @@ export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions } from
 export { warmupCosine, type WarmupCosineOptions } from "./src/optim/schedule.ts";
 export { clipScale, globalGradNorm } from "./src/optim/clip.ts";
 export { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./src/train/config.ts";
-export { type StepMetrics, train, Trainer } from "./src/train/trainer.ts";
+export { type RankMemory, type StepMetrics, train, Trainer } from "./src/train/trainer.ts";
+export { type ParallelRun, trainParallel } from "./src/train/parallel_run.ts";
 
 // Ranks as workers, their collectives and the traffic they cause.
 export { launch, type LaunchOptions, type LaunchResult, type RankEvent, type RankResult } from "./src/comm/launch.ts";
@@ -39,4 +40,6 @@ export type { CollectiveRecord, LedgerJSON } from "./src/comm/ledger.ts";
 
 // Parallel training strategies.
 export { DataParallel, DEFAULT_BUCKET_BYTES, replicaRows } from "./src/parallel/ddp.ts";
-export type { Replica } from "./src/train/trainer.ts";
+export { type ParallelLayout, resolveLayout, type SpImpl, worldSize, type ZeroStage } from "./src/parallel/layout.ts";
+export { type EngineOptions, ParallelEngine } from "./src/parallel/engine.ts";
+export { CommTape } from "./src/parallel/tape.ts";

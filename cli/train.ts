@@ -4,7 +4,10 @@
 import { parseArgs } from "node:util";
 import type { BackendChoice } from "../src/tensor/device.ts";
 import { paramCount } from "../src/nn/config.ts";
-import { checkTrainConfig, DEFAULT_TRAIN_CONFIG, type TrainConfig } from "../src/train/config.ts";
+import { corpusFloor } from "../src/data/corpus.ts";
+import { type SpImpl, worldSize, type ZeroStage } from "../src/parallel/layout.ts";
+import { checkTrainConfig, DEFAULT_TRAIN_CONFIG, type TrainConfig, trainLayout } from "../src/train/config.ts";
+import { trainParallel } from "../src/train/parallel_run.ts";
 import { type StepMetrics, Trainer } from "../src/train/trainer.ts";
 import { UsageError } from "./usage.ts";
 
@@ -18,7 +21,15 @@ export const TRAIN_USAGE = `usage: shardlab train [options]
   --seed S                   seeds the weights and the data (default ${DEFAULT_TRAIN_CONFIG.seed})
   --backend auto|webgpu|cpu  (default auto: WebGPU when an adapter exists, otherwise CPU)
   --json FILE                write one JSON object per step to FILE
-  --sample                   print a few generated lines at the end
+  --sample                   print a few generated lines at the end (one rank only)
+
+parallel layout (world = dp × tp × sp ranks, each a worker with its own device):
+  --dp D                     data-parallel replicas (default 1)
+  --tp T                     tensor-parallel ranks, Megatron (default 1)
+  --sp S                     sequence-parallel ranks (default 1)
+  --sp-impl ulysses|megatron DeepSpeed-Ulysses head exchange, or Megatron-SP on the sp ranks (default ulysses)
+  --zero 0|1|2|3             ZeRO stage over the data-parallel ranks (default 0: DDP)
+  --nodes N                  simulated nodes; consecutive ranks share one (default 1)
 `;
 
 /** Reads a numeric option, naming it when the text is not a number. */
@@ -44,6 +55,12 @@ function parseTrainArgs(argv: string[]): { config: TrainConfig; json?: string; s
         backend: { type: "string" },
         json: { type: "string" },
         sample: { type: "boolean", default: false },
+        dp: { type: "string" },
+        tp: { type: "string" },
+        sp: { type: "string" },
+        "sp-impl": { type: "string" },
+        zero: { type: "string" },
+        nodes: { type: "string" },
       },
     });
   } catch (error) {
@@ -59,12 +76,19 @@ function parseTrainArgs(argv: string[]): { config: TrainConfig; json?: string; s
     lr: numberOption("lr", v.lr, d.lr),
     seed: numberOption("seed", v.seed, d.seed),
     backend: (v.backend ?? d.backend) as BackendChoice,
+    dp: numberOption("dp", v.dp, 1),
+    tp: numberOption("tp", v.tp, 1),
+    sp: numberOption("sp", v.sp, 1),
+    zero: numberOption("zero", v.zero, 0) as ZeroStage,
+    nodes: numberOption("nodes", v.nodes, 1),
+    spImpl: (v["sp-impl"] ?? "ulysses") as SpImpl,
   };
   try {
     checkTrainConfig(config);
   } catch (error) {
     throw new UsageError((error as Error).message.replace(/^train: /, ""));
   }
+  if (v.sample && worldSize(trainLayout(config)) > 1) throw new UsageError("--sample generates on one rank; drop it or train with --dp 1 --tp 1 --sp 1");
   return { config, json: v.json, sample: v.sample };
 }
 
@@ -81,12 +105,19 @@ function progressLine(m: StepMetrics, steps: number, floor: number, barWidth: nu
 
 export async function trainCommand(argv: string[]): Promise<number> {
   const { config, json, sample } = parseTrainArgs(argv);
-  const trainer = await Trainer.create(config);
-  const { device, modelConfig, floor } = trainer;
+  const layout = trainLayout(config);
+  const world = worldSize(layout);
+  const modelConfig = checkTrainConfig(config);
+  const trainer = world === 1 ? await Trainer.create(config) : null;
+  const where = trainer
+    ? `on ${trainer.device.name} (${trainer.device.info.adapter})`
+    : `on ${world} ranks (dp ${layout.dp} × tp ${layout.tp} × sp ${layout.sp}${layout.sp > 1 ? ` ${layout.spImpl}` : ""}, zero ${layout.zero}, ` +
+      `${layout.nodes} node${layout.nodes > 1 ? "s" : ""}, backend ${config.backend})`;
   console.log(
-    `shardlab train: ${config.preset} (${paramCount(modelConfig).toLocaleString("en-US")} parameters) on ${device.name}` +
-      ` (${device.info.adapter}), ${config.steps} steps of ${config.batch}×${config.seq} tokens`,
+    `shardlab train: ${config.preset} (${paramCount(modelConfig).toLocaleString("en-US")} parameters) ${where}, ` +
+      `${config.steps} steps of ${config.batch}×${config.seq} tokens`,
   );
+  const floor = corpusFloor(config.seq);
   console.log(`corpus floor ${floor.toFixed(3)} nats/token (the loss of a perfect model)`);
 
   const jsonFile = json ? await Deno.open(json, { write: true, create: true, truncate: true }) : null;
@@ -94,27 +125,33 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const live = Deno.stdout.isTerminal();
   const plainEvery = Math.max(1, Math.round(config.steps / 30));
   const started = performance.now();
-  let last: StepMetrics | null = null;
   const recentLosses: number[] = [];
-  try {
-    while (!trainer.done) {
-      last = await trainer.step();
-      recentLosses.push(last.loss);
-      if (recentLosses.length > 10) recentLosses.shift();
-      if (jsonFile) {
-        const { step, loss, lr, gradNorm, tokensPerSec, deviceBytes, floor: batchFloor } = last;
-        const record = { step, loss, lr, gradNorm, tokensPerSec, deviceBytes, floor: batchFloor };
-        await jsonFile.write(encoder.encode(JSON.stringify(record) + "\n"));
-      }
-      if (live) {
-        await Deno.stdout.write(encoder.encode(`\r${progressLine(last, config.steps, floor, 30)}\x1b[K`));
-      } else if (last.step % plainEvery === 0 || trainer.done) {
-        console.log(
-          `step ${last.step}/${config.steps}  loss ${last.loss.toFixed(4)}  lr ${last.lr.toExponential(2)}  ` +
-            `grad norm ${last.gradNorm.toFixed(3)}  ${formatRate(last.tokensPerSec)} tok/s  ${(last.deviceBytes / 2 ** 20).toFixed(1)} MiB`,
-        );
-      }
+  const lines: string[] = [];
+  const report = (m: StepMetrics) => {
+    recentLosses.push(m.loss);
+    if (recentLosses.length > 10) recentLosses.shift();
+    if (jsonFile) {
+      const { step, loss, lr, gradNorm, tokensPerSec, deviceBytes, floor: batchFloor, commBytes, simTime, memory } = m;
+      const record = { step, loss, lr, gradNorm, tokensPerSec, deviceBytes, floor: batchFloor, commBytes, simTime, memory };
+      lines.push(JSON.stringify(record));
     }
+    if (live) {
+      Deno.stdout.writeSync(encoder.encode(`\r${progressLine(m, config.steps, floor, 30)}\x1b[K`));
+    } else if (m.step % plainEvery === 0 || m.step === config.steps) {
+      const comm = world > 1 ? `  sent ${(m.commBytes.total / 2 ** 20).toFixed(2)} MiB (sim ${m.simTime.toFixed(3)} ms)` : "";
+      console.log(
+        `step ${m.step}/${config.steps}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  ` +
+          `grad norm ${m.gradNorm.toFixed(3)}  ${formatRate(m.tokensPerSec)} tok/s  ${(m.deviceBytes / 2 ** 20).toFixed(1)} MiB${comm}`,
+      );
+    }
+  };
+  try {
+    if (trainer) {
+      while (!trainer.done) report(await trainer.step());
+    } else {
+      await trainParallel(config, report);
+    }
+    if (jsonFile) await jsonFile.write(encoder.encode(lines.map((line) => line + "\n").join("")));
     if (live) console.log();
     const seconds = (performance.now() - started) / 1000;
     const tokens = config.steps * config.batch * config.seq;
@@ -123,13 +160,13 @@ export async function trainCommand(argv: string[]): Promise<number> {
       `done in ${seconds.toFixed(1)} s (${formatRate(tokens / seconds)} tok/s): final loss ${finalLoss.toFixed(3)} ` +
         `(mean of the last ${recentLosses.length} steps), ${(finalLoss - floor).toFixed(3)} nats above the floor`,
     );
-    if (sample) {
+    if (sample && trainer) {
       console.log("\nsamples (each started from \"the \"):");
       for (const text of await trainer.sample("the ", 3, 120)) console.log(`  ${text.replaceAll("\n", "\n  ")}\n`);
     }
   } finally {
     jsonFile?.close();
-    trainer.dispose();
+    trainer?.dispose();
   }
   return 0;
 }

@@ -61,9 +61,37 @@ Deno.test("tape: inputs of one cut that share a graph go back in one pass; unuse
   const [ca, cb, cc] = await tape.cut("three", [pa, pb, pc], (xs) => Promise.resolve(xs), (gs) => Promise.resolve(gs));
   const loss = ops.sum(ops.add(ops.mul(ca, cb), ops.exp(ca)));
   await tape.backward(loss);
-  assert.equal(cc.isDisposed, true, "the tape freed its leaves");
   assertClose(await readF32(w.grad!), expected, 1e-5, 1e-7, "w through a three-way cut");
+  tape.dispose();
+  assert.equal(cc.isDisposed, true, "the tape freed what its cuts returned");
   for (const t of [a, b, c, reference, pa, pb, pc, loss, w.grad!, w, x]) t.dispose();
+});
+
+Deno.test("tape: a residual that skips a cut gets both paths' gradients, each once", async () => {
+  const device = await cpuDevice();
+  const w = device.tensor(randomValues(5 * 5, 6), [5, 5], { requiresGrad: true });
+  const x = device.tensor(randomValues(2 * 5, 7), [2, 5], { requiresGrad: true });
+  const block = (h: Tensor, inner: (t: Tensor) => Tensor) => ops.add(h, inner(ops.silu(ops.matmul(h, w))));
+
+  const reference = ops.sum(block(block(x, (t) => t), (t) => t));
+  await reference.backward();
+  const [gw, gx] = [await readF32(w.grad!), await readF32(x.grad!)];
+  for (const t of [w, x]) {
+    t.grad!.dispose();
+    t.grad = null;
+  }
+
+  // Each block's branch passes through a cut; its residual goes around it.
+  const tape = new CommTape();
+  const cutBlock = async (h: Tensor) => {
+    const [branch] = await tape.cut("branch", [ops.silu(ops.matmul(h, w))], identity, identity);
+    return ops.add(h, branch);
+  };
+  const loss = ops.sum(await cutBlock(await cutBlock(x)));
+  await tape.backward(loss);
+  assertClose(await readF32(w.grad!), gw, 1e-5, 1e-7, "w");
+  assertClose(await readF32(x.grad!), gx, 1e-5, 1e-7, "x");
+  tape.dispose();
 });
 
 Deno.test("tape: a cut's backward may stop the gradient (null) for an input", async () => {

@@ -16,7 +16,6 @@
 
 import type { Comm } from "../comm/collectives.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import type { Replica } from "../train/trainer.ts";
 
 /** PyTorch DDP's default bucket cap. */
 export const DEFAULT_BUCKET_BYTES = 25 * 2 ** 20;
@@ -70,20 +69,17 @@ export function planBuckets(params: readonly (readonly [string, { size: number }
   return buckets;
 }
 
-/** One DDP replica over the dp group `comm`: its rows of the batch and its gradient and loss averages. */
-export class DataParallel implements Replica {
-  readonly rowStart: number;
-  readonly rowCount: number;
+/** DDP's gradient average over the data-parallel group `comm`, in buckets. */
+export class DataParallel {
   readonly bucketBytes: number;
   private buckets: Bucket[] | null = null;
 
-  constructor(private readonly comm: Comm, batch: number, options: DdpOptions = {}) {
+  constructor(private readonly comm: Comm, options: DdpOptions = {}) {
     const bucketBytes = options.bucketBytes ?? DEFAULT_BUCKET_BYTES;
     if (!Number.isInteger(bucketBytes) || bucketBytes < 1) {
       throw new RangeError(`ddp: bucketBytes must be a positive integer number of bytes, got ${bucketBytes}`);
     }
     this.bucketBytes = bucketBytes;
-    ({ rowStart: this.rowStart, rowCount: this.rowCount } = replicaRows(batch, comm.size, comm.rank));
   }
 
   /** The buckets of the last reduction (planned on the first). */
@@ -91,6 +87,7 @@ export class DataParallel implements Replica {
     return this.buckets ?? [];
   }
 
+  /** Replaces every parameter's .grad by its average over the group (a missing .grad counts as zeros). */
   async reduceGradients(params: readonly [string, Tensor][]): Promise<void> {
     this.buckets ??= planBuckets(params, this.bucketBytes);
     const byName = new Map(params);
@@ -108,10 +105,5 @@ export class DataParallel implements Replica {
         param.grad = param.device.tensor(values, param.shape);
       }
     }
-  }
-
-  async reduceLoss(loss: number): Promise<number> {
-    const [mean] = await this.comm.allReduce(new Float32Array([loss]), { op: "avg", tag: "ddp.allreduce.loss" });
-    return mean;
   }
 }

@@ -1,111 +1,77 @@
 // The communication tape: autograd across collectives.
 //
-// The runtime's autograd is synchronous, and a collective is not: it reads tensors back, waits for
-// peers and uploads the result. So a parallel forward is cut at every collective. A cut takes the
-// tensors before it (still attached to their graph), runs its async forward on them, and hands the
-// results on as fresh leaves that require grad: the graph after the cut starts there. The tape
-// remembers every cut; its backward first runs the ordinary backward from the loss, which fills the
-// newest cut's leaves' .grad, sends those gradients through the cut's async backward (the
-// collective's adjoint: all-reduce for an identity, identity for an all-reduce of a replicated
-// result, the inverse all-to-all for an all-to-all) and continues from the cut's inputs, cut by
-// cut, newest first. A cut made later consumes only tensors made earlier, so newest first is an
-// order in which every leaf's gradient is complete before it travels further back.
+// A parallel forward is cut at every collective: a cut runs its async forward on the tensors before
+// it and joins the result to the same graph through one node whose backward is asynchronous: the
+// collective's adjoint (an all-reduce for an identity, an identity for an all-reduce of a result
+// every rank holds alike, the inverse all-to-all for an all-to-all). A backward from the loss is then
+// one pass in topological order that waits at each cut, so every gradient flows once however the
+// graph branches around the cuts (a residual that skips one, say).
 //
 //   const tape = new CommTape();
-//   const h = await tape.cut([partial], async ([p]) => [await allReduceSum(p)], async ([g]) => [g]);
+//   const [h] = await tape.cut("g", [partial], async ([p]) => [await allReduce(p)], async ([g]) => [g]);
 //   ...
 //   await tape.backward(loss);        // every parameter's .grad holds d loss / d parameter
-//   tape.dispose();
+//   tape.dispose();                   // frees the tensors the cuts returned
 
-import { noGrad, runBackward } from "../tensor/autograd.ts";
+import { recordAsyncOp } from "../tensor/autograd.ts";
+import * as ops from "../tensor/ops/index.ts";
 import { keep } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
 /** The async adjoint of a cut: gradients of its outputs → gradients of its inputs (null: none). */
 export type CutBackward = (gradients: Tensor[]) => Promise<(Tensor | null)[]>;
 
-interface Cut {
-  name: string;
-  /** Handles on the tensors before the cut, attached to their graph. */
-  inputs: Tensor[];
-  /** The leaves the graph after the cut starts from. */
-  outputs: Tensor[];
-  backward: CutBackward;
-}
-
 export class CommTape {
-  private cuts: Cut[] = [];
+  private outputs: Tensor[] = [];
 
   /**
-   * Runs `forward` on the tensors `inputs` and returns its results as new leaves that require grad.
-   * `backward` later maps the gradients of those leaves (zeros where nothing used one) to gradients
-   * of `inputs`, each of its input's shape. The returned tensors belong to the tape: dispose() frees them.
+   * Runs `forward` on `inputs` and returns its results, joined to the graph: in backward,
+   * `backward` maps the gradients of the results (zeros where nothing used one) to gradients of
+   * `inputs`, each of its input's shape. The cut's backward runs even when no input needs a gradient.
+   * The returned tensors belong to the tape: dispose() frees them.
    */
-  async cut(
-    name: string,
-    inputs: Tensor[],
-    forward: (inputs: Tensor[]) => Promise<Tensor[]>,
-    backward: CutBackward,
-  ): Promise<Tensor[]> {
+  async cut(name: string, inputs: Tensor[], forward: (inputs: Tensor[]) => Promise<Tensor[]>, backward: CutBackward): Promise<Tensor[]> {
     const values = await forward(inputs);
-    const outputs = values.map((value) => {
-      const leaf = keep(value.view(value.shape));
-      leaf.requiresGrad = true;
-      if (!inputs.includes(value)) value.dispose();
-      return leaf;
+    const shapes = values.map((value) => value.shape);
+    const sizes = values.map((value) => value.size);
+    // One tensor carries the cut's node: the single result, or all results flattened end to end.
+    const joined = keep(
+      values.length === 1 ? values[0].view(shapes[0]) : ops.noGrad(() => ops.concat(values.map((value) => ops.reshape(value, [-1])), 0)),
+    );
+    for (const value of values) if (!inputs.includes(value)) value.dispose();
+
+    recordAsyncOp(name, joined, inputs, async (gradient) => {
+      const gradients = values.length === 1 ? [gradient] : ops.noGrad(() => ops.tidy(() => splitFlat(gradient, sizes, shapes)));
+      const inputGradients = await backward(gradients);
+      for (const g of gradients) if (g !== gradient && !inputGradients.includes(g)) g.dispose();
+      return inputGradients;
     });
-    const attached = inputs.map((input) => input.retainedHandle());
-    // A handle carries no graph of its own: give it the input's node so backward can start there.
-    attached.forEach((handle, i) => {
-      const node = inputs[i].gradNode();
-      if (node) {
-        node.refs++;
-        handle.setGradNode(node);
-      }
-    });
-    this.cuts.push({ name, inputs: attached, outputs, backward });
+    const outputs = values.length === 1 ? [joined] : ops.tidy(() => splitFlat(joined, sizes, shapes)).map((output) => keep(output));
+    this.outputs.push(joined, ...outputs);
     return outputs;
   }
 
   /**
-   * Backpropagates from `output` through the graph and every cut, newest cut first: from a scalar
-   * loss, or from any tensor given the gradient with respect to it (a block recomputed in backward).
+   * Backpropagates from `output` through the graph and every cut: from a scalar loss, or from any
+   * tensor given the gradient with respect to it (a block recomputed in backward).
    */
   async backward(output: Tensor, gradient?: Tensor): Promise<void> {
     await output.backward(gradient);
-    while (this.cuts.length > 0) {
-      const cut = this.cuts.pop()!;
-      try {
-        const gradients = cut.outputs.map((leaf) => leaf.grad ?? noGrad(() => leaf.device.zeros(leaf.shape)));
-        const inputGradients = await cut.backward(gradients);
-        const roots: Tensor[] = [];
-        const seeds: Tensor[] = [];
-        cut.inputs.forEach((input, i) => {
-          const gradient = inputGradients[i];
-          if (!gradient || !input.requiresGrad) return;
-          roots.push(input);
-          seeds.push(gradient.retainedHandle());
-        });
-        for (const gradient of new Set([...gradients, ...inputGradients])) gradient?.dispose();
-        if (roots.length > 0) runBackward(roots, seeds);
-      } finally {
-        freeCut(cut);
-      }
-    }
   }
 
-  /** Frees every cut still on the tape (after backward there are none). */
+  /** Frees the tensors the cuts returned (their graph is freed by backward, or with them). */
   dispose(): void {
-    for (const cut of this.cuts) freeCut(cut);
-    this.cuts = [];
+    for (const output of this.outputs) output.dispose();
+    this.outputs = [];
   }
 }
 
-function freeCut(cut: Cut): void {
-  for (const leaf of cut.outputs) {
-    leaf.grad?.dispose();
-    leaf.grad = null;
-    leaf.dispose();
-  }
-  for (const input of cut.inputs) input.dispose();
+/** The pieces of a flat tensor, each under its own shape (differentiable: slices of the flat one). */
+function splitFlat(flat: Tensor, sizes: number[], shapes: (readonly number[])[]): Tensor[] {
+  let offset = 0;
+  return shapes.map((shape, i) => {
+    const piece = ops.reshape(ops.slice(flat, [offset], [sizes[i]]), shape);
+    offset += sizes[i];
+    return piece;
+  });
 }

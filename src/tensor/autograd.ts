@@ -5,11 +5,17 @@
 // private handles on the same memory, so a user may dispose the tensors they came from. A node is
 // reference-counted (its own tensor plus every node that consumes it) and frees what it saved when
 // the count reaches zero, or when backward() has run through it (PyTorch's retain_graph=False).
+//
+// A node's backward may also be asynchronous (recordAsyncOp): a collective between ranks, whose
+// adjoint is another collective. The pass then waits for it at its place in the topological order,
+// so every gradient still flows through the graph exactly once; a graph without such nodes is
+// walked to the end synchronously.
 
 import { DisposedError } from "./errors.ts";
 import type { Tensor } from "./tensor.ts";
 
 export type BackwardFn = (grad: Tensor, saved: Tensor[]) => (Tensor | null)[];
+export type AsyncBackwardFn = (grad: Tensor) => Promise<(Tensor | null)[]>;
 
 let gradEnabled = true;
 
@@ -37,18 +43,20 @@ export class GradNode {
   constructor(
     readonly name: string,
     readonly inputs: (GradNode | null)[],
-    private backwardFn: BackwardFn | null,
+    private backwardFn: BackwardFn | AsyncBackwardFn | null,
     private saved: Tensor[],
     /** Set for leaves: the tensor whose .grad receives the gradient. */
     readonly leaf: Tensor | null,
+    private readonly isAsync = false,
   ) {
     for (const input of inputs) if (input) input.refs++;
   }
 
-  /** The gradient for each input (null where an input needs none). */
-  apply(grad: Tensor): (Tensor | null)[] {
+  /** The gradient for each input (null where an input needs none), or a promise of them for an async node. */
+  apply(grad: Tensor): (Tensor | null)[] | Promise<(Tensor | null)[]> {
     if (!this.backwardFn) throw new DisposedError(`${this.name}: backward through a graph that was already freed (call backward() once per forward)`);
-    return noGrad(() => this.backwardFn!(grad, this.saved));
+    if (this.isAsync) return (this.backwardFn as AsyncBackwardFn)(grad);
+    return noGrad(() => (this.backwardFn as BackwardFn)(grad, this.saved));
   }
 
   /** Frees what this node saved; its inputs stay referenced until the node itself is released. */
@@ -78,11 +86,21 @@ export function recordOp(name: string, out: Tensor, inputs: readonly Tensor[], s
 }
 
 /**
+ * Records `out` as produced from `inputs` by a step whose backward is asynchronous. Unlike recordOp
+ * it records even when no input needs a gradient: the backward itself may produce gradients
+ * elsewhere (a ZeRO-3 block recomputed in backward fills its parameters' gradients).
+ */
+export function recordAsyncOp(name: string, out: Tensor, inputs: readonly Tensor[], backward: AsyncBackwardFn): Tensor {
+  out.setGradNode(new GradNode(name, inputs.map((t) => t.gradNode()), backward, [], null, true));
+  return out;
+}
+
+/**
  * Runs one backward pass from several outputs at once, each seeded with its own gradient (which the
  * pass takes over); gradients accumulate into the leaves' .grad. Outputs that share part of their
  * graph are walked together, so every node runs once with the sum of what reaches it.
  */
-export function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[]): void {
+export async function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[]): Promise<void> {
   const rootNodes = roots.map((root) => root.gradNode());
   if (rootNodes.some((node) => !node)) {
     for (const seed of seeds) seed.dispose();
@@ -107,7 +125,8 @@ export function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[]):
     }
     let inputGrads: (Tensor | null)[];
     try {
-      inputGrads = node.apply(grad);
+      const applied = node.apply(grad);
+      inputGrads = applied instanceof Promise ? await applied : applied;
     } catch (error) {
       // The pending gradients belong to this pass alone: free them before giving up.
       grad.dispose();

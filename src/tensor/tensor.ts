@@ -81,14 +81,12 @@ export class Tensor {
     this.storageFor("backward");
     if (!gradient) {
       if (this.size !== 1) throw new ShapeError(`backward: needs a scalar or a gradient, got shape ${formatShape(this.shape)} and no gradient`);
-      runBackward([this], [this.device.tensor([1], this.shape)]);
-      return Promise.resolve();
+      return runBackward([this], [this.device.tensor([1], this.shape)]);
     }
     if (!sameShape(gradient.shape, this.shape) || gradient.device !== this.device) {
       throw new ShapeError(`backward: the gradient ${formatShape(gradient.shape)} must match the tensor ${formatShape(this.shape)} on its device`);
     }
-    runBackward([this], [gradient.retainedHandle()]);
-    return Promise.resolve();
+    return runBackward([this], [gradient.retainedHandle()]);
   }
 
   /** Frees this tensor's hold on its memory. Idempotent; any later use throws a DisposedError. */

@@ -3,6 +3,7 @@
 
 import type { BackendChoice } from "../tensor/device.ts";
 import { type Phi3Config, presetConfig, PRESETS } from "../nn/config.ts";
+import { checkLayoutFits, type ParallelLayout, resolveLayout, type SpImpl, type ZeroStage } from "../parallel/layout.ts";
 
 export interface TrainConfig {
   /** Model preset: "tiny" or "small" ("phi3-mini" is for arithmetic only and too large to train here). */
@@ -23,6 +24,18 @@ export interface TrainConfig {
   weightDecay?: number;
   /** Gradient clipping by global norm (default 1; 0 turns it off). */
   clipNorm?: number;
+  /** Data-parallel replicas (default 1). The world is dp × tp × sp ranks. */
+  dp?: number;
+  /** Tensor-parallel ranks (default 1). */
+  tp?: number;
+  /** Sequence-parallel ranks (default 1). */
+  sp?: number;
+  /** ZeRO stage 0–3 over the data-parallel ranks (default 0: DDP). */
+  zero?: ZeroStage;
+  /** Simulated nodes the ranks are spread over, consecutive ranks together (default 1). */
+  nodes?: number;
+  /** Sequence parallelism: "ulysses" (default) or "megatron". */
+  spImpl?: SpImpl;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -71,5 +84,27 @@ export function checkTrainConfig(config: TrainConfig): Phi3Config {
   if (config.clipNorm !== undefined && !(config.clipNorm >= 0)) {
     throw new RangeError(`train: clip norm must be ≥ 0, got ${config.clipNorm}`);
   }
+  const layout = trainLayout(config);
+  asTrainError(() => checkLayoutFits(layout, model, config.batch, config.seq));
   return model;
+}
+
+/** The run's parallel layout (every axis 1 unless given), checked on its own. */
+export function trainLayout(config: TrainConfig): ParallelLayout {
+  const { dp, tp, sp, zero, nodes, spImpl } = config;
+  return asTrainError(() => resolveLayout({ dp, tp, sp, zero, nodes, spImpl }));
+}
+
+/** The layout's checks speak as the train command: "train: …". */
+function asTrainError<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    throw new RangeError((error as Error).message.replace(/^parallel: /, "train: "));
+  }
+}
+
+/** Linear warmup steps: as given, or 10 % of the run and at most 100. */
+export function warmupStepsOf(config: TrainConfig): number {
+  return config.warmupSteps ?? Math.min(100, Math.floor(config.steps / 10));
 }

@@ -1,8 +1,7 @@
-// The training loop: global batch → forward → backward → clip → AdamW, one step at a time, with the
-// figures a person watches (loss beside the corpus floor, learning rate, gradient norm, tokens per
-// second, device bytes). On one device it trains the whole global batch; as one data-parallel
-// replica it trains its rows of it and lets the replica's strategy (src/parallel/) reduce the
-// gradients between backward and clipping, so clipping and AdamW see the global batch's gradient.
+// The training loop on one device: global batch → forward → backward → clip → AdamW, one step at a
+// time, with the figures a person watches (loss beside the corpus floor, learning rate, gradient
+// norm, tokens per second, memory). train() is the API form of `shardlab train`; for a layout of
+// several ranks it launches them (parallel_run.ts), each running train_rank.ts.
 
 import { createDevice, type Device } from "../tensor/device.ts";
 import { tidy } from "../tensor/scope.ts";
@@ -11,23 +10,13 @@ import type { Phi3Config } from "../nn/config.ts";
 import { Phi3ForCausalLM } from "../nn/phi3.ts";
 import { generate } from "../nn/generate.ts";
 import { charTokenizer } from "../data/tokenizer.ts";
-import { batchRows, corpusFloor, globalBatch } from "../data/corpus.ts";
+import { corpusFloor, globalBatch } from "../data/corpus.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipScale, globalGradNorm } from "../optim/clip.ts";
 import { warmupCosine } from "../optim/schedule.ts";
-import { checkTrainConfig, type TrainConfig } from "./config.ts";
-
-/** One data-parallel replica's share of the global batch and its strategy's reductions. */
-export interface Replica {
-  /** The first row of the global batch this replica trains on. */
-  rowStart: number;
-  /** Rows it trains on; every replica of the group trains the same number. */
-  rowCount: number;
-  /** Runs after backward, before clipping: leaves in every parameter's .grad the gradient of the global batch's mean loss. */
-  reduceGradients(params: readonly [string, Tensor][]): Promise<void>;
-  /** The global batch's mean loss from this replica's mean loss over its rows. */
-  reduceLoss(loss: number): Promise<number>;
-}
+import { worldSize } from "../parallel/layout.ts";
+import { checkTrainConfig, type TrainConfig, trainLayout, warmupStepsOf } from "./config.ts";
+import { trainParallel } from "./parallel_run.ts";
 
 export interface StepMetrics {
   /** 1-based. */
@@ -41,8 +30,22 @@ export interface StepMetrics {
   gradNorm: number;
   /** Tokens this trainer trained on per second. */
   tokensPerSec: number;
-  /** Bytes held on the device after the step. */
+  /** Bytes held on the device after the step (the fullest device's, across ranks). */
   deviceBytes: number;
+  /** Bytes all ranks sent to each other during the step, in total and by link class (0 on one rank). */
+  commBytes: { total: number; intra: number; inter: number };
+  /** Simulated communication time of the step on the configured cluster, the slowest rank's, in ms. */
+  simTime: number;
+  /** Per rank, in rank order: bytes held for parameters, gradients and optimizer state. */
+  memory: RankMemory[];
+}
+
+/** What one rank holds, in bytes; `gathered` is the largest ZeRO-3 working copy of a block's parameters. */
+export interface RankMemory {
+  parameters: number;
+  gradients: number;
+  optimizer: number;
+  gathered: number;
 }
 
 export class Trainer {
@@ -60,7 +63,6 @@ export class Trainer {
     readonly device: Device,
     readonly model: Phi3ForCausalLM,
     private readonly ownsDevice: boolean,
-    private readonly replica: Replica | undefined,
   ) {
     const named = model.namedParameters();
     this.named = named;
@@ -69,24 +71,24 @@ export class Trainer {
     this.lrAt = warmupCosine({
       maxLr: config.lr,
       minLr: config.lr / 10,
-      warmupSteps: config.warmupSteps ?? Math.min(100, Math.floor(config.steps / 10)),
+      warmupSteps: warmupStepsOf(config),
       totalSteps: config.steps,
     });
     this.floor = corpusFloor(config.seq);
   }
 
   /**
-   * Checks the config, opens the device (unless one is given) and builds the model. With `replica`
-   * the trainer is one data-parallel replica: it trains rows rowStart .. rowStart + rowCount − 1 of
-   * each global batch and reduces gradients and loss through the replica.
+   * Checks the config, opens the device (unless one is given) and builds the model. A trainer runs
+   * on one device; a layout of several ranks trains through train(), which launches them.
    */
-  static async create(config: TrainConfig, device?: Device, replica?: Replica): Promise<Trainer> {
+  static async create(config: TrainConfig, device?: Device): Promise<Trainer> {
     const modelConfig = checkTrainConfig(config);
-    if (replica) checkReplicaRows(config.batch, replica);
+    const world = worldSize(trainLayout(config));
+    if (world > 1) throw new RangeError(`train: a Trainer runs on one device, and this layout has ${world} ranks; use train(config), which launches them`);
     const owned = !device;
     device ??= await createDevice({ backend: config.backend });
     const model = new Phi3ForCausalLM(device, modelConfig, { seed: config.seed });
-    return new Trainer(config, modelConfig, device, model, owned, replica);
+    return new Trainer(config, modelConfig, device, model, owned);
   }
 
   get done(): boolean {
@@ -97,27 +99,21 @@ export class Trainer {
   async step(): Promise<StepMetrics> {
     const { seed, batch, seq, clipNorm = 1 } = this.config;
     const start = performance.now();
-    const replica = this.replica;
-    const rows = replica ? replica.rowCount : batch;
-    const data = replica
-      ? batchRows({ seed, step: this.stepsDone, rowStart: replica.rowStart, rowCount: rows, seq })
-      : globalBatch({ seed, step: this.stepsDone, batch, seq });
+    const data = globalBatch({ seed, step: this.stepsDone, batch, seq });
     const lr = this.lrAt(this.stepsDone);
 
-    const inputs = this.device.tensor(data.inputs, [rows, seq]);
-    const targets = this.device.tensor(data.targets, [rows, seq]);
+    const inputs = this.device.tensor(data.inputs, [batch, seq]);
+    const targets = this.device.tensor(data.targets, [batch, seq]);
     const loss = tidy(() => this.model.loss(inputs, targets));
     await loss.backward();
     inputs.dispose();
     targets.dispose();
-    if (replica) await replica.reduceGradients(this.named);
 
     // Both read-backs in flight at once: each costs a wait for the device to report finished work.
-    const [gradNorm, [rowsLoss]] = await Promise.all([globalGradNorm(this.params), loss.read()]);
+    const [gradNorm, [lossValue]] = await Promise.all([globalGradNorm(this.params), loss.read()]);
     loss.dispose();
     this.optimizer.step({ lr, gradScale: clipNorm > 0 ? clipScale(gradNorm, clipNorm) : 1 });
     this.optimizer.zeroGrad();
-    const lossValue = replica ? await replica.reduceLoss(rowsLoss) : rowsLoss;
 
     this.stepsDone++;
     const seconds = (performance.now() - start) / 1000;
@@ -127,9 +123,18 @@ export class Trainer {
       floor: data.floor,
       lr,
       gradNorm,
-      tokensPerSec: (rows * seq) / seconds,
+      tokensPerSec: (batch * seq) / seconds,
       deviceBytes: this.device.stats().bytes,
+      commBytes: { total: 0, intra: 0, inter: 0 },
+      simTime: 0,
+      memory: [this.memory()],
     };
+  }
+
+  /** Bytes of the parameters, their gradients and AdamW's two moments. */
+  memory(): RankMemory {
+    const bytes = this.params.reduce((sum, p) => sum + 4 * p.size, 0);
+    return { parameters: bytes, gradients: bytes, optimizer: 2 * bytes, gathered: 0 };
   }
 
   /** A few lines of text generated by the model, each started from the given prompt. */
@@ -154,14 +159,13 @@ export class Trainer {
   }
 }
 
-function checkReplicaRows(batch: number, { rowStart, rowCount }: Replica): void {
-  if (!Number.isInteger(rowStart) || !Number.isInteger(rowCount) || rowStart < 0 || rowCount < 1 || rowStart + rowCount > batch) {
-    throw new RangeError(`train: a replica's rows ${rowStart} .. ${rowStart + rowCount - 1} must lie inside the global batch of ${batch} rows`);
-  }
-}
-
-/** Trains to the end and returns every step's figures: the API form of `shardlab train`. */
+/**
+ * Trains to the end and returns every step's figures: the API form of `shardlab train`. A layout of
+ * several ranks (dp × tp × sp > 1) launches them as workers; the figures are then the world's.
+ */
 export async function train(config: TrainConfig, onStep?: (metrics: StepMetrics) => void): Promise<StepMetrics[]> {
+  checkTrainConfig(config);
+  if (worldSize(trainLayout(config)) > 1) return (await trainParallel(config, onStep)).history;
   const trainer = await Trainer.create(config);
   const history: StepMetrics[] = [];
   try {

@@ -1,0 +1,137 @@
+// Gradients of the pieces several tensor-parallel ranks hold alike.
+//
+// Two kinds of piece are replicated over the ranks that shard the weights. A key/value head that
+// more tensor-parallel ranks need than there are kv heads (tp > numKvHeads) sits on tp / numKvHeads
+// ranks, each of which sees only the uses by its own query heads: its gradient is the sum over those
+// ranks. Under Megatron-SP the norm weights sit on every rank of the group and each rank sees only
+// its share of the sequence: their gradient is the sum over the group. Under plain tensor
+// parallelism the norms see every token on every rank, and need nothing.
+//
+// For the global gradient norm, every element must count once: a replicated piece is weighted by
+// one over the number of ranks that hold it, and the ranks' sums are added over the group.
+
+import type { Comm } from "../comm/collectives.ts";
+import { noGrad } from "../tensor/autograd.ts";
+import * as ops from "../tensor/ops/index.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import type { ParallelPhi3 } from "./parallel_model.ts";
+import type { TensorParallelShard } from "./tp_shards.ts";
+
+/** Rows [start, start + count) of a parameter, the ranks that hold them alike, and their tensor-parallel indices. */
+interface ReplicatedRows {
+  name: string;
+  start: number;
+  count: number;
+  replicas: number;
+}
+
+/** The key/value rows of every qkv_proj that more than one rank holds. */
+function kvReplicas(shards: Map<string, TensorParallelShard>): ReplicatedRows[] {
+  const rows: ReplicatedRows[] = [];
+  for (const [name, shard] of shards) {
+    for (const sub of shard.subParams ?? []) {
+      if (sub.replicas > 1) rows.push({ name, start: sub.localStart, count: sub.localRows, replicas: sub.replicas });
+    }
+  }
+  return rows;
+}
+
+/** Sums the replicated pieces' gradients over the ranks that hold them (see the header). */
+export async function sumReplicatedGradients(
+  model: ParallelPhi3,
+  named: readonly [string, Tensor][],
+  shards: Comm,
+  sequenceParallel: boolean,
+): Promise<void> {
+  const params = new Map(named);
+  const kv = kvReplicas(model.shards);
+  if (kv.length > 0) {
+    // Ranks r and r' hold the same kv heads when ⌊r / replicas⌋ is the same (replicas is the same for every layer).
+    const replicas = kv[0].replicas;
+    const first = Math.floor(shards.rank / replicas) * replicas;
+    const group = shards.group(Array.from({ length: replicas }, (_, i) => shards.ranks[first + i]));
+    await sumRows(group, kv, params, "tp.allreduce.kv_replicas");
+  }
+  if (sequenceParallel) {
+    const replicated = [...model.shards].filter(([, shard]) => shard.kind === "replicated")
+      .map(([name, shard]) => ({ name, start: 0, count: shard.shape[0], replicas: shards.size }));
+    await sumRows(shards, replicated, params, "sp.allreduce.replicated");
+  }
+}
+
+/** All-reduces (sum) the listed rows of the parameters' gradients over `group` in one call. */
+async function sumRows(group: Comm, pieces: ReplicatedRows[], params: Map<string, Tensor>, tag: string): Promise<void> {
+  // A parameter may have several pieces (its k and v rows): read and upload each gradient once.
+  const names = [...new Set(pieces.map(({ name }) => name))];
+  const grads = new Map(await Promise.all(names.map(async (name) => [name, (await params.get(name)!.grad!.read()) as Float32Array] as const)));
+  const spans = pieces.map(({ name, start, count }) => {
+    const width = rowWidth(params.get(name)!);
+    return { values: grads.get(name)!, begin: start * width, end: (start + count) * width };
+  });
+  const flat = new Float32Array(spans.reduce((sum, { begin, end }) => sum + end - begin, 0));
+  let offset = 0;
+  for (const { values, begin, end } of spans) {
+    flat.set(values.subarray(begin, end), offset);
+    offset += end - begin;
+  }
+  await group.allReduce(flat, { op: "sum", tag, out: flat });
+  offset = 0;
+  for (const { values, begin, end } of spans) {
+    values.set(flat.subarray(offset, offset + end - begin), begin);
+    offset += end - begin;
+  }
+  for (const [name, values] of grads) {
+    const param = params.get(name)!;
+    param.grad!.dispose();
+    param.grad = param.device.tensor(values, param.shape);
+  }
+}
+
+function rowWidth(param: Tensor): number {
+  return param.shape.length === 1 ? 1 : param.size / param.shape[0];
+}
+
+/** How much each parameter's elements count in the global norm on this rank: one over the ranks that hold them alike. */
+export function gradientWeights(model: ParallelPhi3, shardCount: number): (name: string) => number {
+  return (name) => (model.shards.get(name)?.kind === "replicated" ? 1 / shardCount : 1);
+}
+
+/**
+ * This rank's weighted Σ g² over its whole parameters (every piece counted once across the
+ * tensor-parallel group when the group's sums are added), computed on the device and read once.
+ */
+export async function gradientSquares(model: ParallelPhi3, named: readonly [string, Tensor][], shardCount: number): Promise<number> {
+  const weightOf = gradientWeights(model, shardCount);
+  const kv = new Map(kvReplicas(model.shards).map((rows) => [`${rows.name}:${rows.start}`, rows]));
+  const terms = noGrad(() =>
+    ops.tidy(() => {
+      const sums: Tensor[] = [];
+      for (const [name, param] of named) {
+        const g = param.grad;
+        if (!g) continue;
+        const square = (t: Tensor, weight: number) => ops.reshape(ops.scale(ops.sum(ops.mul(t, t)), weight), [1]);
+        const pieces = [...kv.values()].filter((rows) => rows.name === name);
+        if (pieces.length === 0) {
+          sums.push(square(g, weightOf(name)));
+          continue;
+        }
+        // Replicated kv rows count 1/replicas; the rest of the parameter (its query rows) counts fully.
+        const width = rowWidth(g);
+        let covered = 0;
+        for (const rows of pieces.sort((a, b) => a.start - b.start)) {
+          if (rows.start > covered) sums.push(square(ops.slice(g, [covered, 0], [rows.start - covered, width]), 1));
+          sums.push(square(ops.slice(g, [rows.start, 0], [rows.count, width]), 1 / rows.replicas));
+          covered = rows.start + rows.count;
+        }
+        if (covered < g.shape[0]) sums.push(square(ops.slice(g, [covered, 0], [g.shape[0] - covered, width]), 1));
+      }
+      return sums.length > 0 ? ops.concat(sums, 0) : null;
+    })
+  );
+  if (!terms) return 0;
+  try {
+    return ((await terms.read()) as Float32Array).reduce((sum, value) => sum + value, 0);
+  } finally {
+    terms.dispose();
+  }
+}

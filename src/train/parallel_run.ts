@@ -1,0 +1,74 @@
+// Training across ranks from the launching side: starts dp × tp × sp workers, each running
+// train_rank.ts, and turns their per-step reports into one StepMetrics per step for the world (the
+// global loss, bytes sent by all ranks by link class, the slowest rank's simulated communication
+// time, and every rank's memory).
+
+import { launch, type LaunchResult } from "../comm/launch.ts";
+import { globalBatch } from "../data/corpus.ts";
+import type { DdpOptions } from "../parallel/ddp.ts";
+import { worldSize } from "../parallel/layout.ts";
+import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
+import type { StepMetrics } from "./trainer.ts";
+import type { RankStepEvent, TrainRankArgs, TrainRankResult } from "./train_rank.ts";
+
+const ENTRY = new URL("./train_rank.ts", import.meta.url).href;
+
+export interface ParallelRun {
+  /** One entry per step, for the whole world. */
+  history: StepMetrics[];
+  /** Every rank's result and the merged traffic of the run. */
+  ranks: LaunchResult<TrainRankResult>;
+}
+
+export async function trainParallel(
+  config: TrainConfig,
+  onStep?: (metrics: StepMetrics) => void,
+  options: { ddp?: DdpOptions; timeoutMs?: number } = {},
+): Promise<ParallelRun> {
+  checkTrainConfig(config);
+  const layout = trainLayout(config);
+  const ranks = worldSize(layout);
+  const pending = new Map<number, RankStepEvent[]>();
+  const history: StepMetrics[] = [];
+  const onEvent = ({ rank, event }: { rank: number; event: unknown }) => {
+    const report = event as RankStepEvent;
+    const reports = pending.get(report.step) ?? new Array<RankStepEvent>(ranks);
+    reports[rank] = report;
+    pending.set(report.step, reports);
+    if (Object.keys(reports).length < ranks) return;
+    pending.delete(report.step);
+    const metrics = worldMetrics(config, reports);
+    history.push(metrics);
+    onStep?.(metrics);
+  };
+  const args: TrainRankArgs = { config, ddp: options.ddp };
+  const result = await launch<TrainRankResult>({
+    ranks,
+    ranksPerNode: ranks / layout.nodes,
+    entry: ENTRY,
+    args,
+    backend: config.backend,
+    timeoutMs: options.timeoutMs,
+    onEvent,
+  });
+  return { history, ranks: result };
+}
+
+function worldMetrics(config: TrainConfig, reports: RankStepEvent[]): StepMetrics {
+  const { step, loss, gradNorm, lr } = reports[0];
+  const slowest = Math.max(...reports.map((report) => report.seconds));
+  const intra = reports.reduce((sum, report) => sum + report.sent.intra, 0);
+  const inter = reports.reduce((sum, report) => sum + report.sent.inter, 0);
+  return {
+    step,
+    loss,
+    floor: globalBatch({ seed: config.seed, step: step - 1, batch: config.batch, seq: config.seq }).floor,
+    lr,
+    gradNorm,
+    tokensPerSec: (config.batch * config.seq) / slowest,
+    deviceBytes: Math.max(...reports.map((report) => report.deviceBytes)),
+    commBytes: { total: intra + inter, intra, inter },
+    simTime: Math.max(...reports.map((report) => report.simulatedMs)),
+    memory: reports.map((report) => report.memory),
+  };
+}
