@@ -36,6 +36,29 @@ Deno.test("cli: train --json writes one record per step with the documented fiel
   }
 });
 
+Deno.test("cli: train on a parallel layout adds the world's traffic, simulated time and per-rank memory to each record", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".jsonl" });
+  try {
+    const args = ["--steps", "3", "--batch", "4", "--seq", "16", "--backend", "cpu", "--json", file];
+    const result = await shardlab("train", "--dp", "2", "--sp", "2", "--zero", "3", "--nodes", "2", ...args);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /on 4 ranks \(dp 2 × tp 1 × sp 2 ulysses, zero 3, 2 nodes, backend cpu\)/);
+    const records = (await Deno.readTextFile(file)).trim().split("\n").map((line) => JSON.parse(line));
+    assert.deepEqual(records.map((r) => r.step), [1, 2, 3]);
+    for (const r of records) {
+      const { total, intra, inter } = r.commBytes;
+      assert.equal(total, intra + inter, `step ${r.step}: total bytes`);
+      // Ranks 0-1 and 2-3 share a node; the data group (dp × sp) spans both nodes.
+      assert.ok(intra > 0 && inter > 0, `step ${r.step}: intra ${intra}, inter ${inter}`);
+      assert.ok(r.simTime > 0, `step ${r.step}: simTime ${r.simTime}`);
+      assert.equal(r.memory.length, 4);
+      for (const memory of r.memory) assert.ok(memory.parameters > 0 && memory.optimizer === 2 * memory.parameters, JSON.stringify(memory));
+    }
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
 Deno.test("cli: info --backend cpu describes the device as JSON", async () => {
   const result = await shardlab("info", "--backend", "cpu");
   assert.equal(result.code, 0, result.stderr);
@@ -52,6 +75,17 @@ const BAD_INPUT: [string[], RegExp][] = [
   [["train", "--backend", "tpu"], /unknown backend "tpu" \(valid: auto, webgpu, cpu\)/],
   [["train", "--lr", "0"], /--lr must be a positive number, got 0/],
   [["train", "--bogus"], /--bogus/],
+  [["train", "--tp", "3"], /4 attention heads do not split evenly over tp 3/],
+  [["train", "--tp", "8"], /4 attention heads do not split evenly over tp 8/],
+  [["train", "--dp", "3"], /global batch of 16 rows does not divide among dp 3 replicas/],
+  [["train", "--sp", "3"], /a sequence of 64 tokens does not divide among sp 3 ranks/],
+  [["train", "--zero", "2"], /--zero 2 partitions over data-parallel ranks, but there is only one \(dp 1\)/],
+  [["train", "--zero", "5", "--dp", "2"], /--zero must be 0, 1, 2 or 3, got 5/],
+  [["train", "--dp", "2", "--nodes", "3"], /2 ranks \(dp 2 × tp 1 × sp 1\) do not split into 3 nodes/],
+  [["train", "--sp", "2", "--sp-impl", "ring"], /--sp-impl must be one of ulysses, megatron, got "ring"/],
+  [["train", "--sp", "2", "--tp", "2", "--sp-impl", "megatron"], /give --sp 2 with --tp 1, not --tp 2/],
+  [["train", "--dp", "2", "--tp", "4", "--zero", "1"], /--zero 1 with tp 4 over 2 key\/value heads/],
+  [["train", "--dp", "2", "--sample"], /--sample generates on one rank/],
   [["info", "--backend", "tpu"], /unknown backend "tpu"/],
   [["fly"], /unknown command "fly" \(valid: train, info, selfcheck\)/],
 ];

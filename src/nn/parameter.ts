@@ -55,17 +55,15 @@ export class Parameter {
  */
 export function seededParameters(device: Device, seed: number): ParameterFactory {
   if (!Number.isSafeInteger(seed)) throw new RangeError(`seededParameters: seed must be a safe integer, got ${seed}`);
-  return (name, shape, init) => {
-    const size = sizeOf(shape);
-    let values: Float32Array;
-    if (init === "ones") {
-      values = new Float32Array(size).fill(1);
-    } else {
-      values = randnValues(size, deriveSeed(seed, name));
-      for (let i = 0; i < size; i++) values[i] *= INIT_STD;
-    }
-    return keep(device.tensor(values, shape, { requiresGrad: true }));
-  };
+  return (name, shape, init) => keep(device.tensor(seededValues(seed, name, sizeOf(shape), init), shape, { requiresGrad: true }));
+}
+
+/** The initial values of parameter `name` with `size` elements: a function of (seed, name) only. */
+export function seededValues(seed: number, name: string, size: number, init: ParameterInit): Float32Array {
+  if (init === "ones") return new Float32Array(size).fill(1);
+  const values = randnValues(size, deriveSeed(seed, name));
+  for (let i = 0; i < size; i++) values[i] *= INIT_STD;
+  return values;
 }
 
 /** Records names and shapes and allocates nothing. */

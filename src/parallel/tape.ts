@@ -36,7 +36,7 @@ export class CommTape {
     const sizes = values.map((value) => value.size);
     // One tensor carries the cut's node: the single result, or all results flattened end to end.
     const joined = keep(
-      values.length === 1 ? values[0].view(shapes[0]) : ops.noGrad(() => ops.concat(values.map((value) => ops.reshape(value, [-1])), 0)),
+      values.length === 1 ? values[0].view(shapes[0]) : ops.noGrad(() => ops.tidy(() => ops.concat(values.map((value) => ops.reshape(value, [-1])), 0))),
     );
     for (const value of values) if (!inputs.includes(value)) value.dispose();
 

@@ -15,12 +15,10 @@
 
 import { headDim, type Phi3Config, validateConfig } from "../nn/config.ts";
 import { Linear } from "../nn/modules.ts";
-import { INIT_STD, type ParameterFactory, type ParameterInit } from "../nn/parameter.ts";
+import { type ParameterFactory, seededValues } from "../nn/parameter.ts";
 import { Phi3Model } from "../nn/phi3.ts";
-import { deriveSeed } from "../nn/seed.ts";
 import type { Device } from "../tensor/device.ts";
 import { ShapeError } from "../tensor/errors.ts";
-import { randnValues } from "../tensor/random.ts";
 import { keep } from "../tensor/scope.ts";
 import { formatShape, sameShape, sizeOf } from "../tensor/shape.ts";
 
@@ -256,13 +254,6 @@ export function unshardValues(pieces: Float32Array[], shards: TensorParallelShar
   return full;
 }
 
-/** The seeded full value of parameter `name`: the bits seededParameters (src/nn/parameter.ts) gives it. */
-function seededFullValue(seed: number, name: string, size: number, init: ParameterInit): Float32Array {
-  if (init === "ones") return new Float32Array(size).fill(1);
-  const values = randnValues(size, deriveSeed(seed, name));
-  for (let i = 0; i < size; i++) values[i] *= INIT_STD;
-  return values;
-}
 
 /**
  * A ParameterFactory for modules built with tp rank `tpRank`'s local sizes: each parameter is this
@@ -281,7 +272,7 @@ export function tensorParallelParameters(device: Device, seed: number, config: P
           `${formatShape(shard.shape)} of its full ${formatShape(shard.fullShape)}`,
       );
     }
-    const full = seededFullValue(seed, name, sizeOf(shard.fullShape), init);
+    const full = seededValues(seed, name, sizeOf(shard.fullShape), init);
     return keep(device.tensor(shardValues(full, shard), shape, { requiresGrad: true }));
   };
 }

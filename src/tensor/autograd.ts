@@ -96,25 +96,12 @@ export function recordAsyncOp(name: string, out: Tensor, inputs: readonly Tensor
 }
 
 /**
- * Runs one backward pass from several outputs at once, each seeded with its own gradient (which the
- * pass takes over); gradients accumulate into the leaves' .grad. Outputs that share part of their
- * graph are walked together, so every node runs once with the sum of what reaches it.
+ * Runs the backward pass from `root` seeded with `seed` (which the pass takes over); gradients
+ * accumulate into the leaves' .grad. The root must require grad (Tensor.backward checks).
  */
-export async function runBackward(roots: readonly Tensor[], seeds: readonly Tensor[]): Promise<void> {
-  const rootNodes = roots.map((root) => root.gradNode());
-  if (rootNodes.some((node) => !node)) {
-    for (const seed of seeds) seed.dispose();
-    throw new Error("backward: this tensor does not require grad (no input had requiresGrad: true)");
-  }
-  const order = topologicalOrder(rootNodes as GradNode[]);
-  const grads = new Map<GradNode, Tensor>();
-  rootNodes.forEach((node, i) => {
-    const previous = grads.get(node!);
-    if (!previous) return grads.set(node!, seeds[i]);
-    grads.set(node!, noGrad(() => previous.add(seeds[i])));
-    previous.dispose();
-    seeds[i].dispose();
-  });
+export async function runBackward(root: Tensor, seed: Tensor): Promise<void> {
+  const order = topologicalOrder(root.gradNode()!);
+  const grads = new Map<GradNode, Tensor>([[order[0], seed]]);
   for (const node of order) {
     const grad = grads.get(node);
     if (!grad) continue;
@@ -158,19 +145,10 @@ export async function runBackward(roots: readonly Tensor[], seeds: readonly Tens
   for (const node of order) if (!node.leaf) node.freeSaved();
 }
 
-/** Nodes reachable from the roots, each before every node it consumes. */
-function topologicalOrder(roots: GradNode[]): GradNode[] {
-  const visited = new Set<GradNode>();
+/** Nodes reachable from root, each before every node it consumes (root first). */
+function topologicalOrder(root: GradNode): GradNode[] {
+  const visited = new Set<GradNode>([root]);
   const postorder: GradNode[] = [];
-  for (const root of roots) {
-    if (visited.has(root)) continue;
-    visited.add(root);
-    depthFirst(root, visited, postorder);
-  }
-  return postorder.reverse();
-}
-
-function depthFirst(root: GradNode, visited: Set<GradNode>, postorder: GradNode[]): void {
   const stack: [GradNode, number][] = [[root, 0]];
   while (stack.length) {
     const top = stack[stack.length - 1];
@@ -187,4 +165,5 @@ function depthFirst(root: GradNode, visited: Set<GradNode>, postorder: GradNode[
       postorder.push(node);
     }
   }
+  return postorder.reverse();
 }

@@ -79,14 +79,15 @@ export class Tensor {
    */
   backward(gradient?: Tensor): Promise<void> {
     this.storageFor("backward");
+    if (!this.requiresGrad) throw new Error("backward: this tensor does not require grad (no input had requiresGrad: true)");
     if (!gradient) {
       if (this.size !== 1) throw new ShapeError(`backward: needs a scalar or a gradient, got shape ${formatShape(this.shape)} and no gradient`);
-      return runBackward([this], [this.device.tensor([1], this.shape)]);
+      return runBackward(this, this.device.tensor([1], this.shape));
     }
     if (!sameShape(gradient.shape, this.shape) || gradient.device !== this.device) {
       throw new ShapeError(`backward: the gradient ${formatShape(gradient.shape)} must match the tensor ${formatShape(this.shape)} on its device`);
     }
-    return runBackward([this], [gradient.retainedHandle()]);
+    return runBackward(this, gradient.retainedHandle());
   }
 
   /** Frees this tensor's hold on its memory. Idempotent; any later use throws a DisposedError. */
