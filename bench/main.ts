@@ -1,11 +1,12 @@
-// `npm run bench -- <suite> [--json FILE] [--reps N] [--ranks P]`: shardlab's benchmarks. The first
-// positional picks a suite from SUITES; exit status 2 means a bad command line.
+// `npm run bench -- <suite> [--json FILE] [--reps N] [--ranks P] [--backend B] [--steps N]`: shardlab's
+// benchmarks. The first positional picks a suite from SUITES; exit status 2 means a bad command line.
 
 import { parseArgs } from "node:util";
 import type { CollectivesOptions } from "./collectives.ts";
+import type { ParallelOptions } from "./parallel.ts";
 
 /** Each suite's module is imported only when that suite runs, so one suite's dependencies never block another. */
-const SUITES: Record<string, { summary: string; run: (options: CollectivesOptions) => Promise<number> }> = {
+const SUITES: Record<string, { summary: string; run: (options: CollectivesOptions & ParallelOptions) => Promise<number> }> = {
   kernels: {
     summary: "shardlab's WebGPU kernels vs TF.js's WebGPU backend, and the copy-bandwidth bound",
     run: async (options) => (await import("./kernels.ts")).runKernels(options),
@@ -18,16 +19,22 @@ const SUITES: Record<string, { summary: string; run: (options: CollectivesOption
     summary: "nccl-tests style time, algbw and busbw of every collective over 8 B … 64 MiB vs the copy bound",
     run: async (options) => (await import("./collectives.ts")).runCollectives(options),
   },
+  parallel: {
+    summary: "every parallel layout's tokens/s, bytes per link class, simulated time and memory; Ulysses vs Megatron-SP scaling",
+    run: async (options) => (await import("./parallel.ts")).runParallel(options),
+  },
 };
 
 const FLAGS = {
   json: { type: "string" },
   reps: { type: "string" },
   ranks: { type: "string" },
+  backend: { type: "string" },
+  steps: { type: "string" },
   help: { type: "boolean" },
 } as const;
 
-const USAGE = `usage: npm run bench -- <suite> [--json FILE] [--reps N] [--ranks P]
+const USAGE = `usage: npm run bench -- <suite> [--json FILE] [--reps N] [--ranks P] [--backend B] [--steps N]
 
 suites:
 ${Object.entries(SUITES).map(([name, suite]) => `  ${name.padEnd(12)}${suite.summary}`).join("\n")}
@@ -37,6 +44,8 @@ options:
   --reps N      reps per timed batch (default: sized so one batch takes about 0.4 s);
                 collectives: timed iterations per message size
   --ranks P     collectives only: world size, an integer ≥ 2 (default: 2 ranks, then 4)
+  --backend B   parallel only: every rank's device, cpu or webgpu (default cpu)
+  --steps N     parallel only: training steps per layout, the first one warm-up, an integer ≥ 2 (default 4)
   --help
 `;
 
@@ -47,7 +56,7 @@ function fail(message: string): never {
   Deno.exit(2);
 }
 
-function parseCommandLine(argv: string[]): { suite: string; options: CollectivesOptions } | null {
+function parseCommandLine(argv: string[]): { suite: string; options: CollectivesOptions & ParallelOptions } | null {
   // Non-strict parsing keeps unknown flags as tokens, so the error can name them and the valid ones.
   const { values, positionals, tokens } = parseArgs({
     args: argv,
@@ -60,7 +69,7 @@ function parseCommandLine(argv: string[]): { suite: string; options: Collectives
     if (token.kind === "option" && !Object.hasOwn(FLAGS, token.name)) fail(`unknown flag "${token.rawName}" (valid: ${VALID_FLAGS})`);
   }
   if (values.help) return null;
-  for (const flag of ["json", "reps", "ranks"] as const) {
+  for (const flag of ["json", "reps", "ranks", "backend", "steps"] as const) {
     const value = values[flag];
     if (value !== undefined && (typeof value !== "string" || value.startsWith("--"))) fail(`--${flag} needs a value`);
   }
@@ -79,7 +88,18 @@ function parseCommandLine(argv: string[]): { suite: string; options: Collectives
     ranks = Number(values.ranks);
     if (!Number.isInteger(ranks) || ranks < 2) fail(`--ranks must be an integer ≥ 2, got "${values.ranks}"`);
   }
-  return { suite, options: { json: values.json as string | undefined, reps, ranks } };
+  for (const flag of ["backend", "steps"] as const) {
+    if (values[flag] !== undefined && suite !== "parallel") fail(`--${flag} applies to the parallel suite only, not "${suite}"`);
+  }
+  if (values.reps !== undefined && suite === "parallel") fail(`--reps does not apply to the parallel suite (use --steps)`);
+  const backend = values.backend as string | undefined;
+  if (backend !== undefined && backend !== "cpu" && backend !== "webgpu") fail(`--backend must be cpu or webgpu, got "${backend}"`);
+  let steps: number | undefined;
+  if (values.steps !== undefined) {
+    steps = Number(values.steps);
+    if (!Number.isInteger(steps) || steps < 2) fail(`--steps must be an integer ≥ 2 (one warm-up step, then timed ones), got "${values.steps}"`);
+  }
+  return { suite, options: { json: values.json as string | undefined, reps, ranks, backend, steps } };
 }
 
 const command = parseCommandLine(Deno.args);
