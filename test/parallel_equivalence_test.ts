@@ -16,7 +16,7 @@ import { type ParallelLayout, worldSize } from "../src/parallel/layout.ts";
 import type { TrainConfig } from "../src/train/config.ts";
 import { Trainer } from "../src/train/trainer.ts";
 import type { TrainRankResult } from "../src/train/train_rank.ts";
-import { cpuDevice } from "./helpers.ts";
+import { cpuDevice, skipWebGpu } from "./helpers.ts";
 
 const ENTRY = new URL("../src/train/train_rank.ts", import.meta.url).href;
 const BASE: TrainConfig = { preset: "tiny", steps: 20, batch: 4, seq: 16, lr: 1e-3, seed: 5, backend: "cpu" };
@@ -26,14 +26,15 @@ interface Reference {
   params: Map<string, Float32Array>;
 }
 
-const references = new Map<number, Promise<Reference>>();
+const references = new Map<string, Promise<Reference>>();
 
-/** The single-rank run of BASE with `batch` rows (cached per batch size). */
-function reference(batch: number): Promise<Reference> {
-  let cached = references.get(batch);
+/** The single-rank run of BASE with `batch` rows and `steps` steps (cached). */
+function reference(batch: number, steps = BASE.steps): Promise<Reference> {
+  const key = `${batch}×${steps}`;
+  let cached = references.get(key);
   if (!cached) {
     cached = (async () => {
-      const trainer = await Trainer.create({ ...BASE, batch }, await cpuDevice());
+      const trainer = await Trainer.create({ ...BASE, batch, steps }, await cpuDevice());
       try {
         const losses: number[] = [];
         while (!trainer.done) losses.push((await trainer.step()).loss);
@@ -44,7 +45,7 @@ function reference(batch: number): Promise<Reference> {
         trainer.dispose();
       }
     })();
-    references.set(batch, cached);
+    references.set(key, cached);
   }
   return cached;
 }
@@ -104,3 +105,19 @@ const CASES: Case[] = [
 for (const layout of CASES) {
   Deno.test(`parallel: ${describe(layout)} trains like one rank for 20 steps`, () => checkEquivalent(layout));
 }
+
+// The same on WebGPU ranks, each with its own adapter: the head exchange's kernels and every cut
+// run on the GPU backend. Across backends the losses agree to 1e-3 (as one rank's do).
+Deno.test({
+  name: "parallel: dp2×sp2 on WebGPU ranks trains like one CPU rank",
+  ignore: skipWebGpu,
+  fn: async () => {
+    const config: TrainConfig = { ...BASE, steps: 4, dp: 2, sp: 2, backend: "webgpu" };
+    const expected = await reference(BASE.batch, config.steps);
+    const results = await launch<TrainRankResult>({ ranks: 4, entry: ENTRY, args: { config }, backend: "webgpu" });
+    results[0].value.losses.forEach((loss, step) => {
+      const want = expected.losses[step];
+      assert.ok(Math.abs(loss - want) <= 1e-3 * Math.abs(want), `step ${step + 1}: loss ${loss} on WebGPU vs ${want} on one CPU rank`);
+    });
+  },
+});
