@@ -28,13 +28,13 @@ interface Reference {
 
 const references = new Map<string, Promise<Reference>>();
 
-/** The single-rank run of BASE with `batch` rows and `steps` steps (cached). */
-function reference(batch: number, steps = BASE.steps): Promise<Reference> {
-  const key = `${batch}×${steps}`;
+/** The single-rank run of BASE with `batch` rows of `seq` tokens for `steps` steps (cached). */
+function reference(batch: number, steps = BASE.steps, seq = BASE.seq): Promise<Reference> {
+  const key = `${batch}×${seq}×${steps}`;
   let cached = references.get(key);
   if (!cached) {
     cached = (async () => {
-      const trainer = await Trainer.create({ ...BASE, batch, steps }, await cpuDevice());
+      const trainer = await Trainer.create({ ...BASE, batch, steps, seq }, await cpuDevice());
       try {
         const losses: number[] = [];
         while (!trainer.done) losses.push((await trainer.step()).loss);
@@ -50,20 +50,21 @@ function reference(batch: number, steps = BASE.steps): Promise<Reference> {
   return cached;
 }
 
-type Case = Partial<ParallelLayout> & { batch?: number };
+type Case = Partial<ParallelLayout> & { batch?: number; seq?: number };
 
 function describe(layout: Case): string {
   const axes = (["dp", "tp", "sp"] as const).filter((axis) => (layout[axis] ?? 1) > 1).map((axis) => `${axis}${layout[axis]}`);
   const zero = layout.zero ? ` zero ${layout.zero}` : "";
+  if (layout.seq) axes.push(`(seq ${layout.seq})`);
   const impl = layout.spImpl === "megatron" ? " megatron" : "";
-  return `${axes.join("×")}${zero}${impl}`;
+  return `${axes.join("×").replace("×(", " (")}${zero}${impl}`;
 }
 
 async function checkEquivalent(layout: Case): Promise<void> {
-  const { batch = BASE.batch, ...axes } = layout;
-  const config: TrainConfig = { ...BASE, batch, ...axes };
+  const { batch = BASE.batch, seq = BASE.seq, ...axes } = layout;
+  const config: TrainConfig = { ...BASE, batch, seq, ...axes };
   const ranks = worldSize({ dp: 1, tp: 1, sp: 1, zero: 0, nodes: 1, spImpl: "ulysses", ...axes });
-  const expected = await reference(batch);
+  const expected = await reference(batch, BASE.steps, seq);
   const results = await launch<TrainRankResult>({ ranks, entry: ENTRY, args: { config }, backend: "cpu" });
 
   for (const { rank, value } of results) {
@@ -95,6 +96,8 @@ const CASES: Case[] = [
   { tp: 4 },
   { sp: 2 },
   { sp: 4 },
+  // 4 query heads over 3 ranks: 2, 1 and 1, each with the kv head its queries use.
+  { sp: 3, seq: 18 },
   { sp: 2, spImpl: "megatron" },
   { dp: 2, tp: 2 },
   { dp: 2, sp: 2 },
