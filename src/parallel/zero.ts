@@ -4,13 +4,13 @@
 // Every rank holds the whole model, trains its share of the batch and runs backward as in DDP. The
 // optimizer state is partitioned (zero_partition.ts): each rank keeps an fp32 master copy of its
 // flat partition with AdamW's exp_avg and exp_avg_sq, 12 bytes per element of the partition
-// instead of 12 per parameter. After backward:
-//   stage 1: the flat gradient is all-reduced (avg, tag zero1.allreduce.grads); every rank keeps
-//            the full averaged gradient in the parameters' .grad and uses only its partition;
-//   stage 2: the flat gradient is reduce-scattered (avg, tag zero2.reducescatter.grads): each rank
-//            receives only its partition's averaged gradient, and the full gradients are freed.
-// step() runs AdamW on the partition, then all-gathers the updated partitions (tag
-// zero{stage}.allgather.params) into every parameter.
+// instead of 12 per parameter. After backward, the flat gradient is reduce-scattered (avg, tag
+// zero{stage}.reducescatter.grads): each rank receives its partition's averaged gradient. step()
+// runs AdamW on the partition, then all-gathers the updated partitions (tag
+// zero{stage}.allgather.params) into every parameter: Ψ + Ψ per step, DDP's volume (the ZeRO
+// paper's point). The stages differ in gradient memory: stage 1 keeps every parameter's full .grad
+// until zeroGrad() (DeepSpeed stage 1 does not partition gradients), stage 2 frees them as soon as
+// they are reduced.
 //
 // The partition on the device (FlatPartition) is kept as one tensor per group and decay class, so
 // that the fused AdamW kernel runs on a whole class at once: the pieces of parameters with two or
@@ -219,8 +219,6 @@ export class ZeroOptimizer {
   private readonly params: Map<string, Tensor>;
   /** Per group: a reused host array of its padded flat values (gradients, then parameters). */
   private readonly buffers: Float32Array[];
-  /** Stage 1: this rank's part of each group's averaged gradient, uploaded at its first use. */
-  private readonly pending: (Float32Array | null)[];
 
   constructor(
     private readonly dp: Comm,
@@ -240,13 +238,13 @@ export class ZeroOptimizer {
     const piece = (f: ZeroFragment) => this.params.get(f.name)!.reshape([-1]).slice([f.paramOffset], [f.numel]);
     this.flat = new FlatPartition(device, this.partition, piece, (name) => this.params.get(name)!.shape.length >= 2, options.adamw);
     this.buffers = this.partition.groups.map((group) => new Float32Array(group.paddedNumel));
-    this.pending = this.buffers.map(() => null);
   }
 
   /**
    * After backward, with every parameter's .grad holding this rank's gradient (of its mean loss):
-   * averages the gradient over dp, all of it (stage 1, kept in .grad) or this rank's partition of
-   * it (stage 2, the full .grads freed). A parameter without a gradient counts as zeros.
+   * reduce-scatters the average over dp into this rank's partition. Stage 1 leaves the full .grads
+   * in place (its gradient memory is not partitioned), stage 2 frees them. A parameter without a
+   * gradient counts as zeros.
    */
   async reduceGradients(): Promise<void> {
     const where = `zero${this.stage}.reduceGradients`;
@@ -255,20 +253,10 @@ export class ZeroOptimizer {
       const params = group.names.map((name) => this.params.get(name)!);
       const flat = this.buffers[g];
       await readGradients(params, flat);
-      if (this.stage === 1) {
-        await this.dp.allReduce(flat, { op: "avg", tag: "zero1.allreduce.grads", out: flat });
-        let offset = 0;
-        for (const param of params) {
-          param.grad?.dispose();
-          param.grad = keep(param.device.tensor(flat.slice(offset, offset + param.size), param.shape));
-          offset += param.size;
-        }
-        const lo = this.dp.rank * group.partNumel;
-        this.pending[g] = flat.slice(lo, lo + group.partNumel);
-      } else {
-        const counts = new Array<number>(this.dp.size).fill(group.partNumel);
-        const part = await this.dp.reduceScatter(flat, { op: "avg", tag: "zero2.reducescatter.grads", counts });
-        this.flat.addGradient(g, part);
+      const counts = new Array<number>(this.dp.size).fill(group.partNumel);
+      const part = await this.dp.reduceScatter(flat, { op: "avg", tag: `zero${this.stage}.reducescatter.grads`, counts });
+      this.flat.addGradient(g, part);
+      if (this.stage === 2) {
         for (const param of params) {
           param.grad?.dispose();
           param.grad = null;
@@ -283,13 +271,11 @@ export class ZeroOptimizer {
    * several tensor-parallel ranks hold alike).
    */
   async partitionGradSquares(weight?: (name: string) => number): Promise<number> {
-    this.uploadPending();
     return await this.flat.gradSquares(weight);
   }
 
   /** AdamW on the partition, then every parameter takes the all-gathered updated values. */
   async step(options: AdamWStepOptions): Promise<void> {
-    this.uploadPending();
     this.flat.step(options);
     for (const [g, group] of this.partition.groups.entries()) {
       const part = await this.flat.readGroup(g);
@@ -310,7 +296,6 @@ export class ZeroOptimizer {
       param.grad?.dispose();
       param.grad = null;
     }
-    this.pending.fill(null);
     this.flat.zeroGrad();
   }
 
@@ -327,16 +312,7 @@ export class ZeroOptimizer {
 
   /** Frees the partition and its optimizer state; the parameters and their gradients are left alone. */
   dispose(): void {
-    this.pending.fill(null);
     this.flat.dispose();
-  }
-
-  /** Stage 1: the partition's part of the averaged gradient goes to the device once, when first needed. */
-  private uploadPending(): void {
-    this.pending.forEach((part, g) => {
-      if (part) this.flat.addGradient(g, part);
-    });
-    this.pending.fill(null);
   }
 }
 

@@ -36,6 +36,7 @@ export interface RankStepEvent {
   sent: { intra: number; inter: number };
   /** Simulated time of this rank's collectives in the step, ms. */
   simulatedMs: number;
+  /** Bytes of parameters, gradients and optimizer state, once the gradients are reduced. */
   memory: ZeroMemory;
   /** Bytes held on this rank's device after the step. */
   deviceBytes: number;
@@ -59,6 +60,7 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
   const lrAt = warmupCosine({ maxLr: config.lr, minLr: config.lr / 10, warmupSteps: warmupStepsOf(config), totalSteps: config.steps });
   const share = engine.share(config.batch, config.seq);
   const clipNorm = config.clipNorm ?? 1;
+  let memory: ZeroMemory | null = null;
   try {
     const losses: number[] = [];
     for (let step = 0; step < config.steps; step++) {
@@ -74,6 +76,8 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       const lr = lrAt(step);
       const rankLoss = await engine.forwardBackward(batch);
       const gradNorm = await engine.reduceGradients();
+      // Sampled with the gradients reduced and not yet freed: the most the step holds.
+      memory = engine.memory();
       await engine.step(lr, clipNorm > 0 ? clipScale(gradNorm, clipNorm) : 1);
       const loss = await engine.reduceLoss(rankLoss);
       losses.push(loss);
@@ -90,7 +94,7 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
         seconds: (performance.now() - start) / 1000,
         sent,
         simulatedMs: records.reduce((sum, record) => sum + record.simulatedMs, 0),
-        memory: engine.memory(),
+        memory,
         deviceBytes: ctx.device.stats().bytes,
       };
       ctx.emit(event);
@@ -101,7 +105,7 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       params: ctx.rank === 0 ? Object.fromEntries(params) : {},
       collectives: ctx.comm.ledger.toJSON().collectives,
       fragments: engine.fragments(),
-      memory: engine.memory(),
+      memory: memory!,
     };
   } finally {
     engine.dispose();
