@@ -107,9 +107,9 @@ export class ParallelPhi3 {
   private async embed(tape: CommTape, embedTokens: Embedding, batch: TokenBatch): Promise<Tensor> {
     const { shards, sequenceParallel } = this.parallelism;
     const shape: [number, number] = [batch.rows, batch.tokens];
-    if (!this.tensorParallel) return ops.reshape(ops.embedding(embedTokens.weight.tensor, batch.ids), [...shape, this.config.hiddenSize]);
+    if (!this.tensorParallel) return ops.tidy(() => ops.reshape(ops.embedding(embedTokens.weight.tensor, batch.ids), [...shape, this.config.hiddenSize]));
     const shard = this.shards.get("model.embed_tokens.weight")!;
-    return owned(await vocabParallelEmbedding(tape, shards, embedTokens.weight.tensor, shard, batch.ids, shape, { sequenceParallel }));
+    return await vocabParallelEmbedding(tape, shards, embedTokens.weight.tensor, shard, batch.ids, shape, { sequenceParallel });
   }
 
   private buildLayer(factory: ParameterFactory, i: number, local: (name: string) => readonly number[]) {
@@ -130,7 +130,7 @@ export class ParallelPhi3 {
     const heads: AttentionHeads = { numHeads, numKvHeads: (qkvShape[0] / D - numHeads) / 2, headDim: D, ropeTheta: config.ropeTheta };
     const forward = async (tape: CommTape, x: Tensor): Promise<Tensor> => {
       const attnIn = await this.enterTensorParallel(tape, ops.tidy(() => inputLayernorm.forward(x)), `layer${i}.attn`);
-      const qkv = qkvProj.forward(attnIn);
+      const qkv = ops.tidy(() => qkvProj.forward(attnIn));
       attnIn.dispose();
       const attended = this.parallelism.ulysses
         ? await ulyssesAttention(tape, this.parallelism.ulysses, qkv, heads, `layer${i}`)
@@ -172,7 +172,7 @@ export class ParallelPhi3 {
       ? await gatherFromSequenceParallel(tape, shards, x, where)
       : await copyToTensorParallel(tape, shards, x, where);
     x.dispose();
-    return owned(entered);
+    return entered;
   }
 
   /** Out of a row-parallel region: g (tensor parallel), or the reduce-scatter along the sequence (Megatron-SP). */
@@ -183,11 +183,7 @@ export class ParallelPhi3 {
       ? await reduceScatterToSequenceParallel(tape, shards, partial, where)
       : await reduceFromTensorParallel(tape, shards, partial, where);
     partial.dispose();
-    return owned(reduced);
+    return reduced;
   }
 }
 
-/** A handle of the caller's on a tensor the tape owns, attached to the graph (dispose it freely). */
-function owned(t: Tensor): Tensor {
-  return ops.reshape(t, t.shape);
-}
