@@ -10,27 +10,13 @@ import { RankFailedError } from "../src/comm/errors.ts";
 import { planBuckets, replicaRows } from "../src/parallel/ddp.ts";
 import type { TrainRankArgs, TrainRankResult } from "../src/train/train_rank.ts";
 import type { TrainConfig } from "../src/train/config.ts";
-import { train, Trainer } from "../src/train/trainer.ts";
-import { cpuDevice } from "./helpers.ts";
+import { train } from "../src/train/trainer.ts";
+import { trainOneRank } from "./single_rank.ts";
 
 const ENTRY = new URL("../src/train/train_rank.ts", import.meta.url).href;
 const CONFIG: TrainConfig = { preset: "tiny", steps: 20, batch: 4, seq: 16, lr: 1e-2, seed: 11, backend: "cpu", dp: 2 };
 /** Small enough to cut the tiny model (≈ 110k parameters) into several uneven buckets, each above the inline limit. */
 const BUCKET_BYTES = 128 * 1024;
-
-async function singleRank(config: TrainConfig): Promise<{ losses: number[]; params: Map<string, Float32Array> }> {
-  const trainer = await Trainer.create(config, await cpuDevice());
-  try {
-    const losses: number[] = [];
-    while (!trainer.done) losses.push((await trainer.step()).loss);
-    const params = new Map<string, Float32Array>();
-    for (const [name, param] of trainer.model.namedParameters()) params.set(name, (await param.read()) as Float32Array);
-    return { losses, params };
-  } finally {
-    trainer.dispose();
-    trainer.device.destroy();
-  }
-}
 
 /** Bytes one rank sends in a ring all-reduce of m f32 elements over n ranks, chunks split as evenly as possible. */
 function ringAllReduceBytes(m: number, n: number, p: number): number {
@@ -39,7 +25,7 @@ function ringAllReduceBytes(m: number, n: number, p: number): number {
 }
 
 Deno.test("ddp: dp2 trains like one rank, in lockstep, with the ring volume of its buckets", async () => {
-  const reference = await singleRank({ ...CONFIG, dp: 1 });
+  const reference = await trainOneRank({ ...CONFIG, dp: 1 });
   const args: TrainRankArgs = { config: CONFIG, ddp: { bucketBytes: BUCKET_BYTES } };
   const results = await launch<TrainRankResult>({ ranks: 2, entry: ENTRY, args, backend: "cpu" });
 

@@ -14,40 +14,20 @@ import assert from "node:assert/strict";
 import { launch } from "../src/comm/launch.ts";
 import { type ParallelLayout, worldSize } from "../src/parallel/layout.ts";
 import type { TrainConfig } from "../src/train/config.ts";
-import { Trainer } from "../src/train/trainer.ts";
 import type { TrainRankResult } from "../src/train/train_rank.ts";
-import { cpuDevice, skipWebGpu } from "./helpers.ts";
+import { skipWebGpu } from "./helpers.ts";
+import { type SingleRankRun, trainOneRank } from "./single_rank.ts";
 
 const ENTRY = new URL("../src/train/train_rank.ts", import.meta.url).href;
 const BASE: TrainConfig = { preset: "tiny", steps: 20, batch: 4, seq: 16, lr: 1e-3, seed: 5, backend: "cpu" };
 
-interface Reference {
-  losses: number[];
-  params: Map<string, Float32Array>;
-}
-
-const references = new Map<string, Promise<Reference>>();
+const references = new Map<string, Promise<SingleRankRun>>();
 
 /** The single-rank run of BASE with `batch` rows of `seq` tokens for `steps` steps (cached). */
-function reference(batch: number, steps = BASE.steps, seq = BASE.seq): Promise<Reference> {
+function reference(batch: number, steps = BASE.steps, seq = BASE.seq): Promise<SingleRankRun> {
   const key = `${batch}×${seq}×${steps}`;
-  let cached = references.get(key);
-  if (!cached) {
-    cached = (async () => {
-      const trainer = await Trainer.create({ ...BASE, batch, steps, seq }, await cpuDevice());
-      try {
-        const losses: number[] = [];
-        while (!trainer.done) losses.push((await trainer.step()).loss);
-        const params = new Map<string, Float32Array>();
-        for (const [name, param] of trainer.model.namedParameters()) params.set(name, (await param.read()) as Float32Array);
-        return { losses, params };
-      } finally {
-        trainer.dispose();
-      }
-    })();
-    references.set(key, cached);
-  }
-  return cached;
+  if (!references.has(key)) references.set(key, trainOneRank({ ...BASE, batch, steps, seq }));
+  return references.get(key)!;
 }
 
 type Case = Partial<ParallelLayout> & { batch?: number; seq?: number };
