@@ -65,7 +65,7 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
     const losses: number[] = [];
     for (let step = 0; step < config.steps; step++) {
       const start = performance.now();
-      const recorded = ctx.comm.ledger.toJSON().collectives.length;
+      const recorded = ctx.comm.ledger.collectives.length;
       const rows = batchRows({ seed: config.seed, step, rowStart: share.rowStart, rowCount: share.rowCount, seq: config.seq });
       const batch: TokenBatch = {
         ids: tokenColumns(rows.inputs, config.seq, share.tokenStart, share.tokenCount),
@@ -82,7 +82,7 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       const loss = await engine.reduceLoss(rankLoss);
       losses.push(loss);
 
-      const records = ctx.comm.ledger.toJSON().collectives.slice(recorded);
+      const records = ctx.comm.ledger.collectives.slice(recorded);
       const sent = { intra: 0, inter: 0 };
       for (const record of records) for (const send of record.sends) sent[send.link] += send.bytes;
       const event: RankStepEvent = {
