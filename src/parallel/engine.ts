@@ -112,13 +112,13 @@ export class ParallelEngine {
       let x: Tensor | null = null;
       for (const [g, block] of this.model.blocks.entries()) {
         const y: Tensor = this.zero3 ? await this.recomputedBlock(tape, g, block, x, batch) : await block.run(tape, x, batch);
-        if (!this.zero3) x?.dispose();
+        x?.dispose();
         x = y;
       }
       const loss = x!;
       const [value] = await loss.read();
       await tape.backward(loss);
-      if (!this.zero3) loss.dispose();
+      loss.dispose();
       return value;
     } finally {
       tape.dispose();

@@ -89,17 +89,6 @@ export class ParallelPhi3 {
     return this.blocks.flatMap((block) => block.parameters);
   }
 
-  /** Runs every block on the tape and returns this rank's mean loss over its tokens. */
-  async loss(tape: CommTape, batch: TokenBatch): Promise<Tensor> {
-    let x: Tensor | null = null;
-    for (const block of this.blocks) {
-      const y: Tensor = await block.run(tape, x, batch);
-      x?.dispose();
-      x = y;
-    }
-    return x!;
-  }
-
   private get tensorParallel(): boolean {
     return this.parallelism.shards.size > 1;
   }
