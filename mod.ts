@@ -42,7 +42,7 @@ export type { CollectiveRecord, LedgerJSON } from "./src/comm/ledger.ts";
 export { DataParallel, DEFAULT_BUCKET_BYTES, replicaRows } from "./src/parallel/ddp.ts";
 export { type ParallelLayout, resolveLayout, type SpImpl, worldSize, type ZeroStage } from "./src/parallel/layout.ts";
 export { type EngineOptions, ParallelEngine } from "./src/parallel/engine.ts";
-export { CommTape, type CutBackward } from "./src/parallel/tape.ts";
+export { cut, type CutBackward } from "./src/parallel/cut.ts";
 export { type ModelBlock, ParallelPhi3, type TokenBatch } from "./src/parallel/parallel_model.ts";
 export { type TensorParallelShard, tensorParallelShards, shardValues, unshardValues } from "./src/parallel/tp_shards.ts";
 export { type HeadAssignment, ulyssesAttention, ulyssesHeads } from "./src/parallel/ulysses.ts";

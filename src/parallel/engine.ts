@@ -1,7 +1,7 @@
 // The parallel training engine: one rank's model, optimizer and communication for a layout, as
 // DeepSpeed's engine is. A step on every rank of the world:
 //
-//   forwardBackward   the rank's tokens through its blocks on the communication tape (ZeRO-3:
+//   forwardBackward   the rank's tokens through its blocks, one graph cut at each collective (ZeRO-3:
 //                     each block gathered before its forward, gathered again and recomputed in
 //                     backward, its gradients reduce-scattered), backward through every cut
 //   reduceGradients   replicated pieces summed where each rank saw only part of their uses, then
@@ -22,7 +22,7 @@ import { DataParallel, type DdpOptions } from "./ddp.ts";
 import { dataParallelSize, type ParallelLayout } from "./layout.ts";
 import { type ModelBlock, ParallelPhi3, type TokenBatch } from "./parallel_model.ts";
 import { gradientSquares, gradientWeights, sumReplicatedGradients } from "./replicated_gradients.ts";
-import { CommTape } from "./tape.ts";
+import { cut } from "./cut.ts";
 import { type TensorParallelShard, tensorParallelParameters, tensorParallelShards, unshardValues } from "./tp_shards.ts";
 import type { ZeroFragment } from "./zero_partition.ts";
 import { ZeroOptimizer, type ZeroMemory } from "./zero.ts";
@@ -107,21 +107,19 @@ export class ParallelEngine {
 
   /** Forward and backward of this rank's tokens; returns its mean loss over them. */
   async forwardBackward(batch: TokenBatch): Promise<number> {
-    const tape = new CommTape();
+    let x: Tensor | null = null;
+    for (const [g, block] of this.model.blocks.entries()) {
+      const y: Tensor = this.zero3 ? await this.recomputedBlock(g, block, x, batch) : await block.run(x, batch);
+      x?.dispose();
+      x = y;
+    }
+    const loss = x!;
     try {
-      let x: Tensor | null = null;
-      for (const [g, block] of this.model.blocks.entries()) {
-        const y: Tensor = this.zero3 ? await this.recomputedBlock(tape, g, block, x, batch) : await block.run(tape, x, batch);
-        x?.dispose();
-        x = y;
-      }
-      const loss = x!;
       const [value] = await loss.read();
-      await tape.backward(loss);
-      loss.dispose();
+      await loss.backward();
       return value;
     } finally {
-      tape.dispose();
+      loss.dispose();
     }
   }
 
@@ -214,36 +212,32 @@ export class ParallelEngine {
    * its gradients, which are reduce-scattered into the owners' partitions before the parameters
    * are freed again.
    */
-  private async recomputedBlock(tape: CommTape, g: number, block: ModelBlock, x: Tensor | null, batch: TokenBatch): Promise<Tensor> {
+  private async recomputedBlock(g: number, block: ModelBlock, x: Tensor | null, batch: TokenBatch): Promise<Tensor> {
     const zero3 = this.zero3!;
     const input = x?.retainedHandle() ?? null;
-    const [y] = await tape.cut(`zero3.${block.label}`, x ? [x] : [], async () => {
+    const [y] = await cut(`zero3.${block.label}`, x ? [x] : [], async () => {
       await zero3.gather(g, "fwd", block.label);
-      const inner = new CommTape();
       try {
-        const out = await block.run(inner, input, batch);
+        const out = await block.run(input, batch);
         const value = out.retainedHandle();
         out.dispose();
         return [value];
       } finally {
-        inner.dispose();
         zero3.release(g);
       }
     }, async ([gradient]) => {
       await zero3.gather(g, "bwd", block.label);
-      const inner = new CommTape();
       const leaf = input ? input.view(input.shape) : null;
       if (leaf) leaf.requiresGrad = true;
       try {
-        const out = await block.run(inner, leaf, batch);
-        await inner.backward(out, gradient);
+        const out = await block.run(leaf, batch);
+        await out.backward(gradient);
         out.dispose();
         await zero3.reduceScatterGradients(g, block.label);
         const inputGradient = leaf?.grad ?? null;
         if (leaf) leaf.grad = null;
         return [inputGradient];
       } finally {
-        inner.dispose();
         zero3.release(g);
         leaf?.dispose();
         input?.dispose();

@@ -4,7 +4,7 @@
 // order, with its local sizes: its tensor-parallel shard of each weight (tp_shards.ts), or the whole
 // weight when the layout does not shard. The forward is a chain of blocks, the units ZeRO-3 gathers:
 // the embedding, each decoder layer, and the head (final norm, lm_head, cross-entropy). A block runs
-// on the communication tape, cut at each collective of the layout:
+// as one graph, cut (cut.ts) at each collective of the layout:
 //
 //   tensor parallel (Megatron)   f → qkv_proj → heads → o_proj → g,  f → gate_up → down → g
 //   Megatron-SP                  the same with f/g as all-gather / reduce-scatter along the sequence
@@ -21,7 +21,6 @@ import { Embedding, Linear, RMSNorm } from "../nn/modules.ts";
 import type { Parameter, ParameterFactory } from "../nn/parameter.ts";
 import * as ops from "../tensor/ops/index.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import type { CommTape } from "./tape.ts";
 import {
   copyToTensorParallel, gatherFromSequenceParallel, reduceFromTensorParallel, reduceScatterToSequenceParallel,
   vocabParallelCrossEntropy, vocabParallelEmbedding,
@@ -52,7 +51,7 @@ export interface ModelBlock {
   label: string;
   parameters: Parameter[];
   /** x: the previous block's output (null for the embedding); the head returns the loss. */
-  run(tape: CommTape, x: Tensor | null, batch: TokenBatch): Promise<Tensor>;
+  run(x: Tensor | null, batch: TokenBatch): Promise<Tensor>;
 }
 
 export class ParallelPhi3 {
@@ -67,11 +66,11 @@ export class ParallelPhi3 {
 
     const embedShape = local("model.embed_tokens");
     const embedTokens = new Embedding(factory, "model.embed_tokens", embedShape[0], embedShape[1]);
-    this.blocks = [{ label: "embed", parameters: embedTokens.parameters(), run: (tape, _x, batch) => this.embed(tape, embedTokens, batch) }];
+    this.blocks = [{ label: "embed", parameters: embedTokens.parameters(), run: (_x, batch) => this.embed(embedTokens, batch) }];
 
     for (let i = 0; i < config.numLayers; i++) {
       const layer = this.buildLayer(factory, i, local);
-      this.blocks.push({ label: `layer${i}`, parameters: layer.parameters, run: (tape, x) => layer.forward(tape, x!) });
+      this.blocks.push({ label: `layer${i}`, parameters: layer.parameters, run: (x) => layer.forward(x!) });
     }
 
     const norm = new RMSNorm(factory, "model.norm", config.hiddenSize, config.rmsNormEps);
@@ -80,7 +79,7 @@ export class ParallelPhi3 {
     this.blocks.push({
       label: "head",
       parameters: [...norm.parameters(), ...lmHead.parameters()],
-      run: (tape, x, batch) => this.head(tape, norm, lmHead, x!, batch),
+      run: (x, batch) => this.head(norm, lmHead, x!, batch),
     });
   }
 
@@ -93,12 +92,12 @@ export class ParallelPhi3 {
     return this.parallelism.shards.size > 1;
   }
 
-  private async embed(tape: CommTape, embedTokens: Embedding, batch: TokenBatch): Promise<Tensor> {
+  private async embed(embedTokens: Embedding, batch: TokenBatch): Promise<Tensor> {
     const { shards, sequenceParallel } = this.parallelism;
     const shape: [number, number] = [batch.rows, batch.tokens];
     if (!this.tensorParallel) return ops.tidy(() => ops.reshape(ops.embedding(embedTokens.weight.tensor, batch.ids), [...shape, this.config.hiddenSize]));
     const shard = this.shards.get("model.embed_tokens.weight")!;
-    return await vocabParallelEmbedding(tape, shards, embedTokens.weight.tensor, shard, batch.ids, shape, { sequenceParallel });
+    return await vocabParallelEmbedding(shards, embedTokens.weight.tensor, shard, batch.ids, shape, { sequenceParallel });
   }
 
   private buildLayer(factory: ParameterFactory, i: number, local: (name: string) => readonly number[]) {
@@ -117,19 +116,19 @@ export class ParallelPhi3 {
 
     const numHeads = oShape[1] / D;
     const heads: AttentionHeads = { numHeads, numKvHeads: (qkvShape[0] / D - numHeads) / 2, headDim: D, ropeTheta: config.ropeTheta };
-    const forward = async (tape: CommTape, x: Tensor): Promise<Tensor> => {
-      const attnIn = await this.enterTensorParallel(tape, ops.tidy(() => inputLayernorm.forward(x)), `layer${i}.attn`);
+    const forward = async (x: Tensor): Promise<Tensor> => {
+      const attnIn = await this.enterTensorParallel(ops.tidy(() => inputLayernorm.forward(x)), `layer${i}.attn`);
       const qkv = ops.tidy(() => qkvProj.forward(attnIn));
       attnIn.dispose();
       const attended = this.parallelism.ulysses
-        ? await ulyssesAttention(tape, this.parallelism.ulysses, qkv, heads, `layer${i}`)
+        ? await ulyssesAttention(this.parallelism.ulysses, qkv, heads, `layer${i}`)
         : ops.tidy(() => attendFused(qkv, heads));
       qkv.dispose();
-      const attnOut = await this.leaveTensorParallel(tape, ops.tidy(() => oProj.forward(attended)), `layer${i}.attn`);
+      const attnOut = await this.leaveTensorParallel(ops.tidy(() => oProj.forward(attended)), `layer${i}.attn`);
       attended.dispose();
       const h = ops.add(x, attnOut);
-      const mlpIn = await this.enterTensorParallel(tape, ops.tidy(() => postAttentionLayernorm.forward(h)), `layer${i}.mlp`);
-      const mlpOut = await this.leaveTensorParallel(tape, ops.tidy(() => mlp.forward(mlpIn)), `layer${i}.mlp`);
+      const mlpIn = await this.enterTensorParallel(ops.tidy(() => postAttentionLayernorm.forward(h)), `layer${i}.mlp`);
+      const mlpOut = await this.leaveTensorParallel(ops.tidy(() => mlp.forward(mlpIn)), `layer${i}.mlp`);
       const out = ops.add(h, mlpOut);
       for (const t of [attnOut, h, mlpIn, mlpOut]) t.dispose();
       return out;
@@ -141,36 +140,36 @@ export class ParallelPhi3 {
     return { forward, parameters };
   }
 
-  private async head(tape: CommTape, norm: RMSNorm, lmHead: Linear, x: Tensor, batch: TokenBatch): Promise<Tensor> {
-    const hidden = await this.enterTensorParallel(tape, ops.tidy(() => norm.forward(x)), "head");
+  private async head(norm: RMSNorm, lmHead: Linear, x: Tensor, batch: TokenBatch): Promise<Tensor> {
+    const hidden = await this.enterTensorParallel(ops.tidy(() => norm.forward(x)), "head");
     const logits = ops.tidy(() => ops.reshape(lmHead.forward(hidden), [-1, lmHead.outFeatures]));
     hidden.dispose();
     try {
       if (!this.tensorParallel) return ops.crossEntropy(logits, batch.targets);
-      return await vocabParallelCrossEntropy(tape, this.parallelism.shards, logits, this.shards.get("lm_head.weight")!, batch.targets, "head");
+      return await vocabParallelCrossEntropy(this.parallelism.shards, logits, this.shards.get("lm_head.weight")!, batch.targets, "head");
     } finally {
       logits.dispose();
     }
   }
 
   /** Into a column-parallel region: f (tensor parallel), or the all-gather along the sequence (Megatron-SP). */
-  private async enterTensorParallel(tape: CommTape, x: Tensor, where: string): Promise<Tensor> {
+  private async enterTensorParallel(x: Tensor, where: string): Promise<Tensor> {
     if (!this.tensorParallel) return x;
     const { shards, sequenceParallel } = this.parallelism;
     const entered = sequenceParallel
-      ? await gatherFromSequenceParallel(tape, shards, x, where)
-      : await copyToTensorParallel(tape, shards, x, where);
+      ? await gatherFromSequenceParallel(shards, x, where)
+      : await copyToTensorParallel(shards, x, where);
     x.dispose();
     return entered;
   }
 
   /** Out of a row-parallel region: g (tensor parallel), or the reduce-scatter along the sequence (Megatron-SP). */
-  private async leaveTensorParallel(tape: CommTape, partial: Tensor, where: string): Promise<Tensor> {
+  private async leaveTensorParallel(partial: Tensor, where: string): Promise<Tensor> {
     if (!this.tensorParallel) return partial;
     const { shards, sequenceParallel } = this.parallelism;
     const reduced = sequenceParallel
-      ? await reduceScatterToSequenceParallel(tape, shards, partial, where)
-      : await reduceFromTensorParallel(tape, shards, partial, where);
+      ? await reduceScatterToSequenceParallel(shards, partial, where)
+      : await reduceFromTensorParallel(shards, partial, where);
     partial.dispose();
     return reduced;
   }

@@ -1,4 +1,4 @@
-// Megatron tensor parallelism on the communication tape: the cuts between the layers' local work.
+// Megatron tensor parallelism: the cuts (cut.ts) between the layers' local work.
 //
 //   f   copyToTensorParallel       identity forward, all-reduce (sum) backward: before a column-parallel linear
 //   g   reduceFromTensorParallel   all-reduce (sum) forward, identity backward: after a row-parallel linear
@@ -10,44 +10,39 @@
 // `tp` is the communicator over the tp group; `where` names the call site in the ledger tags
 // (tp.allreduce.fwd.<where>, tp.allgather.bwd.<where>, …). Collectives cut and join along dimension 0,
 // so the sequence collectives run on the activation permuted to [T, B, h]. Every function returns a
-// tensor the caller owns and disposes; the tape keeps its own leaves (tape.dispose() frees them).
+// tensor the caller owns and disposes.
 
 import type { Comm } from "../comm/collectives.ts";
 import { ShapeError } from "../tensor/errors.ts";
 import * as ops from "../tensor/ops/index.ts";
 import { formatShape } from "../tensor/shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import type { CommTape } from "./tape.ts";
+import { cut } from "./cut.ts";
 import type { TensorParallelShard } from "./tp_shards.ts";
 
 /** Added to the logits of vocabulary padding columns so that they never win the softmax. */
 const PADDING_LOGIT = -1e30;
 
-/** The caller's handle on a leaf of the tape: attached to the graph after the cut, freed by the caller. */
-function handOut(leaf: Tensor): Tensor {
-  return ops.reshape(leaf, leaf.shape);
-}
-
 /** f: x unchanged; its gradient is summed over the tp group (tag tp.allreduce.bwd.<where>). */
-export async function copyToTensorParallel(tape: CommTape, tp: Comm, x: Tensor, where: string): Promise<Tensor> {
-  const [y] = await tape.cut(
+export async function copyToTensorParallel(tp: Comm, x: Tensor, where: string): Promise<Tensor> {
+  const [y] = await cut(
     `tp.f.${where}`,
     [x],
     (inputs) => Promise.resolve(inputs),
     async ([gradient]) => [await tp.allReduce(gradient, { op: "sum", tag: `tp.allreduce.bwd.${where}` })],
   );
-  return handOut(y);
+  return y;
 }
 
 /** g: x summed over the tp group (tag tp.allreduce.fwd.<where>); the gradient passes unchanged. */
-export async function reduceFromTensorParallel(tape: CommTape, tp: Comm, x: Tensor, where: string): Promise<Tensor> {
-  const [y] = await tape.cut(
+export async function reduceFromTensorParallel(tp: Comm, x: Tensor, where: string): Promise<Tensor> {
+  const [y] = await cut(
     `tp.g.${where}`,
     [x],
     async ([partial]) => [await tp.allReduce(partial, { op: "sum", tag: `tp.allreduce.fwd.${where}` })],
     (gradients) => Promise.resolve(gradients),
   );
-  return handOut(y);
+  return y;
 }
 
 function checkVocabShard(op: string, shard: TensorParallelShard, width: number): void {
@@ -71,7 +66,6 @@ export interface VocabEmbeddingOptions {
  * (tag tp.reducescatter.fwd.<where>).
  */
 export async function vocabParallelEmbedding(
-  tape: CommTape,
   tp: Comm,
   weightShard: Tensor,
   shard: TensorParallelShard,
@@ -101,8 +95,8 @@ export async function vocabParallelEmbedding(
   });
   const where = options.where ?? "embed";
   const summed = options.sequenceParallel
-    ? await reduceScatterToSequenceParallel(tape, tp, partial, where)
-    : await reduceFromTensorParallel(tape, tp, partial, where);
+    ? await reduceScatterToSequenceParallel(tp, partial, where)
+    : await reduceFromTensorParallel(tp, partial, where);
   partial.dispose();
   return summed;
 }
@@ -112,10 +106,9 @@ export async function vocabParallelEmbedding(
  * from this rank's columns logitsShard [N, Vp/tp]; a scalar, the same on every tp rank. Each rank
  * shifts by the all-reduced row maximum (tag tp.allreduce.fwd.<where>.max, no gradient), then one
  * g sums the ranks' Σ exp and target logits together (tag tp.allreduce.fwd.<where>.sumexp_target).
- * The gradient of the shard, through the tape, is (local softmax − local one-hot) / N.
+ * The gradient of the shard, through the cuts, is (local softmax − local one-hot) / N.
  */
 export async function vocabParallelCrossEntropy(
-  tape: CommTape,
   tp: Comm,
   logitsShard: Tensor,
   shard: TensorParallelShard,
@@ -159,7 +152,7 @@ export async function vocabParallelCrossEntropy(
   for (const t of [localMax, rowMax]) t.dispose();
   if (logits !== logitsShard) logits.dispose();
 
-  const summed = await reduceFromTensorParallel(tape, tp, partial, `${where}.sumexp_target`);
+  const summed = await reduceFromTensorParallel(tp, partial, `${where}.sumexp_target`);
   partial.dispose();
   const loss = ops.tidy(() => {
     const [sumExp, targetLogit] = ops.split(summed, 2, 1);
@@ -182,35 +175,39 @@ function swapBatchAndTime(x: Tensor): Tensor {
  * x [B, T/tp, h] → [B, T, h]: the ranks' blocks of the sequence joined in tp rank order
  * (tag tp.allgather.fwd.<where>); backward reduce-scatters the gradient along T (tp.reducescatter.bwd.<where>).
  */
-export async function gatherFromSequenceParallel(tape: CommTape, tp: Comm, x: Tensor, where: string): Promise<Tensor> {
+export async function gatherFromSequenceParallel(tp: Comm, x: Tensor, where: string): Promise<Tensor> {
   checkSequence("gatherFromSequenceParallel", x);
   const timeMajor = swapBatchAndTime(x);
-  const [gathered] = await tape.cut(
+  const [gathered] = await cut(
     `tp.sp.gather.${where}`,
     [timeMajor],
     async ([block]) => [await tp.allGather(block, { tag: `tp.allgather.fwd.${where}` })],
     async ([gradient]) => [await tp.reduceScatter(gradient, { op: "sum", tag: `tp.reducescatter.bwd.${where}` })],
   );
   timeMajor.dispose();
-  return swapBatchAndTime(gathered);
+  const batchMajor = swapBatchAndTime(gathered);
+  gathered.dispose();
+  return batchMajor;
 }
 
 /**
  * x [B, T, h] (a partial sum on each rank) → [B, T/tp, h]: this rank's block of the sequence of the
  * sum (tag tp.reducescatter.fwd.<where>); backward all-gathers the gradient along T (tp.allgather.bwd.<where>).
  */
-export async function reduceScatterToSequenceParallel(tape: CommTape, tp: Comm, x: Tensor, where: string): Promise<Tensor> {
+export async function reduceScatterToSequenceParallel(tp: Comm, x: Tensor, where: string): Promise<Tensor> {
   const op = "reduceScatterToSequenceParallel";
   checkSequence(op, x);
   const T = x.shape[1];
   if (T % tp.size !== 0) throw new ShapeError(`${op}: sequence length ${T} of ${formatShape(x.shape)} does not divide among tp ${tp.size} ranks`);
   const timeMajor = swapBatchAndTime(x);
-  const [block] = await tape.cut(
+  const [block] = await cut(
     `tp.sp.scatter.${where}`,
     [timeMajor],
     async ([partial]) => [await tp.reduceScatter(partial, { op: "sum", tag: `tp.reducescatter.fwd.${where}` })],
     async ([gradient]) => [await tp.allGather(gradient, { tag: `tp.allgather.bwd.${where}` })],
   );
   timeMajor.dispose();
-  return swapBatchAndTime(block);
+  const batchMajor = swapBatchAndTime(block);
+  block.dispose();
+  return batchMajor;
 }

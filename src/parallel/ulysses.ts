@@ -6,7 +6,7 @@
 // head-sharded: rank r receives all T tokens of its heads (source rank s's tokens at positions
 // s·T/S …), runs rotary positions from 0 and causal grouped-query attention locally, and a second
 // all-to-all sends each rank its own tokens of every head's output, [B, T/S, Hq·D]. Both exchanges
-// are tape cuts; their backward is the inverse all-to-all, and a kv head that went to several ranks
+// are cuts (cut.ts); their backward is the inverse all-to-all, and a kv head that went to several ranks
 // has its gradients summed on the rank that sent it.
 //
 // Heads. The q heads are split in rank order as evenly as possible: the first (Hq mod S) ranks get
@@ -29,7 +29,7 @@ import { ShapeError } from "../tensor/errors.ts";
 import * as ops from "../tensor/ops/index.ts";
 import { formatShape } from "../tensor/shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import type { CommTape } from "./tape.ts";
+import { cut } from "./cut.ts";
 
 /** Which heads each rank of an sp group attends with (plain data). */
 export interface HeadAssignment {
@@ -98,7 +98,7 @@ export function ulyssesVolume(
  * group → [B, T/S, Hq·D] (the caller owns it). Collectives are tagged
  * `ulysses.alltoall.<fwd|bwd>.<where>.<qkv|out>`.
  */
-export async function ulyssesAttention(tape: CommTape, sp: Comm, qkv: Tensor, dims: AttentionHeads, where: string): Promise<Tensor> {
+export async function ulyssesAttention(sp: Comm, qkv: Tensor, dims: AttentionHeads, where: string): Promise<Tensor> {
   const { numHeads: Hq, numKvHeads: Hkv, headDim: D } = dims;
   const columns = (Hq + 2 * Hkv) * D;
   if (qkv.shape.length !== 3 || qkv.shape[2] !== columns) {
@@ -112,7 +112,7 @@ export async function ulyssesAttention(tape: CommTape, sp: Comm, qkv: Tensor, di
   const kvShape = [B, plan.hkv, T, D];
   const tag = (direction: string, what: string) => `ulysses.alltoall.${direction}.${where}.${what}`;
 
-  const [q, k, v] = await tape.cut(`ulysses.${where}.qkv`, [qkv], async ([x]) => {
+  const [q, k, v] = await cut(`ulysses.${where}.qkv`, [qkv], async ([x]) => {
     const received = await exchange(sp, ops.gatherBlocks(x, plan.qkvPack, D), tag("fwd", "qkv"), plan.qkvSend, plan.qkvRecv);
     const qBlocks = B * plan.hq * T;
     const kvBlocks = B * plan.hkv * T;
@@ -137,7 +137,8 @@ export async function ulyssesAttention(tape: CommTape, sp: Comm, qkv: Tensor, di
 
   const rope = { theta: dims.ropeTheta, positionOffset: 0 };
   const o = ops.tidy(() => ops.attention(ops.rope(q, rope), ops.rope(k, rope), v, { causal: true }));
-  const [out] = await tape.cut(`ulysses.${where}.out`, [o], async ([x]) => {
+  for (const t of [q, k, v]) t.dispose();
+  const [out] = await cut(`ulysses.${where}.out`, [o], async ([x]) => {
     const received = await exchange(sp, ops.gatherBlocks(x, plan.outPack, D), tag("fwd", "out"), plan.outSend, plan.outRecv);
     try {
       return [ops.gatherBlocks(received, plan.outUnpack, D, [B, Tl, Hq * D])];
@@ -154,8 +155,7 @@ export async function ulyssesAttention(tape: CommTape, sp: Comm, qkv: Tensor, di
     }
   });
   o.dispose();
-  // A handle of the caller's on the tape's leaf, attached to the graph.
-  return ops.reshape(out, out.shape);
+  return out;
 }
 
 /** The all-to-all of `packed` (freed afterwards), counts in elements per group rank. */

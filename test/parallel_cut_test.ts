@@ -1,15 +1,15 @@
-// The communication tape: gradients that cross cuts equal those of the same computation without
+// cut(): gradients that cross cuts equal those of the same computation without
 // cuts (the runtime's own autograd is the reference), cuts whose inputs share a graph are walked in
 // one pass, a cut's adjoint is applied to the gradient that reaches it, and nothing leaks.
 
 import assert from "node:assert/strict";
 import { ops, type Tensor } from "../mod.ts";
-import { CommTape } from "../src/parallel/tape.ts";
+import { cut } from "../src/parallel/cut.ts";
 import { assertClose, cpuDevice, randomValues, readF32 } from "./helpers.ts";
 
 const identity = ([x]: Tensor[]) => Promise.resolve([x]);
 
-Deno.test("tape: a chain of cuts gives the gradients of the uncut graph", async () => {
+Deno.test("cut: a chain of cuts gives the gradients of the uncut graph", async () => {
   const device = await cpuDevice();
   const before = device.stats().bytes;
   const w1 = device.tensor(randomValues(6 * 5, 1), [6, 5], { requiresGrad: true });
@@ -26,24 +26,21 @@ Deno.test("tape: a chain of cuts gives the gradients of the uncut graph", async 
     w.grad!.dispose();
     w.grad = null;
   }
-
-  const tape = new CommTape();
   const h = forward(x);
   // Forward scales by 3 and backward by 3: the adjoint of a linear map, as a collective's would be.
   const scaled = (t: Tensor) => Promise.resolve([ops.scale(t, 3)]);
-  const [hCut] = await tape.cut("scale", [h], ([t]) => scaled(t), ([g]) => scaled(g));
-  const [hPassed] = await tape.cut("identity", [hCut], identity, identity);
+  const [hCut] = await cut("scale", [h], ([t]) => scaled(t), ([g]) => scaled(g));
+  const [hPassed] = await cut("identity", [hCut], identity, identity);
   const unscaled = ops.scale(hPassed, 1 / 3);
   const loss = head(unscaled);
-  await tape.backward(loss);
+  await loss.backward();
   assertClose(await readF32(w1.grad!), g1, 1e-5, 1e-7, "w1 across two cuts");
   assertClose(await readF32(w2.grad!), g2, 1e-5, 1e-7, "w2 after the cuts");
-  tape.dispose();
-  for (const t of [hidden, reference, h, unscaled, loss, w1.grad!, w2.grad!, w1, w2, x]) t.dispose();
+  for (const t of [hidden, reference, h, hCut, hPassed, unscaled, loss, w1.grad!, w2.grad!, w1, w2, x]) t.dispose();
   assert.equal(device.stats().bytes, before, "every cut, leaf and gradient is freed");
 });
 
-Deno.test("tape: inputs of one cut that share a graph go back in one pass; unused outputs get zeros", async () => {
+Deno.test("cut: inputs of one cut that share a graph go back in one pass; unused outputs get zeros", async () => {
   const device = await cpuDevice();
   const w = device.tensor(randomValues(4 * 6, 4), [4, 6], { requiresGrad: true });
   const x = device.tensor(randomValues(2 * 4, 5), [2, 4]);
@@ -55,19 +52,15 @@ Deno.test("tape: inputs of one cut that share a graph go back in one pass; unuse
   const expected = await readF32(w.grad!);
   w.grad!.dispose();
   w.grad = null;
-
-  const tape = new CommTape();
   const [pa, pb, pc] = parts();
-  const [ca, cb, cc] = await tape.cut("three", [pa, pb, pc], (xs) => Promise.resolve(xs), (gs) => Promise.resolve(gs));
+  const [ca, cb, cc] = await cut("three", [pa, pb, pc], (xs) => Promise.resolve(xs), (gs) => Promise.resolve(gs));
   const loss = ops.sum(ops.add(ops.mul(ca, cb), ops.exp(ca)));
-  await tape.backward(loss);
+  await loss.backward();
   assertClose(await readF32(w.grad!), expected, 1e-5, 1e-7, "w through a three-way cut");
-  tape.dispose();
-  assert.equal(cc.isDisposed, true, "the tape freed what its cuts returned");
-  for (const t of [a, b, c, reference, pa, pb, pc, loss, w.grad!, w, x]) t.dispose();
+  for (const t of [a, b, c, reference, pa, pb, pc, ca, cb, cc, loss, w.grad!, w, x]) t.dispose();
 });
 
-Deno.test("tape: a residual that skips a cut gets both paths' gradients, each once", async () => {
+Deno.test("cut: a residual that skips a cut gets both paths' gradients, each once", async () => {
   const device = await cpuDevice();
   const w = device.tensor(randomValues(5 * 5, 6), [5, 5], { requiresGrad: true });
   const x = device.tensor(randomValues(2 * 5, 7), [2, 5], { requiresGrad: true });
@@ -82,25 +75,22 @@ Deno.test("tape: a residual that skips a cut gets both paths' gradients, each on
   }
 
   // Each block's branch passes through a cut; its residual goes around it.
-  const tape = new CommTape();
   const cutBlock = async (h: Tensor) => {
-    const [branch] = await tape.cut("branch", [ops.silu(ops.matmul(h, w))], identity, identity);
+    const [branch] = await cut("branch", [ops.silu(ops.matmul(h, w))], identity, identity);
     return ops.add(h, branch);
   };
   const loss = ops.sum(await cutBlock(await cutBlock(x)));
-  await tape.backward(loss);
+  await loss.backward();
   assertClose(await readF32(w.grad!), gw, 1e-5, 1e-7, "w");
   assertClose(await readF32(x.grad!), gx, 1e-5, 1e-7, "x");
-  tape.dispose();
 });
 
-Deno.test("tape: a cut's backward may stop the gradient (null) for an input", async () => {
+Deno.test("cut: a cut's backward may stop the gradient (null) for an input", async () => {
   const device = await cpuDevice();
   const w = device.tensor([2], [1], { requiresGrad: true });
-  const tape = new CommTape();
-  const [y] = await tape.cut("stop", [ops.mul(w, w)], identity, () => Promise.resolve([null]));
+  const [y] = await cut("stop", [ops.mul(w, w)], identity, () => Promise.resolve([null]));
   const loss = ops.sum(ops.add(y, w));
-  await tape.backward(loss);
+  await loss.backward();
   assert.deepEqual(await readF32(w.grad!), new Float32Array([1]), "only the path that bypasses the cut");
   for (const t of [loss, w.grad!, w]) t.dispose();
 });
