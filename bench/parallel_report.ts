@@ -58,7 +58,7 @@ export function printStrategies(rows: StrategyRow[], run: { backend: string; ste
     "tokens/s: the global batch's tokens / the slowest rank's step (wall clock, this machine); B/step: bytes all ranks sent in one step, " +
       `by link class; sim: the cost model's communication time of the step, the slowest rank's (intra ${intra.bandwidthGBps} GB/s + ` +
       `${intra.latencyUs} µs, inter ${inter.bandwidthGBps} GB/s + ${inter.latencyUs} µs per message); ` +
-      "MiB: the largest rank's parameters, gradients and AdamW state once its gradients are reduced, the most a step holds " +
+      "MiB: the largest rank's parameters, gradients and AdamW state once its gradients are reduced " +
       "(ZeRO's optimizer column holds the fp32 partition and its two moments; ZeRO-1 keeps every full gradient beside its partition's; " +
       "gathered: ZeRO-3's largest working copy of a block).",
   );

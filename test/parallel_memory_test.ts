@@ -3,7 +3,7 @@
 // returns for a parallel run (per-rank memory, bytes by link class, simulated time).
 //
 // When the figures are taken. A rank samples memory() once backward is done and the gradients are
-// reduced, before the optimizer step frees them: the most a step holds. Then:
+// reduced, before the optimizer step frees them. Then:
 //   DDP     parameters 4·M, gradients 4·M (the averaged gradient), optimizer 8·M (exp_avg, exp_avg_sq)
 //   ZeRO-1  parameters 4·M; gradients 4·M of every full .grad (stage 1 does not partition them)
 //           plus 4·M_padded/dp of the partition's averaged gradient; optimizer 12·M_padded/dp

@@ -76,7 +76,8 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       const lr = lrAt(step);
       const rankLoss = await engine.forwardBackward(batch);
       const gradNorm = await engine.reduceGradients();
-      // Sampled with the gradients reduced and not yet freed: the most the step holds.
+      // Sampled with the gradients reduced and not yet freed (the full gradients exist during backward
+      // under every stage: the reductions run after it).
       memory = engine.memory();
       await engine.step(lr, clipNorm > 0 ? clipScale(gradNorm, clipNorm) : 1);
       const loss = await engine.reduceLoss(rankLoss);
