@@ -83,6 +83,11 @@ const CASES: Case[] = [
   { dp: 2, sp: 2 },
   { tp: 2, sp: 2 },
   { dp: 2, tp: 2, zero: 1 },
+  // ZeRO composed with the other axes: over dp × tp, over the dp × sp data group of Ulysses, beside Megatron-SP.
+  { dp: 2, tp: 2, zero: 3 },
+  { sp: 2, zero: 2 },
+  { dp: 2, sp: 2, zero: 3 },
+  { dp: 2, sp: 2, zero: 1, spImpl: "megatron" },
 ];
 
 for (const layout of CASES) {
