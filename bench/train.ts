@@ -18,7 +18,6 @@ import { alignedTable, formatMs } from "./report.ts";
 import { checkSameAdapter, startTfjsWebGpu, tf } from "./tfjs.ts";
 import { type HostParameter, type TfjsAdamWOptions, TfjsPhi3Trainer } from "./tfjs_phi3.ts";
 import { median } from "./timing.ts";
-import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 
 /**
  * tiny at the Trainer's default batch and row length; small at the same 1024 tokens per step in

@@ -90,7 +90,7 @@ Deno.test("partition: dp 1..4, uneven sizes and several groups cover every eleme
       });
       owners.forEach((counts, i) => assert.ok(counts.every((c) => c === 1), `dp ${dp}: p${i} is not covered exactly once`));
       // Rebuild every group by concatenating the ranks' parts, as an all-gather would, and compare with the parameters.
-      partitions[0].groups.forEach((g, gi) => {
+      partitions[0].groups.forEach((g) => {
         const joined = partitions.flatMap((_, r) => [...flats[r].subarray(g.partStart, g.partStart + g.partNumel)]);
         const expected = g.names.flatMap((name) => Array.from({ length: sizes[Number(name.slice(1))] }, (_, e) => values(Number(name.slice(1)), e)));
         assert.deepEqual(joined.slice(0, g.numel), expected);

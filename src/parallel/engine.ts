@@ -19,7 +19,7 @@ import { AdamW } from "../optim/adamw.ts";
 import type { Device } from "../tensor/device.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { DataParallel, type DdpOptions } from "./ddp.ts";
-import { dataParallelSize, type ParallelLayout } from "./layout.ts";
+import type { ParallelLayout } from "./layout.ts";
 import { type ModelBlock, ParallelPhi3, type TokenBatch } from "./parallel_model.ts";
 import { gradientSquares, gradientWeights, sumReplicatedGradients } from "./replicated_gradients.ts";
 import { cut } from "./cut.ts";

@@ -36,12 +36,12 @@ export function worldSize(layout: ParallelLayout): number {
  * tokens with the whole layer); with Megatron sequence parallelism the sp ranks hold different
  * weight shards, so only the dp ranks.
  */
-export function dataParallelSize(layout: ParallelLayout): number {
+function dataParallelSize(layout: ParallelLayout): number {
   return layout.spImpl === "ulysses" ? layout.dp * layout.sp : layout.dp;
 }
 
 /** The tensor-parallel degree the weights are sharded over: tp, or sp when Megatron-SP shards over the sp group. */
-export function weightShards(layout: ParallelLayout): number {
+function weightShards(layout: ParallelLayout): number {
   return layout.spImpl === "megatron" ? layout.sp : layout.tp;
 }
 
