@@ -30,6 +30,7 @@ parallel layout (world = dp × tp × sp ranks, each a worker with its own device
   --sp-impl ulysses|megatron DeepSpeed-Ulysses head exchange, or Megatron-SP on the sp ranks (default ulysses)
   --zero 0|1|2|3             ZeRO stage over the data-parallel ranks (default 0: DDP)
   --nodes N                  simulated nodes; consecutive ranks share one (default 1)
+  --bucket-cap-mb X          DDP's gradient bucket size in MiB (default 25)
 `;
 
 /** Reads a numeric option, naming it when the text is not a number. */
@@ -61,6 +62,7 @@ function parseTrainArgs(argv: string[]): { config: TrainConfig; json?: string; s
         "sp-impl": { type: "string" },
         zero: { type: "string" },
         nodes: { type: "string" },
+        "bucket-cap-mb": { type: "string" },
       },
     });
   } catch (error) {
@@ -82,6 +84,7 @@ function parseTrainArgs(argv: string[]): { config: TrainConfig; json?: string; s
     zero: numberOption("zero", v.zero, 0) as ZeroStage,
     nodes: numberOption("nodes", v.nodes, 1),
     spImpl: (v["sp-impl"] ?? "ulysses") as SpImpl,
+    bucketCapMb: numberOption("bucket-cap-mb", v["bucket-cap-mb"], 25),
   };
   try {
     checkTrainConfig(config);

@@ -86,6 +86,7 @@ const BAD_INPUT: [string[], RegExp][] = [
   [["train", "--sp", "2", "--tp", "2", "--sp-impl", "megatron"], /give --sp 2 with --tp 1, not --tp 2/],
   [["train", "--dp", "2", "--tp", "4", "--zero", "1"], /--zero 1 with tp 4 over 2 key\/value heads/],
   [["train", "--dp", "2", "--sample"], /--sample generates on one rank/],
+  [["train", "--dp", "2", "--bucket-cap-mb", "0"], /--bucket-cap-mb must be a positive number of MiB, got 0/],
   [["info", "--backend", "tpu"], /unknown backend "tpu"/],
   [["fly"], /unknown command "fly" \(valid: train, info, selfcheck\)/],
 ];

@@ -26,7 +26,7 @@ function ringAllReduceBytes(m: number, n: number, p: number): number {
 
 Deno.test("ddp: dp2 trains like one rank, in lockstep, with the ring volume of its buckets", async () => {
   const reference = await trainOneRank({ ...CONFIG, dp: 1 });
-  const args: TrainRankArgs = { config: CONFIG, ddp: { bucketBytes: BUCKET_BYTES } };
+  const args: TrainRankArgs = { config: { ...CONFIG, bucketCapMb: BUCKET_BYTES / 2 ** 20 } };
   const results = await launch<TrainRankResult>({ ranks: 2, entry: ENTRY, args, backend: "cpu" });
 
   const consolidated = results[0].value.params;
@@ -77,7 +77,7 @@ Deno.test("ddp: dp2 trains like one rank, in lockstep, with the ring volume of i
 
 Deno.test("ddp: uneven bucket sizes over three ranks still follow the ring formula per rank", async () => {
   const config: TrainConfig = { ...CONFIG, steps: 2, batch: 3, dp: 3 };
-  const results = await launch<TrainRankResult>({ ranks: 3, entry: ENTRY, args: { config, ddp: { bucketBytes: BUCKET_BYTES } }, backend: "cpu" });
+  const results = await launch<TrainRankResult>({ ranks: 3, entry: ENTRY, args: { config: { ...config, bucketCapMb: BUCKET_BYTES / 2 ** 20 } }, backend: "cpu" });
   for (const { rank, value } of results) {
     const calls = value.collectives.filter((record) => record.tag.startsWith("ddp.allreduce.bucket"));
     assert.ok(calls.length >= 6 && calls.length % 2 === 0, `rank ${rank}: the same buckets in each of the 2 steps, got ${calls.length} calls`);

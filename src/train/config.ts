@@ -36,6 +36,8 @@ export interface TrainConfig {
   nodes?: number;
   /** Sequence parallelism: "ulysses" (default) or "megatron". */
   spImpl?: SpImpl;
+  /** DDP's gradient bucket size in MiB, as PyTorch's bucket_cap_mb (default 25). */
+  bucketCapMb?: number;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -83,6 +85,9 @@ export function checkTrainConfig(config: TrainConfig): Phi3Config {
   }
   if (config.clipNorm !== undefined && !(config.clipNorm >= 0)) {
     throw new RangeError(`train: clip norm must be ≥ 0, got ${config.clipNorm}`);
+  }
+  if (config.bucketCapMb !== undefined && !(Number.isFinite(config.bucketCapMb) && config.bucketCapMb > 0)) {
+    throw new RangeError(`train: --bucket-cap-mb must be a positive number of MiB, got ${config.bucketCapMb}`);
   }
   const layout = trainLayout(config);
   asTrainError(() => checkLayoutFits(layout, model, config.batch, config.seq));

@@ -5,7 +5,6 @@
 
 import { launch, type LaunchResult } from "../comm/launch.ts";
 import { globalBatch } from "../data/corpus.ts";
-import type { DdpOptions } from "../parallel/ddp.ts";
 import { worldSize } from "../parallel/layout.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
 import type { StepMetrics } from "./trainer.ts";
@@ -23,7 +22,7 @@ export interface ParallelRun {
 export async function trainParallel(
   config: TrainConfig,
   onStep?: (metrics: StepMetrics) => void,
-  options: { ddp?: DdpOptions; timeoutMs?: number } = {},
+  options: { timeoutMs?: number } = {},
 ): Promise<ParallelRun> {
   checkTrainConfig(config);
   const layout = trainLayout(config);
@@ -41,7 +40,7 @@ export async function trainParallel(
     history.push(metrics);
     onStep?.(metrics);
   };
-  const args: TrainRankArgs = { config, ddp: options.ddp };
+  const args: TrainRankArgs = { config };
   const result = await launch<TrainRankResult>({
     ranks,
     ranksPerNode: ranks / layout.nodes,

@@ -9,7 +9,6 @@ import type { CollectiveRecord } from "../comm/ledger.ts";
 import { batchRows } from "../data/corpus.ts";
 import { clipScale } from "../optim/clip.ts";
 import { warmupCosine } from "../optim/schedule.ts";
-import type { DdpOptions } from "../parallel/ddp.ts";
 import { ParallelEngine } from "../parallel/engine.ts";
 import type { TokenBatch } from "../parallel/parallel_model.ts";
 import type { TensorParallelShard } from "../parallel/tp_shards.ts";
@@ -19,7 +18,6 @@ import { checkTrainConfig, trainLayout, type TrainConfig, warmupStepsOf } from "
 
 export interface TrainRankArgs {
   config: TrainConfig;
-  ddp?: DdpOptions;
 }
 
 /** What one rank reports after each step. */
@@ -56,7 +54,8 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
   const { config } = args;
   const modelConfig = checkTrainConfig(config);
   const layout = trainLayout(config);
-  const engine = ParallelEngine.create(ctx.comm, ctx.device, modelConfig, { layout, seed: config.seed, weightDecay: config.weightDecay, ddp: args.ddp });
+  const ddp = config.bucketCapMb === undefined ? {} : { bucketBytes: Math.round(config.bucketCapMb * 2 ** 20) };
+  const engine = ParallelEngine.create(ctx.comm, ctx.device, modelConfig, { layout, seed: config.seed, weightDecay: config.weightDecay, ddp });
   const lrAt = warmupCosine({ maxLr: config.lr, minLr: config.lr / 10, warmupSteps: warmupStepsOf(config), totalSteps: config.steps });
   const share = engine.share(config.batch, config.seq);
   const clipNorm = config.clipNorm ?? 1;
