@@ -88,6 +88,7 @@ const CASES: Case[] = [
   { sp: 2, zero: 2 },
   { dp: 2, sp: 2, zero: 3 },
   { dp: 2, sp: 2, zero: 1, spImpl: "megatron" },
+  { dp: 2, sp: 2, zero: 3, spImpl: "megatron" },
 ];
 
 for (const layout of CASES) {

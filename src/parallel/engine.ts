@@ -3,7 +3,8 @@
 //
 //   forwardBackward   the rank's tokens through its blocks, one graph cut at each collective (ZeRO-3:
 //                     each block gathered before its forward, gathered again and recomputed in
-//                     backward, its gradients reduce-scattered), backward through every cut
+//                     backward, its replicated pieces summed and its gradients reduce-scattered),
+//                     backward through every cut
 //   reduceGradients   replicated pieces summed where each rank saw only part of their uses, then
 //                     the average over the data group (DDP buckets, or ZeRO's reduce-scatter);
 //                     returns the global gradient norm
@@ -233,6 +234,8 @@ export class ParallelEngine {
         const out = await block.run(leaf, batch);
         await out.backward(gradient);
         out.dispose();
+        const named = block.parameters.map((p): [string, Tensor] => [p.name, p.tensor]);
+        await sumReplicatedGradients(this.model, named, this.groups.shards, this.layout.spImpl === "megatron");
         await zero3.reduceScatterGradients(g, block.label);
         const inputGradient = leaf?.grad ?? null;
         if (leaf) leaf.grad = null;

@@ -89,14 +89,10 @@ export function checkLayoutFits(layout: ParallelLayout, model: Phi3Config, batch
     );
   }
   if (intermediateSize % shards !== 0) throw new RangeError(`parallel: an MLP width of ${intermediateSize} does not split evenly over ${what}`);
-  // ZeRO keeps flat partitions of whole parameters: it cannot tell a replicated kv row from the
-  // rest of its qkv_proj (for the gradient norm), and ZeRO-3 reduce-scatters inside backward,
-  // before the pieces several ranks hold alike could be summed.
+  // ZeRO keeps flat partitions of whole parameters: for the gradient norm it weighs each
+  // parameter as a whole, and cannot count the replicated kv rows of a qkv_proj apart from the rest.
   if (layout.zero > 0 && shards > numKvHeads) {
     throw new RangeError(`parallel: --zero ${layout.zero} with ${what} over ${numKvHeads} key/value heads (each replicated on ${shards / numKvHeads} ranks) is not supported; use --zero 0 or at most ${numKvHeads} tensor-parallel ranks`);
-  }
-  if (layout.zero === 3 && layout.spImpl === "megatron" && layout.sp > 1) {
-    throw new RangeError(`parallel: --zero 3 with --sp-impl megatron is not supported (its norm gradients are summed over the sp ranks after backward); use --sp-impl ulysses or --zero 1 or 2`);
   }
 }
 

@@ -36,7 +36,10 @@ function kvReplicas(shards: Map<string, TensorParallelShard>): ReplicatedRows[] 
   return rows;
 }
 
-/** Sums the replicated pieces' gradients over the ranks that hold them (see the header). */
+/**
+ * Sums the replicated pieces' gradients over the ranks that hold them (see the header), for the
+ * parameters in `named` (all of them, or one ZeRO-3 block's).
+ */
 export async function sumReplicatedGradients(
   model: ParallelPhi3,
   named: readonly [string, Tensor][],
@@ -44,7 +47,7 @@ export async function sumReplicatedGradients(
   sequenceParallel: boolean,
 ): Promise<void> {
   const params = new Map(named);
-  const kv = kvReplicas(model.shards);
+  const kv = kvReplicas(model.shards).filter(({ name }) => params.has(name));
   if (kv.length > 0) {
     // Ranks r and r' hold the same kv heads when ⌊r / replicas⌋ is the same (replicas is the same for every layer).
     const replicas = kv[0].replicas;
@@ -53,9 +56,9 @@ export async function sumReplicatedGradients(
     await sumRows(group, kv, params, "tp.allreduce.kv_replicas");
   }
   if (sequenceParallel) {
-    const replicated = [...model.shards].filter(([, shard]) => shard.kind === "replicated")
+    const replicated = [...model.shards].filter(([name, shard]) => shard.kind === "replicated" && params.has(name))
       .map(([name, shard]) => ({ name, start: 0, count: shard.shape[0], replicas: shards.size }));
-    await sumRows(shards, replicated, params, "sp.allreduce.replicated");
+    if (replicated.length > 0) await sumRows(shards, replicated, params, "sp.allreduce.replicated");
   }
 }
 
