@@ -84,7 +84,6 @@ const BAD_INPUT: [string[], RegExp][] = [
   [["train", "--dp", "2", "--nodes", "3"], /2 ranks \(dp 2 × tp 1 × sp 1\) do not split into 3 nodes/],
   [["train", "--sp", "2", "--sp-impl", "ring"], /--sp-impl must be one of ulysses, megatron, got "ring"/],
   [["train", "--sp", "2", "--tp", "2", "--sp-impl", "megatron"], /give --sp 2 with --tp 1, not --tp 2/],
-  [["train", "--dp", "2", "--tp", "4", "--zero", "1"], /--zero 1 with tp 4 over 2 key\/value heads/],
   [["train", "--dp", "2", "--sample"], /--sample generates on one rank/],
   [["train", "--dp", "2", "--bucket-cap-mb", "0"], /--bucket-cap-mb must be a positive number of MiB, got 0/],
   [["info", "--backend", "tpu"], /unknown backend "tpu"/],

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { launch } from "../src/comm/launch.ts";
 import { type ParallelLayout, worldSize } from "../src/parallel/layout.ts";
 import type { TrainConfig } from "../src/train/config.ts";
-import type { TrainRankResult } from "../src/train/train_rank.ts";
+import type { RankStepEvent, TrainRankResult } from "../src/train/train_rank.ts";
 import { skipWebGpu } from "./helpers.ts";
 import { type SingleRankRun, trainOneRank } from "./single_rank.ts";
 
@@ -45,8 +45,17 @@ async function checkEquivalent(layout: Case): Promise<void> {
   const config: TrainConfig = { ...BASE, batch, seq, ...axes };
   const ranks = worldSize({ dp: 1, tp: 1, sp: 1, zero: 0, nodes: 1, spImpl: "ulysses", ...axes });
   const expected = await reference(batch, BASE.steps, seq);
-  const results = await launch<TrainRankResult>({ ranks, entry: ENTRY, args: { config }, backend: "cpu" });
+  const gradNorms: number[] = [];
+  const onEvent = ({ rank, event }: { rank: number; event: unknown }) => {
+    if (rank === 0) gradNorms.push((event as RankStepEvent).gradNorm);
+  };
+  const results = await launch<TrainRankResult>({ ranks, entry: ENTRY, args: { config }, backend: "cpu", onEvent });
 
+  // The global gradient norm counts every element once, however many ranks hold it.
+  gradNorms.forEach((norm, step) => {
+    const want = expected.gradNorms[step];
+    assert.ok(Math.abs(norm - want) <= 1e-4 * want, `step ${step + 1}: gradient norm ${norm} vs one rank's ${want}`);
+  });
   for (const { rank, value } of results) {
     value.losses.forEach((loss, step) => {
       const want = expected.losses[step];
@@ -89,6 +98,9 @@ const CASES: Case[] = [
   { dp: 2, sp: 2, zero: 3 },
   { dp: 2, sp: 2, zero: 1, spImpl: "megatron" },
   { dp: 2, sp: 2, zero: 3, spImpl: "megatron" },
+  // kv heads replicated over tp 4, summed per block under ZeRO-3 and counted once in the norm.
+  { dp: 2, tp: 4, zero: 1 },
+  { dp: 2, tp: 4, zero: 3 },
 ];
 
 for (const layout of CASES) {

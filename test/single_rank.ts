@@ -7,6 +7,8 @@ import { cpuDevice } from "./helpers.ts";
 
 export interface SingleRankRun {
   losses: number[];
+  /** Each step's global gradient norm before clipping. */
+  gradNorms: number[];
   params: Map<string, Float32Array>;
 }
 
@@ -14,10 +16,15 @@ export async function trainOneRank(config: TrainConfig): Promise<SingleRankRun> 
   const trainer = await Trainer.create(config, await cpuDevice());
   try {
     const losses: number[] = [];
-    while (!trainer.done) losses.push((await trainer.step()).loss);
+    const gradNorms: number[] = [];
+    while (!trainer.done) {
+      const { loss, gradNorm } = await trainer.step();
+      losses.push(loss);
+      gradNorms.push(gradNorm);
+    }
     const params = new Map<string, Float32Array>();
     for (const [name, param] of trainer.model.namedParameters()) params.set(name, (await param.read()) as Float32Array);
-    return { losses, params };
+    return { losses, gradNorms, params };
   } finally {
     trainer.dispose();
   }

@@ -89,11 +89,6 @@ export function checkLayoutFits(layout: ParallelLayout, model: Phi3Config, batch
     );
   }
   if (intermediateSize % shards !== 0) throw new RangeError(`parallel: an MLP width of ${intermediateSize} does not split evenly over ${what}`);
-  // ZeRO keeps flat partitions of whole parameters: for the gradient norm it weighs each
-  // parameter as a whole, and cannot count the replicated kv rows of a qkv_proj apart from the rest.
-  if (layout.zero > 0 && shards > numKvHeads) {
-    throw new RangeError(`parallel: --zero ${layout.zero} with ${what} over ${numKvHeads} key/value heads (each replicated on ${shards / numKvHeads} ranks) is not supported; use --zero 0 or at most ${numKvHeads} tensor-parallel ranks`);
-  }
 }
 
 function dropUndefined<T extends object>(options: T): Partial<T> {

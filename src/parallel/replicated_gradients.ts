@@ -16,6 +16,7 @@ import * as ops from "../tensor/ops/index.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { ParallelPhi3 } from "./parallel_model.ts";
 import type { TensorParallelShard } from "./tp_shards.ts";
+import type { GradientWeight } from "./zero.ts";
 
 /** Rows [start, start + count) of a parameter, the ranks that hold them alike, and their tensor-parallel indices. */
 interface ReplicatedRows {
@@ -94,39 +95,49 @@ function rowWidth(param: Tensor): number {
   return param.shape.length === 1 ? 1 : param.size / param.shape[0];
 }
 
-/** How much each parameter's elements count in the global norm on this rank: one over the ranks that hold them alike. */
-export function gradientWeights(model: ParallelPhi3, shardCount: number): (name: string) => number {
-  return (name) => (model.shards.get(name)?.kind === "replicated" ? 1 / shardCount : 1);
+/**
+ * How much each element of this rank's parameters counts in the global norm: one over the number of
+ * tensor-parallel ranks that hold it alike (norms 1/shards, replicated kv rows 1/replicas), 1 elsewhere.
+ */
+export function gradientWeights(model: ParallelPhi3, shardCount: number): GradientWeight {
+  const kv = kvReplicas(model.shards);
+  return (name) => {
+    const shard = model.shards.get(name);
+    if (shard?.kind === "replicated") return 1 / shardCount;
+    const rows = kv.filter((piece) => piece.name === name).sort((a, b) => a.start - b.start);
+    if (!shard || rows.length === 0) return 1;
+    // Rows of the local piece; a kv row counts 1/replicas, the query rows around them fully.
+    const width = shard.shape.length === 1 ? 1 : shard.shape[1];
+    const ranges: { start: number; numel: number; weight: number }[] = [];
+    let covered = 0;
+    for (const { start, count, replicas } of rows) {
+      if (start > covered) ranges.push({ start: covered * width, numel: (start - covered) * width, weight: 1 });
+      ranges.push({ start: start * width, numel: count * width, weight: 1 / replicas });
+      covered = start + count;
+    }
+    if (covered < shard.shape[0]) ranges.push({ start: covered * width, numel: (shard.shape[0] - covered) * width, weight: 1 });
+    return ranges;
+  };
 }
 
 /**
- * This rank's weighted Σ g² over its whole parameters (every piece counted once across the
+ * This rank's weighted Σ g² over its whole parameters (every element counted once across the
  * tensor-parallel group when the group's sums are added), computed on the device and read once.
  */
 export async function gradientSquares(model: ParallelPhi3, named: readonly [string, Tensor][], shardCount: number): Promise<number> {
   const weightOf = gradientWeights(model, shardCount);
-  const kv = new Map(kvReplicas(model.shards).map((rows) => [`${rows.name}:${rows.start}`, rows]));
   const terms = noGrad(() =>
     ops.tidy(() => {
       const sums: Tensor[] = [];
       for (const [name, param] of named) {
-        const g = param.grad;
-        if (!g) continue;
-        const square = (t: Tensor, weight: number) => ops.reshape(ops.scale(ops.sum(ops.mul(t, t)), weight), [1]);
-        const pieces = [...kv.values()].filter((rows) => rows.name === name);
-        if (pieces.length === 0) {
-          sums.push(square(g, weightOf(name)));
-          continue;
+        if (!param.grad) continue;
+        const g = ops.reshape(param.grad, [-1]);
+        const weight = weightOf(name);
+        const ranges = typeof weight === "number" ? [{ start: 0, numel: g.size, weight }] : weight;
+        for (const range of ranges) {
+          const part = range.numel === g.size ? g : ops.slice(g, [range.start], [range.numel]);
+          sums.push(ops.reshape(ops.scale(ops.sum(ops.mul(part, part)), range.weight), [1]));
         }
-        // Replicated kv rows count 1/replicas; the rest of the parameter (its query rows) counts fully.
-        const width = rowWidth(g);
-        let covered = 0;
-        for (const rows of pieces.sort((a, b) => a.start - b.start)) {
-          if (rows.start > covered) sums.push(square(ops.slice(g, [covered, 0], [rows.start - covered, width]), 1));
-          sums.push(square(ops.slice(g, [rows.start, 0], [rows.count, width]), 1 / rows.replicas));
-          covered = rows.start + rows.count;
-        }
-        if (covered < g.shape[0]) sums.push(square(ops.slice(g, [covered, 0], [g.shape[0] - covered, width]), 1));
       }
       return sums.length > 0 ? ops.concat(sums, 0) : null;
     })

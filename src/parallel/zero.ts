@@ -124,10 +124,10 @@ export class FlatPartition {
   }
 
   /**
-   * Σ g² over the partition's gradient (0 where there is none), each parameter's piece weighted by
-   * `weight(name)`; summed on the device and read back once.
+   * Σ g² over the partition's gradient (0 where there is none), each element weighted as
+   * `weight` says of its parameter; summed on the device and read back once.
    */
-  async gradSquares(weight: (name: string) => number = () => 1): Promise<number> {
+  async gradSquares(weight: GradientWeight = () => 1): Promise<number> {
     const sums = noGrad(() =>
       tidy(() => {
         const terms: Tensor[] = [];
@@ -177,16 +177,35 @@ export class FlatPartition {
   }
 }
 
-/** A slab's pieces merged into runs of equal weight (padding, whose gradient is zero, joins the run before it). */
-function weightedRuns(pieces: readonly ZeroPiece[], weight: (name: string) => number): { at: number; numel: number; weight: number }[] {
+/**
+ * How much each element of a parameter's gradient counts in a weighted Σ g²: one weight for the
+ * whole parameter, or weights for consecutive ranges of its flattened elements (covering it).
+ */
+export type GradientWeight = (name: string) => number | { start: number; numel: number; weight: number }[];
+
+/** A slab's pieces cut into runs of equal weight (padding, whose gradient is zero, joins the run before it). */
+function weightedRuns(pieces: readonly ZeroPiece[], weight: GradientWeight): { at: number; numel: number; weight: number }[] {
   const runs: { at: number; numel: number; weight: number }[] = [];
+  const push = (at: number, numel: number, w: number, name: string) => {
+    if (!(Number.isFinite(w) && w >= 0)) throw new RangeError(`zero: the gradient weight of "${name}" must be a finite number ≥ 0, got ${w}`);
+    const last = runs.at(-1);
+    if (last && last.weight === w) last.numel += numel;
+    else runs.push({ at, numel, weight: w });
+  };
   let at = 0;
   for (const piece of pieces) {
-    const w = piece.fragment ? weight(piece.fragment.name) : runs.at(-1)?.weight ?? 1;
-    if (!(Number.isFinite(w) && w >= 0)) throw new RangeError(`zero: the gradient weight of "${piece.fragment!.name}" must be a finite number ≥ 0, got ${w}`);
-    const last = runs.at(-1);
-    if (last && last.weight === w) last.numel += piece.numel;
-    else runs.push({ at, numel: piece.numel, weight: w });
+    const fragment = piece.fragment;
+    const w = fragment ? weight(fragment.name) : runs.at(-1)?.weight ?? 1;
+    if (typeof w === "number") {
+      push(at, piece.numel, w, fragment?.name ?? "padding");
+    } else {
+      // The piece holds elements [paramOffset, paramOffset + numel) of its parameter: take each range's overlap.
+      const [lo, hi] = [fragment!.paramOffset, fragment!.paramOffset + piece.numel];
+      for (const range of w) {
+        const [from, to] = [Math.max(lo, range.start), Math.min(hi, range.start + range.numel)];
+        if (from < to) push(at + from - lo, to - from, range.weight, fragment!.name);
+      }
+    }
     at += piece.numel;
   }
   return runs;
@@ -267,10 +286,10 @@ export class ZeroOptimizer {
 
   /**
    * Σ g² over this rank's partition of the averaged gradient (all-reduce it over dp for the global
-   * norm); `weight(name)`, if given, scales each parameter's share (e.g. 1/replicas for a piece that
+   * norm); `weight`, if given, scales each parameter's elements (e.g. 1/replicas for a piece that
    * several tensor-parallel ranks hold alike).
    */
-  async partitionGradSquares(weight?: (name: string) => number): Promise<number> {
+  async partitionGradSquares(weight?: GradientWeight): Promise<number> {
     return await this.flat.gradSquares(weight);
   }
 

@@ -24,7 +24,7 @@ import type { Comm } from "../comm/collectives.ts";
 import type { Parameter } from "../nn/parameter.ts";
 import type { AdamWOptions, AdamWStepOptions } from "../optim/adamw.ts";
 import { keep } from "../tensor/scope.ts";
-import { checkGradient, FlatPartition, readGradients, type ZeroMemory } from "./zero.ts";
+import { checkGradient, FlatPartition, type GradientWeight, readGradients, type ZeroMemory } from "./zero.ts";
 import { type ZeroFragment, type ZeroPartition, partitionParameters } from "./zero_partition.ts";
 
 const F32 = 4;
@@ -100,7 +100,7 @@ export class Zero3Parameters {
   }
 
   /** Σ g² over this rank's partition gradient (all-reduce it over dp for the global norm), weighted as ZeroOptimizer's. */
-  async partitionGradSquares(weight?: (name: string) => number): Promise<number> {
+  async partitionGradSquares(weight?: GradientWeight): Promise<number> {
     return await this.flat.gradSquares(weight);
   }
 
