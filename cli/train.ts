@@ -3,9 +3,9 @@
 
 import { parseArgs } from "node:util";
 import type { BackendChoice } from "../src/tensor/device.ts";
-import { paramCount } from "../src/nn/config.ts";
+import { paramCount, type Phi3Config } from "../src/nn/config.ts";
 import { corpusFloor } from "../src/data/corpus.ts";
-import { type SpImpl, worldSize, type ZeroStage } from "../src/parallel/layout.ts";
+import { type ParallelLayout, type SpImpl, worldSize, type ZeroStage } from "../src/parallel/layout.ts";
 import { checkTrainConfig, DEFAULT_TRAIN_CONFIG, type TrainConfig, trainLayout } from "../src/train/config.ts";
 import { trainParallel } from "../src/train/parallel_run.ts";
 import { type StepMetrics, Trainer } from "../src/train/trainer.ts";
@@ -41,7 +41,7 @@ function numberOption(name: string, text: string | undefined, fallback: number):
   return value;
 }
 
-function parseTrainArgs(argv: string[]): { config: TrainConfig; json?: string; sample: boolean } {
+function parseTrainArgs(argv: string[]): { config: TrainConfig; modelConfig: Phi3Config; layout: ParallelLayout; json?: string; sample: boolean } {
   let parsed;
   try {
     parsed = parseArgs({
@@ -86,13 +86,15 @@ function parseTrainArgs(argv: string[]): { config: TrainConfig; json?: string; s
     spImpl: (v["sp-impl"] ?? "ulysses") as SpImpl,
     bucketCapMb: numberOption("bucket-cap-mb", v["bucket-cap-mb"], 25),
   };
+  let modelConfig: Phi3Config;
   try {
-    checkTrainConfig(config);
+    modelConfig = checkTrainConfig(config);
   } catch (error) {
     throw new UsageError((error as Error).message.replace(/^train: /, ""));
   }
-  if (v.sample && worldSize(trainLayout(config)) > 1) throw new UsageError("--sample generates on one rank; drop it or train with --dp 1 --tp 1 --sp 1");
-  return { config, json: v.json, sample: v.sample };
+  const layout = trainLayout(config);
+  if (v.sample && worldSize(layout) > 1) throw new UsageError("--sample generates on one rank; drop it or train with --dp 1 --tp 1 --sp 1");
+  return { config, modelConfig, layout, json: v.json, sample: v.sample };
 }
 
 function formatRate(tokensPerSec: number): string {
@@ -107,10 +109,8 @@ function progressLine(m: StepMetrics, steps: number, floor: number, barWidth: nu
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
-  const { config, json, sample } = parseTrainArgs(argv);
-  const layout = trainLayout(config);
+  const { config, modelConfig, layout, json, sample } = parseTrainArgs(argv);
   const world = worldSize(layout);
-  const modelConfig = checkTrainConfig(config);
   const trainer = world === 1 ? await Trainer.create(config) : null;
   const where = trainer
     ? `on ${trainer.device.name} (${trainer.device.info.adapter})`

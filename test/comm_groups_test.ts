@@ -68,6 +68,9 @@ for (const sizes of [{ pp: 2, dp: 2, sp: 1, tp: 2 }, { pp: 1, dp: 2, sp: 2, tp: 
         assert.deepEqual(grid[axis].ranks, peersAlong(coords, coords[rank], axis), `rank ${rank}, ${axis}`);
         assert.equal(grid[axis].rank, coords[rank][axis]);
       }
+      // dp × sp: the ranks that share this rank's pp and tp coordinates.
+      const dataPeers = coords.flatMap((c, r) => (c.pp === coords[rank].pp && c.tp === coords[rank].tp ? [r] : []));
+      assert.deepEqual(grid.spanning(["dp", "sp"]).ranks, dataPeers, `rank ${rank}, dp × sp`);
     });
   });
 }

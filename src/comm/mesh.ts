@@ -3,7 +3,9 @@
 // The ranks of a communicator are laid out as a [pp, dp, sp, tp] grid with tp varying fastest:
 //   rank = ((pp_i · dp + dp_i) · sp + sp_i) · tp + tp_i
 // so tensor-parallel peers are neighbours (on one node when tp ≤ ranksPerNode), as in Megatron.
-// The group of an axis holds the ranks that differ from this rank only along that axis.
+// The group of an axis holds the ranks that differ from this rank only along that axis; a group
+// spanning several axes (dp × sp, the ranks that see other tokens with the same weights under
+// sequence parallelism) holds those that differ only along them.
 
 import type { Comm } from "./collectives.ts";
 
@@ -21,6 +23,8 @@ export interface Mesh {
   /** This rank's coordinates in the grid. */
   coords: MeshSizes;
   sizes: MeshSizes;
+  /** The communicator over the ranks that differ from this rank only along `axes`, in rank order. */
+  spanning(axes: readonly MeshAxis[]): Comm;
 }
 
 /** Derives the dp, tp, sp and pp groups of `comm`'s rank; axes not given have size 1. */
@@ -42,9 +46,7 @@ export function mesh(comm: Comm, sizes: Partial<MeshSizes>): Mesh {
   const stride = { tp: 1, sp: full.tp, dp: full.tp * full.sp, pp: full.tp * full.sp * full.dp } as MeshSizes;
   const coords = {} as MeshSizes;
   for (const axis of MESH_AXES) coords[axis] = Math.floor(comm.rank / stride[axis]) % full[axis];
-  const groupAlong = (axis: MeshAxis) => {
-    const base = comm.rank - coords[axis] * stride[axis];
-    return comm.group(Array.from({ length: full[axis] }, (_, i) => comm.ranks[base + i * stride[axis]]));
-  };
-  return { dp: groupAlong("dp"), tp: groupAlong("tp"), sp: groupAlong("sp"), pp: groupAlong("pp"), coords, sizes: full };
+  const spanning = (axes: readonly MeshAxis[]) =>
+    comm.group(comm.ranks.filter((_, r) => MESH_AXES.every((axis) => axes.includes(axis) || Math.floor(r / stride[axis]) % full[axis] === coords[axis])));
+  return { dp: spanning(["dp"]), tp: spanning(["tp"]), sp: spanning(["sp"]), pp: spanning(["pp"]), coords, sizes: full, spanning };
 }

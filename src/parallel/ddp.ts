@@ -93,11 +93,13 @@ export class DataParallel {
     const byName = new Map(params);
     for (const [i, bucket] of this.buckets.entries()) {
       const members = bucket.names.map((name) => byName.get(name)!);
-      for (const [j, param] of members.entries()) {
+      // Every read-back of the bucket in flight at once: each waits for the device to finish.
+      const grads = await Promise.all(members.map((param) => param.grad?.read() ?? null));
+      grads.forEach((grad, j) => {
         const target = bucket.flat.subarray(bucket.offsets[j], bucket.offsets[j] + bucket.sizes[j]);
-        if (param.grad) target.set((await param.grad.read()) as Float32Array);
+        if (grad) target.set(grad as Float32Array);
         else target.fill(0);
-      }
+      });
       await this.comm.allReduce(bucket.flat, { op: "avg", tag: `ddp.allreduce.bucket${i}`, out: bucket.flat });
       for (const [j, param] of members.entries()) {
         const values = bucket.flat.slice(bucket.offsets[j], bucket.offsets[j] + bucket.sizes[j]);

@@ -59,7 +59,7 @@ export class ParallelEngine {
     readonly config: Phi3Config,
     /** The group the losses and gradients are averaged over. */
     readonly data: Comm,
-    readonly groups: { shards: Comm; ulysses: Comm | null; dp: Comm; sp: Comm },
+    readonly groups: { shards: Comm; ulysses: Comm | null; dp: Comm },
     options: EngineOptions,
   ) {
     const { shards } = groups;
@@ -87,15 +87,11 @@ export class ParallelEngine {
     const { layout } = options;
     const grid = mesh(comm, { dp: layout.dp, sp: layout.sp, tp: layout.tp });
     const megatron = layout.spImpl === "megatron";
-    // Ranks that share this rank's parameters: the same tp coordinate (and, under Megatron-SP, the same sp coordinate).
-    const data = comm.group(comm.ranks.filter((_, r) => {
-      const tp = r % layout.tp;
-      const sp = Math.floor(r / layout.tp) % layout.sp;
-      return tp === grid.coords.tp && (!megatron || sp === grid.coords.sp);
-    }));
+    // Ranks that share this rank's parameters: the dp × sp ranks (under Megatron-SP the sp ranks hold other shards).
+    const data = megatron ? grid.dp : grid.spanning(["dp", "sp"]);
     const shards = megatron ? grid.sp : grid.tp;
     const ulysses = !megatron && layout.sp > 1 ? grid.sp : null;
-    return new ParallelEngine(layout, device, config, data, { shards, ulysses, dp: grid.dp, sp: grid.sp }, options);
+    return new ParallelEngine(layout, device, config, data, { shards, ulysses, dp: grid.dp }, options);
   }
 
   /** The tokens of a global batch of `batch` rows of `seq` tokens this rank trains. */
@@ -116,8 +112,9 @@ export class ParallelEngine {
     }
     const loss = x!;
     try {
-      const [value] = await loss.read();
       await loss.backward();
+      // Read after backward, so that a step without collectives in backward waits for the device once.
+      const [value] = await loss.read();
       return value;
     } finally {
       loss.dispose();

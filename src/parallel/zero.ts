@@ -96,7 +96,7 @@ export class FlatPartition {
   }
 
   /** Adds the gradient of group `group`'s part (a host array of its partNumel elements) to the partition's gradient. */
-  addGradient(group: number, part: Float32Array): void {
+  private addGradient(group: number, part: Float32Array): void {
     for (const slab of this.slabsOf(group)) {
       const values = new Float32Array(slab.master.size);
       let at = 0;
@@ -108,8 +108,11 @@ export class FlatPartition {
     }
   }
 
-  /** The master values of group `group`'s part, read to a new host array. */
-  async readGroup(group: number): Promise<Float32Array> {
+  /**
+   * The master values of group `group`, all-gathered over `dp` (tag `tag`): the whole padded flat
+   * group, written into `out` when given.
+   */
+  async allGatherGroup(dp: Comm, group: number, tag: string, out?: Float32Array): Promise<Float32Array> {
     const part = new Float32Array(this.partition.groups[group].partNumel);
     const slabs = this.slabsOf(group);
     const values = await Promise.all(slabs.map((slab) => slab.master.read()));
@@ -120,7 +123,24 @@ export class FlatPartition {
         at += piece.numel;
       }
     });
-    return part;
+    return await dp.allGather(part, { tag, counts: this.counts(dp, group), out });
+  }
+
+  /**
+   * Reduce-scatters (avg over `dp`, tag `tag`) the gradients of group `group`'s parameters, given
+   * in the group's order (a missing gradient counts as zeros), through the host array `flat` of the
+   * padded group, and adds this rank's part to the partition's gradient.
+   */
+  async reduceScatterGradients(dp: Comm, group: number, params: readonly { size: number; grad: Tensor | null }[], tag: string, flat: Float32Array): Promise<void> {
+    const grads = await Promise.all(params.map(({ grad }) => grad?.read() ?? null));
+    let offset = 0;
+    params.forEach(({ size }, i) => {
+      if (grads[i]) flat.set(grads[i] as Float32Array, offset);
+      else flat.fill(0, offset, offset + size);
+      offset += size;
+    });
+    flat.fill(0, offset);
+    this.addGradient(group, await dp.reduceScatter(flat, { op: "avg", tag, counts: this.counts(dp, group) }));
   }
 
   /**
@@ -172,6 +192,11 @@ export class FlatPartition {
     for (const slab of this.slabs) slab.master.dispose();
   }
 
+  /** Equal parts: every rank holds partNumel elements of each group. */
+  private counts(dp: Comm, group: number): number[] {
+    return new Array<number>(dp.size).fill(this.partition.groups[group].partNumel);
+  }
+
   private slabsOf(group: number): Slab[] {
     return this.slabs.filter((slab) => slab.group === group);
   }
@@ -218,18 +243,6 @@ export function checkGradient(where: string, name: string, shape: readonly numbe
   }
 }
 
-/** Reads the gradients of consecutive parameters into `flat` (zeros for a missing gradient and the padding). */
-export async function readGradients(params: readonly { size: number; grad: Tensor | null }[], flat: Float32Array): Promise<void> {
-  const grads = await Promise.all(params.map(({ grad }) => grad?.read() ?? null));
-  let offset = 0;
-  params.forEach(({ size }, i) => {
-    if (grads[i]) flat.set(grads[i] as Float32Array, offset);
-    else flat.fill(0, offset, offset + size);
-    offset += size;
-  });
-  flat.fill(0, offset);
-}
-
 /** ZeRO-1 or ZeRO-2 AdamW for one rank of the dp group `dp`, over the rank's full parameters. */
 export class ZeroOptimizer {
   readonly partition: ZeroPartition;
@@ -270,11 +283,7 @@ export class ZeroOptimizer {
     for (const [name, param] of this.params) if (param.grad) checkGradient(where, name, param.shape, param.grad);
     for (const [g, group] of this.partition.groups.entries()) {
       const params = group.names.map((name) => this.params.get(name)!);
-      const flat = this.buffers[g];
-      await readGradients(params, flat);
-      const counts = new Array<number>(this.dp.size).fill(group.partNumel);
-      const part = await this.dp.reduceScatter(flat, { op: "avg", tag: `zero${this.stage}.reducescatter.grads`, counts });
-      this.flat.addGradient(g, part);
+      await this.flat.reduceScatterGradients(this.dp, g, params, `zero${this.stage}.reducescatter.grads`, this.buffers[g]);
       if (this.stage === 2) {
         for (const param of params) {
           param.grad?.dispose();
@@ -297,9 +306,7 @@ export class ZeroOptimizer {
   async step(options: AdamWStepOptions): Promise<void> {
     this.flat.step(options);
     for (const [g, group] of this.partition.groups.entries()) {
-      const part = await this.flat.readGroup(g);
-      const counts = new Array<number>(this.dp.size).fill(group.partNumel);
-      const flat = await this.dp.allGather(part, { tag: `zero${this.stage}.allgather.params`, counts, out: this.buffers[g] });
+      const flat = await this.flat.allGatherGroup(this.dp, g, `zero${this.stage}.allgather.params`, this.buffers[g]);
       let offset = 0;
       for (const name of group.names) {
         const param = this.params.get(name)!;

@@ -24,7 +24,7 @@ import type { Comm } from "../comm/collectives.ts";
 import type { Parameter } from "../nn/parameter.ts";
 import type { AdamWOptions, AdamWStepOptions } from "../optim/adamw.ts";
 import { keep } from "../tensor/scope.ts";
-import { checkGradient, FlatPartition, type GradientWeight, readGradients, type ZeroMemory } from "./zero.ts";
+import { checkGradient, FlatPartition, type GradientWeight, type ZeroMemory } from "./zero.ts";
 import { type ZeroFragment, type ZeroPartition, partitionParameters } from "./zero_partition.ts";
 
 const F32 = 4;
@@ -59,8 +59,7 @@ export class Zero3Parameters {
     if (pass !== "fwd" && pass !== "bwd") throw new RangeError(`Zero3Parameters.gather: pass must be "fwd" or "bwd", got ${JSON.stringify(pass)}`);
     const gathered = slots.filter((slot) => slot.value);
     if (gathered.length > 0) throw new RangeError(`Zero3Parameters.gather: group ${group} is already gathered ("${gathered[0].name}" holds a value); release it first`);
-    const part = await this.flat.readGroup(group);
-    const full = await this.dp.allGather(part, { tag: `zero3.allgather.${pass}.${label}`, counts: this.counts(group) });
+    const full = await this.flat.allGatherGroup(this.dp, group, `zero3.allgather.${pass}.${label}`);
     let offset = 0;
     for (const slot of slots) {
       slot.value = keep(this.flat.device.tensor(full.subarray(offset, offset + slot.size), slot.shape, { requiresGrad: true }));
@@ -90,9 +89,8 @@ export class Zero3Parameters {
     }
     this.noteGathered();
     const flat = new Float32Array(this.partition.groups[group].paddedNumel);
-    await readGradients(slots.map((slot) => ({ size: slot.size, grad: slot.value!.grad })), flat);
-    const part = await this.dp.reduceScatter(flat, { op: "avg", tag: `zero3.reducescatter.grads.${label}`, counts: this.counts(group) });
-    this.flat.addGradient(group, part);
+    const params = slots.map((slot) => ({ size: slot.size, grad: slot.value!.grad }));
+    await this.flat.reduceScatterGradients(this.dp, group, params, `zero3.reducescatter.grads.${label}`, flat);
     for (const slot of slots) {
       slot.value!.grad?.dispose();
       slot.value!.grad = null;
@@ -123,8 +121,7 @@ export class Zero3Parameters {
   async consolidated(): Promise<Map<string, Float32Array>> {
     const values = new Map<string, Float32Array>();
     for (const [g, slots] of this.slots.entries()) {
-      const part = await this.flat.readGroup(g);
-      const full = await this.dp.allGather(part, { tag: "zero3.allgather.consolidate", counts: this.counts(g) });
+      const full = await this.flat.allGatherGroup(this.dp, g, "zero3.allgather.consolidate");
       let offset = 0;
       for (const slot of slots) {
         values.set(slot.name, full.slice(offset, offset + slot.size));
@@ -145,10 +142,6 @@ export class Zero3Parameters {
       throw new RangeError(`Zero3Parameters.${method}: group must be an integer in 0..${this.slots.length - 1}, got ${group}`);
     }
     return this.slots[group];
-  }
-
-  private counts(group: number): number[] {
-    return new Array<number>(this.dp.size).fill(this.partition.groups[group].partNumel);
   }
 
   /** Tracks the largest working copy: every gathered value and gradient held right now. */
