@@ -13,7 +13,7 @@ import type { Case, CaseResult, CasesArgs } from "./fixtures/comm_cases.ts";
 import type { ErrorReport, MismatchArgs, Scenario } from "./fixtures/comm_mismatch.ts";
 import { digest } from "./fixtures/comm_data.ts";
 import { expectedResult, groupOf } from "./comm_expected.ts";
-import { casesFor } from "./comm_matrix.ts";
+import { casesFor, HEAP_BYTES } from "./comm_matrix.ts";
 import { skipWebGpu } from "./helpers.ts";
 
 const ENTRY = new URL("./fixtures/comm_cases.ts", import.meta.url).href;
@@ -54,7 +54,7 @@ for (const ranks of [1, 2, 3, 4, 7, 8]) {
   Deno.test(`collectives match the launching side's reference bit for bit at ${ranks} ranks`, async () => {
     const cases = casesFor(ranks);
     const args: CasesArgs = { cases };
-    const results = await launch<RankValue>({ ranks, entry: ENTRY, args, backend: "cpu" });
+    const results = await launch<RankValue>({ ranks, entry: ENTRY, args, backend: "cpu", heapBytes: HEAP_BYTES });
     const failures = check(cases, results.map((r) => r.value));
     assert.deepEqual(failures, [], `${failures.length} of ${cases.length} cases × ${ranks} ranks differ:\n${failures.slice(0, 20).join("\n")}`);
   });
@@ -141,7 +141,7 @@ Deno.test("world.abort() from the launching thread ends a pending wait with Coll
         world.abort(1, "threw");
       }, 100) : resolve(event.data);
     });
-    worker.postMessage({ buffer: world.buffer, abortedAt });
+    worker.postMessage({ memory: world.memory, abortedAt });
     const { name, message, failedRank, lateMs } = await report;
     assert.equal(name, "CollectiveAbortedError", message);
     assert.equal(failedRank, 1);
@@ -153,8 +153,8 @@ Deno.test("world.abort() from the launching thread ends a pending wait with Coll
 });
 
 Deno.test("bad arguments are rejected before anything moves, naming the value", async () => {
-  const { buffer } = createWorld({ ranks: 2, channelBytes: 1 << 16 });
-  const comm = new Comm(openWorld(buffer, 0), { timeoutMs: 50 });
+  const { memory } = createWorld({ ranks: 2, channelBytes: 1 << 16 });
+  const comm = new Comm(openWorld(memory, 0), { timeoutMs: 50 });
   const device = await createDevice({ backend: "cpu" });
   const x = new Float32Array(8);
   await assert.rejects(comm.allReduce(x, { op: "prod" as "sum" }), /allReduce: unknown op "prod" \(valid: sum, avg, max, min\)/);

@@ -5,6 +5,10 @@
 // channels) goes direct and reduces in group order 0..n-1; a larger all-reduce / reduce-scatter runs
 // on the ring, where chunk k accumulates x[k+1], x[k+2], …, x[k] (mod n); a larger reduce runs on the
 // chain root+1, root+2, …, root. f32 sums round to f32 after every addition; avg divides the sum.
+// Heap arrays (case.heap) travel by place: when every member's input lies in the heap, a larger
+// all-reduce / reduce-scatter has rank k reduce chunk k as x[k], x[k+1], …, x[k−1] (mod n) and the
+// reduced chunks go to every rank by place (by the ring where outputs are private and too large to
+// go inline); all-gather blocks and broadcasts in the heap go by place whatever their size.
 
 import { type Case, groupOf } from "./fixtures/comm_cases.ts";
 import { caseInput, type HostArray } from "./fixtures/comm_data.ts";
@@ -42,6 +46,12 @@ function reduceAt(c: Case, inputs: HostArray[], order: number[], i: number): num
 }
 
 const inGroupOrder = (n: number) => Array.from({ length: n }, (_, r) => r);
+const peerOrder = (n: number, k: number) => Array.from({ length: n }, (_, j) => (k + j) % n);
+
+/** Whether group rank r's arrays lie in its heap in case c. */
+const inHeap = (c: Case, r: number) => c.heap === "all" || (c.heap === "first" && r === 0);
+/** Whether a larger all-reduce / reduce-scatter of case c goes by place: every member's input is in the heap. */
+const reducesByPlace = (c: Case, n: number) => Array.from({ length: n }, (_, r) => r).every((r) => inHeap(c, r));
 const ringOrder = (n: number, k: number) => Array.from({ length: n }, (_, j) => (k + 1 + j) % n);
 const chainOrder = (n: number, root: number) => Array.from({ length: n }, (_, j) => (root + 1 + j) % n);
 
@@ -67,7 +77,7 @@ export function expectedResult(c: Case, group: number[], me: number): HostArray 
       const starts = offsets(chunks);
       const out = newArray(c, x.length);
       for (let k = 0; k < n; k++) {
-        const order = direct ? inGroupOrder(n) : ringOrder(n, k);
+        const order = direct ? inGroupOrder(n) : reducesByPlace(c, n) ? peerOrder(n, k) : ringOrder(n, k);
         for (let i = starts[k]; i < starts[k] + chunks[k]; i++) out[i] = reduceAt(c, inputs, order, i);
       }
       return out;
@@ -76,7 +86,7 @@ export function expectedResult(c: Case, group: number[], me: number): HostArray 
       const counts = c.counts ?? equalSplit(x.length, n);
       const start = offsets(counts)[me];
       const out = newArray(c, counts[me]);
-      const order = direct ? inGroupOrder(n) : ringOrder(n, me);
+      const order = direct ? inGroupOrder(n) : reducesByPlace(c, n) ? peerOrder(n, me) : ringOrder(n, me);
       for (let i = 0; i < out.length; i++) out[i] = reduceAt(c, inputs, order, start + i);
       return out;
     }
@@ -112,12 +122,24 @@ export function expectedAlgorithm(c: Case, n: number): string {
   const large = c.sizes[0] * BYTES[c.dtype] > INLINE_BYTES;
   switch (c.kind) {
     case "allReduce":
-    case "reduceScatter": return large ? "ring" : "direct";
-    case "broadcast":
+      if (!large) return "direct";
+      if (!reducesByPlace(c, n)) return "ring";
+      return equalSplit(c.sizes[0], n).every((_, k) => gatheredByPlaceOrInline(c, n, k)) ? "peer" : "peer+ring";
+    case "reduceScatter": return !large ? "direct" : reducesByPlace(c, n) ? "peer" : "ring";
+    case "broadcast": return inHeap(c, c.root!) ? "peer" : large ? "chain" : "direct";
     case "reduce": return large ? "chain" : "direct";
-    case "allGather": return c.sizes.some((s) => s * BYTES[c.dtype] > INLINE_BYTES) ? "ring" : "direct";
+    case "allGather": {
+      const members = Array.from({ length: n }, (_, r) => r);
+      if (members.some((r) => !inHeap(c, r) && c.sizes[r] * BYTES[c.dtype] > INLINE_BYTES)) return "ring";
+      return members.some((r) => inHeap(c, r)) ? "peer" : "direct";
+    }
     default: return "direct";
   }
+}
+
+/** Whether chunk k of a by-place all-reduce reaches the others in the envelopes (its output in the heap, or inline). */
+function gatheredByPlaceOrInline(c: Case, n: number, k: number): boolean {
+  return (inHeap(c, k) && c.out !== undefined) || equalSplit(c.sizes[0], n)[k] * BYTES[c.dtype] <= INLINE_BYTES;
 }
 
 /**
@@ -146,22 +168,31 @@ export function expectedSends(c: Case, group: number[], me: number): { bytes: nu
         for (let r = 0; r < n; r++) if (r !== me) send(r, c.kind === "allReduce" ? size : chunks[r]);
         break;
       }
+      if (algorithm.startsWith("peer")) {
+        // Each member reads its chunk of this rank's input; then the reduced chunks go by place or
+        // inline, and by the ring the ones that cannot (every chunk but the next rank's).
+        for (let r = 0; r < n; r++) if (r !== me) send(r, chunks[r]);
+        if (c.kind === "reduceScatter") break;
+        if (gatheredByPlaceOrInline(c, n, me)) for (let r = 0; r < n; r++) if (r !== me) send(r, chunks[me]);
+        for (let k = 0; k < n; k++) if (k !== next && !gatheredByPlaceOrInline(c, n, k)) send(next, chunks[k]);
+        break;
+      }
       // Ring: reduce-scatter sends every chunk but its own; all-gather every chunk but the next rank's.
       for (let k = 0; k < n; k++) if (k !== me) send(next, chunks[k]);
       if (c.kind === "allReduce") for (let k = 0; k < n; k++) if (k !== next) send(next, chunks[k]);
       break;
     }
     case "allGather": {
-      const inline = (r: number) => c.sizes[r] * e <= INLINE_BYTES;
-      if (inline(me)) for (let r = 0; r < n; r++) if (r !== me) send(r, size);
-      for (let k = 0; k < n; k++) if (k !== next && !inline(k)) send(next, c.sizes[k]);
+      const delivered = (r: number) => inHeap(c, r) || c.sizes[r] * e <= INLINE_BYTES;
+      if (delivered(me)) for (let r = 0; r < n; r++) if (r !== me) send(r, size);
+      for (let k = 0; k < n; k++) if (k !== next && !delivered(k)) send(next, c.sizes[k]);
       break;
     }
     case "allToAll":
       for (let r = 0; r < n; r++) if (r !== me) send(r, c.sendCounts![me][r]);
       break;
     case "broadcast":
-      if (algorithm === "direct" && me === c.root) for (let r = 0; r < n; r++) if (r !== me) send(r, size);
+      if ((algorithm === "direct" || algorithm === "peer") && me === c.root) for (let r = 0; r < n; r++) if (r !== me) send(r, size);
       if (algorithm === "chain" && next !== c.root) send(next, size);
       break;
     case "reduce":

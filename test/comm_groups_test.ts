@@ -12,8 +12,8 @@ import type { GroupReport } from "./fixtures/comm_groups.ts";
 
 /** The communicator of every rank of a world, made on this thread. */
 function worldComms(ranks: number, ranksPerNode: number): Comm[] {
-  const { buffer } = createWorld({ ranks, ranksPerNode, channelBytes: 1 << 16 });
-  return Array.from({ length: ranks }, (_, rank) => new Comm(openWorld(buffer, rank)));
+  const { memory } = createWorld({ ranks, ranksPerNode, channelBytes: 1 << 16 });
+  return Array.from({ length: ranks }, (_, rank) => new Comm(openWorld(memory, rank)));
 }
 
 /** Rank → grid coordinates, by walking the grid in [pp, dp, sp, tp] order. */
@@ -83,9 +83,12 @@ Deno.test("mesh, world and channel sizes that cannot be fail before anything sta
   assert.throws(() => createWorld({ ranks: 0 }), /world: ranks must be an integer >= 1, got 0/);
   assert.throws(() => createWorld({ ranks: 8, ranksPerNode: 3 }), /ranksPerNode must be a positive integer that divides ranks \(8\), got 3/);
   assert.throws(() => createWorld({ ranks: 2, channelBytes: 1000 }), /channelBytes must be a multiple of 256 and at least 16384 \(4 slots\), got 1000/);
-  const { buffer } = createWorld({ ranks: 2 });
-  assert.throws(() => openWorld(buffer, 2), /openWorld: rank 2 is not in this world of 2 ranks \(valid: 0\.\.1\)/);
-  assert.throws(() => openWorld(new SharedArrayBuffer(64), 0), /openWorld: the buffer was not made by createWorld\(\)/);
+  const { memory } = createWorld({ ranks: 2 });
+  assert.throws(() => openWorld(memory, 2), /openWorld: rank 2 is not in this world of 2 ranks \(valid: 0\.\.1\)/);
+  assert.throws(() => openWorld(new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }), 0), /openWorld: the memory was not made by createWorld\(\)/);
+  assert.throws(() => openWorld(new SharedArrayBuffer(64) as unknown as WebAssembly.Memory, 0), /openWorld: expected the world's shared WebAssembly.Memory/);
+  assert.throws(() => createWorld({ ranks: 2, heapBytes: 100 }), /world: heapBytes must be a non-negative multiple of 64, got 100/);
+  assert.throws(() => createWorld({ ranks: 2, heapBytes: 2 ** 31 }), /world: 2 ranks need \d+ bytes of shared memory .* more than the 4294967296 a shared WebAssembly.Memory holds; lower heapBytes or channelBytes/);
 });
 
 Deno.test("every mesh, node and cross-node group all-reduces at once on 8 ranks, 4 per node", async () => {

@@ -9,7 +9,7 @@ import { launch } from "../src/comm/launch.ts";
 import type { CollectiveRecord, LedgerJSON } from "../src/comm/ledger.ts";
 import type { Case, CasesArgs } from "./fixtures/comm_cases.ts";
 import { expectedAlgorithm, expectedSends, groupOf } from "./comm_expected.ts";
-import { casesFor } from "./comm_matrix.ts";
+import { casesFor, HEAP_BYTES } from "./comm_matrix.ts";
 
 const ENTRY = new URL("./fixtures/comm_cases.ts", import.meta.url).href;
 const LINKS: Links = { intra: { bandwidthGBps: 100, latencyUs: 3 }, inter: { bandwidthGBps: 10, latencyUs: 20 } };
@@ -79,7 +79,7 @@ for (const [ranks, ranksPerNode] of [[3, 3], [4, 2], [8, 4]]) {
   Deno.test(`ledger counts every byte of every case exactly at ${ranks} ranks, ${ranksPerNode} per node; launch merges them`, async () => {
     const cases = casesFor(ranks);
     const args: CasesArgs = { cases, ledger: true };
-    const results = await launch<{ ledger: LedgerJSON }>({ ranks, ranksPerNode, entry: ENTRY, args, backend: "cpu", links: LINKS });
+    const results = await launch<{ ledger: LedgerJSON }>({ ranks, ranksPerNode, entry: ENTRY, args, backend: "cpu", links: LINKS, heapBytes: HEAP_BYTES });
     const ledgers = results.map((r) => r.value.ledger);
     const failures: string[] = [];
     const { matrix, byCase, simulated } = checkRecords(cases, ledgers, ranksPerNode, failures);

@@ -1,6 +1,7 @@
 // The case matrix of the collective and ledger tests: every collective × sizes {0, 1, 13, 65537
 // (primes on both sides of the direct/ring switch)} × dtypes, uneven splits, groups in another order
-// than the world's, disjoint groups side by side, Tensors, and 16 MiB messages at 2 and 4 ranks.
+// than the world's, disjoint groups side by side, Tensors, heap arrays that travel by place, and
+// 16 MiB messages at 2 and 4 ranks.
 
 import type { Case } from "./fixtures/comm_cases.ts";
 import { equalSplit } from "./comm_expected.ts";
@@ -8,6 +9,8 @@ import { equalSplit } from "./comm_expected.ts";
 const SIZES = [0, 1, 13, 65537];
 const DTYPES = ["f32", "i32", "u8"] as const;
 const MIB16_F32 = 4 << 20;
+/** Each rank's heap in the launches that run these cases: the largest, an in-place all-gather of 65537 f32 per rank, takes 2 MiB at 8 ranks. */
+export const HEAP_BYTES = 4 << 20;
 
 /** The cases of a world of `ranks` ranks. */
 export function casesFor(ranks: number): Case[] {
@@ -49,6 +52,8 @@ export function casesFor(ranks: number): Case[] {
   // Results written into the caller's array: x itself (in place) or a separate one.
   add({ kind: "allReduce", dtype: "f32", sizes: all(65537), out: "self" });
   add({ kind: "allReduce", dtype: "i32", sizes: all(13), out: "self" });
+  add({ kind: "allReduce", dtype: "f32", sizes: all(13), out: "view" });
+  add({ kind: "allReduce", dtype: "f32", sizes: all(65537), out: "view" });
   add({ kind: "allReduce", dtype: "u8", sizes: all(65537), op: "max", out: "separate" });
   add({ kind: "broadcast", dtype: "f32", sizes: all(65537), root, out: "self" });
   add({ kind: "broadcast", dtype: "i32", sizes: all(13), root: 0, out: "separate" });
@@ -82,6 +87,34 @@ export function casesFor(ranks: number): Case[] {
     add({ kind: "allReduce", dtype: "f32", sizes: new Array(ranks / 2 | 0).fill(65537), group: halves });
     add({ kind: "allGather", dtype: "i32", sizes: new Array(ranks / 2 | 0).fill(5), group: halves });
   }
+  // Heap arrays (comm.alloc) travel by place: on every rank, or on group rank 0 only (the others
+  // then fall back to the ring, chain or inline paths).
+  const big = 65537;
+  const unevenSplit = Array.from({ length: ranks }, (_, r) => [9000, 0, 17, 30000][r % 4]);
+  for (const dtype of DTYPES) {
+    add({ kind: "allReduce", dtype, sizes: all(big), heap: "all", out: "self" });
+    add({ kind: "allReduce", dtype, sizes: all(big), heap: "all" });
+    add({ kind: "allReduce", dtype, sizes: all(big), heap: "all", out: "separate", op: "max" });
+    add({ kind: "reduceScatter", dtype, sizes: all(big), heap: "all", out: "separate" });
+    add({ kind: "reduceScatter", dtype, sizes: all(unevenSplit.reduce((a, b) => a + b, 0)), counts: unevenSplit, heap: "all", op: "min" });
+    add({ kind: "allGather", dtype, sizes: all(big), heap: "all", out: "block" });
+    add({ kind: "allGather", dtype, sizes: unevenGather, heap: "all" });
+    add({ kind: "allToAll", dtype, sizes: unevenSend.map((row) => row.reduce((a, b) => a + b, 0)), sendCounts: unevenSend, heap: "all" });
+    add({ kind: "broadcast", dtype, sizes: all(big), root, heap: "all" });
+    add({ kind: "scatter", dtype, sizes: all(big), root: 0, heap: "all" });
+    add({ kind: "gather", dtype, sizes: unevenGather, root, heap: "all" });
+  }
+  add({ kind: "allReduce", dtype: "f32", sizes: all(big), heap: "all", op: "avg" });
+  add({ kind: "allReduce", dtype: "f32", sizes: all(13), heap: "all", out: "self" });
+  add({ kind: "allReduce", dtype: "i32", sizes: all(big), heap: "all", out: "view" });
+  add({ kind: "broadcast", dtype: "f32", sizes: all(big), root: 0, heap: "all", out: "view" });
+  add({ kind: "allGather", dtype: "i32", sizes: all(5), heap: "all", out: "block" });
+  add({ kind: "allReduce", dtype: "f32", sizes: all(big), heap: "first" });
+  add({ kind: "reduceScatter", dtype: "i32", sizes: all(big), heap: "first" });
+  add({ kind: "allGather", dtype: "f32", sizes: all(big), heap: "first" });
+  add({ kind: "broadcast", dtype: "u8", sizes: all(big), root: 0, heap: "first" });
+  add({ kind: "broadcast", dtype: "f32", sizes: all(big), root, heap: "first" });
+  if (ranks >= 3) add({ kind: "allReduce", dtype: "f32", sizes: [big, big, big], group: [ranks - 1, 0, 1], heap: "all", out: "self" });
   if (ranks === 2 || ranks === 4) {
     add({ kind: "allReduce", dtype: "f32", sizes: all(MIB16_F32) });
     add({ kind: "allGather", dtype: "f32", sizes: all(MIB16_F32 / ranks) });

@@ -250,7 +250,7 @@ Deno.test("zero: the test problem moves every parameter, clips, and decays only 
 // ---- one rank, in process ----
 
 function soloComm(): Comm {
-  return new Comm(openWorld(createWorld({ ranks: 1 }).buffer, 0));
+  return new Comm(openWorld(createWorld({ ranks: 1 }).memory, 0));
 }
 
 Deno.test("zero: dp 1 in process equals AdamW on one device for every stage", async () => {

@@ -7,6 +7,7 @@
 // every payload byte that reaches another rank is in the ledger exactly once.
 
 import type { Ledger } from "./ledger.ts";
+import { SimdReducer } from "./simd_reduce.ts";
 import type { WaitContext, World } from "./world.ts";
 
 /** The sending end of channel rank → dst, as seen by rank. */
@@ -76,12 +77,15 @@ export class Ports {
   readonly out: OutChannel[];
   readonly in: InChannel[];
   readonly bytes: Uint8Array;
+  /** Reductions over the world's memory (WASM SIMD there, JS loops for other arrays). */
+  readonly reducer: SimdReducer;
 
   constructor(readonly world: World, readonly ledger: Ledger) {
     const ranks = Array.from({ length: world.layout.ranks }, (_, r) => r);
     this.out = ranks.map((dst) => new OutChannel(world, dst, ledger));
     this.in = ranks.map((src) => new InChannel(world, src));
     this.bytes = new Uint8Array(world.buffer);
+    this.reducer = new SimdReducer(world.memory);
   }
 
   get slotBytes(): number {

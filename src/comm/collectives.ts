@@ -1,9 +1,10 @@
 // Comm: the collectives of one rank over a group of ranks.
 //
-//   const world = openWorld(buffer, rank);                      // src/comm/world.ts
+//   const world = openWorld(memory, rank);                      // src/comm/world.ts
 //   const comm = new Comm(world, { timeoutMs?, links? });       // the world communicator of this rank
 //   comm.group([0, 2]), comm.nodeGroup(), comm.crossNodeGroup() // communicators over subsets (global ranks)
 //   comm.ledger.toJSON()                                         // this rank's traffic (ledger.ts)
+//   comm.alloc(n, "f32"), comm.free(array)                       // arrays in this rank's heap (heap.ts)
 //
 // Every collective takes a Tensor (f32, i32 or u8, on any device) or a Float32Array | Int32Array |
 // Uint8Array and returns a new value of the same kind: a Tensor is read to the host, moved through
@@ -15,24 +16,28 @@
 // Each call first exchanges descriptors with the other members (descriptor.ts), then moves its data:
 // messages up to inlineLimit() bytes travel inside the descriptor envelopes (direct.ts: one round,
 // reductions in group order 0..n-1); larger all-reduces, reduce-scatters and all-gather blocks use
-// the ring, larger broadcasts and reduces the chain (ring.ts, reductions in ring order). The calls of
-// one rank run one after another, in the order they were made.
+// the ring, larger broadcasts and reduces the chain (ring.ts, reductions in ring order). Arrays that
+// lie in the world's memory (comm.alloc()) travel by place instead: peers read them where they are
+// (direct.ts), so each byte is copied once rather than into a channel slot and out again; an
+// all-reduce then reduce-scatters by place and all-gathers its chunks by place. The calls of one
+// rank run one after another, in the order they were made.
 
 import { Tensor } from "../tensor/tensor.ts";
 import { Ports } from "./channel.ts";
 import { type LinkSpec, resolveLinks } from "./cost_model.ts";
 import type { Descriptor, Kind, WireDType } from "./descriptor.ts";
 import {
-  allGatherInline, bytesOf, type Call, directAllReduce, directBroadcast, directReduce, directReduceScatter, exchangeBlocks,
-  exchangeOnly, fitsInline, recvFrom, sendTo,
+  allGatherDirect, bytesOf, type Call, directAllReduce, directBroadcast, directReduce, directReduceScatter, exchangeBlocks,
+  exchangeOnly, fitsInline, largeAllReduce, peerReduceScatter, recvFrom, sendTo,
 } from "./direct.ts";
+import { Heap, type HeapArray, type HeapDType } from "./heap.ts";
 import {
   ARRAYS, block, checkCounts, checkOp, checkOut, checkOutByCounts, checkTag, type CommData, type CommDType, dtypeOf, isCommData, newLike, sameLengthOutput,
   splitCounts, toHost, total, wrapLike,
 } from "./host.ts";
 import { type CallInfo, Ledger, type LinkClass } from "./ledger.ts";
 import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
-import { chainBroadcast, chainReduce, chunkLayout, ringAllGather, ringAllReduce, ringReduceScatter } from "./ring.ts";
+import { chainBroadcast, chainReduce, chunkLayout, ringAllGather, ringReduceScatter } from "./ring.ts";
 import type { WaitContext, World } from "./world.ts";
 
 export type { CommArray, CommData, CommDType, ReduceOp };
@@ -73,6 +78,7 @@ const DEFAULT_TIMEOUT_MS = 60_000;
 interface RankState {
   world: World;
   ports: Ports;
+  heap: Heap;
   timeoutMs: number;
   queue: Promise<unknown>;
   groups: Map<string, Comm>;
@@ -112,7 +118,7 @@ export class Comm {
       if (!(timeoutMs > 0)) throw new RangeError(`Comm: timeoutMs must be a positive number, got ${timeoutMs}`);
       this.ledger = new Ledger(world.rank, world.layout.ranksPerNode, resolveLinks(options.links));
       const zeros = () => new Array<number>(world.layout.ranks).fill(0);
-      this.state = { world, ports: new Ports(world, this.ledger), timeoutMs, queue: Promise.resolve(), groups: new Map(), sendSeq: zeros(), recvSeq: zeros() };
+      this.state = { world, ports: new Ports(world, this.ledger), heap: new Heap(world), timeoutMs, queue: Promise.resolve(), groups: new Map(), sendSeq: zeros(), recvSeq: zeros() };
     }
     this.worldSize = world.layout.ranks;
     this.ranksPerNode = world.layout.ranksPerNode;
@@ -152,6 +158,21 @@ export class Comm {
     return this.group(Array.from({ length: this.worldSize / this.ranksPerNode }, (_, node) => node * this.ranksPerNode + local));
   }
 
+  // ---- the heap ----
+
+  /**
+   * A zero-filled array in this rank's heap of the world's memory (launch({ heapBytes })): collectives
+   * on arrays that lie there move each byte once, their peers reading them in place.
+   */
+  alloc<D extends HeapDType = "f32">(length: number, dtype?: D): HeapArray<D> {
+    return this.state.heap.alloc(length, dtype ?? "f32") as HeapArray<D>;
+  }
+
+  /** Returns an array from alloc() to the heap; a collective still reading it must have returned. */
+  free(array: CommArray): void {
+    this.state.heap.free(array);
+  }
+
   // ---- collectives ----
 
   /** The element-wise reduction of x over the group, on every rank. */
@@ -162,7 +183,7 @@ export class Comm {
       const output = sameLengthOutput(x, input, options.out);
       if (call.members.length === 1) output.set(input);
       else if (fitsInline(call.ports, input.byteLength)) this.use("direct", () => directAllReduce(call, op, input, output));
-      else this.use("ring", () => (exchangeOnly(call), ringAllReduce(call, op, input, output)));
+      else this.ledger.setAlgorithm(largeAllReduce(call, op, input, output));
       return wrapLike(x, output, "allReduce", true) as T;
     });
   }
@@ -179,19 +200,28 @@ export class Comm {
       const output = options.out ?? newLike(input, layout.sizes[call.me]);
       if (call.members.length === 1) output.set(input);
       else if (fitsInline(call.ports, input.byteLength)) this.use("direct", () => directReduceScatter(call, op, input, output, layout));
-      else this.use("ring", () => (exchangeOnly(call), ringReduceScatter(call, op, input, output, layout.sizes)));
+      else if (peerReduceScatter(call, op, input, output, layout)) this.ledger.setAlgorithm("peer");
+      else this.use("ring", () => ringReduceScatter(call, op, input, output, layout.sizes));
       return wrapLike(x, output, "reduceScatter", false) as T;
     });
   }
 
-  /** Every rank's x concatenated in group order; sizes may differ (`counts`, if given, must match them). */
+  /**
+   * Every rank's x concatenated in group order; sizes may differ (`counts`, if given, must match them).
+   * With `out`, x may be this rank's own block of out (in place).
+   */
   async allGather<T extends CommData>(x: T, options: TagOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     if (options.counts) checkCounts(this.size, "allGather", options.counts, "counts");
-    checkOutByCounts("allGather", x, options.out, options.counts, "counts", "x cannot be out: the gathered result is longer than x");
+    const { out, counts } = options;
+    const start = counts?.slice(0, this.rank).reduce((a, b) => a + b, 0) ?? 0;
+    const inPlace = out !== undefined && counts !== undefined && x.constructor === out.constructor && out.buffer === (x as CommArray).buffer &&
+      (x as CommArray).byteOffset === out.byteOffset + start * out.BYTES_PER_ELEMENT && (x as CommArray).length === counts[this.rank];
+    if (inPlace && out.length !== total(chunkLayout(counts))) throw new RangeError(`allGather: out has ${out.length} elements, the result has ${total(chunkLayout(counts))}`);
+    if (!inPlace) checkOutByCounts("allGather", x, out, counts, "counts", "x cannot be out: the gathered result is longer than x");
     return await this.collective("allGather", options, x, () => ({ counts: options.counts ? [...options.counts] : [] }), (call, input) => {
-      const { output, ringLayout } = allGatherInline(call, input, options.out);
+      const { output, ringLayout, placed } = allGatherDirect(call, input, options.out);
       const ringed = call.members.length > 1 && ringLayout.sizes.some((size) => size > 0);
-      this.ledger.setAlgorithm(call.members.length === 1 ? "local" : ringed ? "ring" : "direct");
+      this.ledger.setAlgorithm(call.members.length === 1 ? "local" : ringed ? "ring" : placed ? "peer" : "direct");
       if (ringed) ringAllGather(call, output, ringLayout);
       return wrapLike(x, output, "allGather", false) as T;
     });
@@ -222,9 +252,10 @@ export class Comm {
     checkOut("broadcast", x, options.out, (x as CommArray).length, true);
     return await this.collective("broadcast", options, x, () => ({ root }), (call, input) => {
       const data = sameLengthOutput(x, input, options.out);
-      if (call.me === root) data.set(input);
-      if (call.members.length > 1 && fitsInline(call.ports, input.byteLength)) this.use("direct", () => directBroadcast(call, root, data));
-      else if (call.members.length > 1) this.use("chain", () => (exchangeOnly(call), chainBroadcast(call, root, data)));
+      const algorithm = call.members.length > 1 ? directBroadcast(call, root, input, data) : "local";
+      this.ledger.setAlgorithm(algorithm ?? "chain");
+      if (algorithm !== "peer" && algorithm !== "direct" && call.me === root && data !== input) data.set(input);
+      if (algorithm === null) chainBroadcast(call, root, data);
       return wrapLike(x, data, "broadcast", true) as T;
     });
   }
@@ -330,6 +361,7 @@ export class Comm {
   }
 
   // ---- plumbing ----
+
 
   private collective<R>(
     kind: Kind,

@@ -1,18 +1,21 @@
 // Direct algorithms: every block goes straight from its sender to its receiver, inline in the
-// envelope when it fits (one round of hand-offs), or streamed through the channel right after the
-// envelopes. Reductions combine the ranks' values in group order 0 .. n-1, rounding f32 after every
-// combination, so every rank computes the same bits.
+// envelope when it fits (one round of hand-offs), by place when it lies in the world's memory (the
+// receiver reads it where it is, envelope.ts), or else streamed through the channel right after the
+// envelopes. Inline reductions combine the ranks' values in group order 0 .. n-1, rounding f32 after
+// every combination, so every rank computes the same bits; peerReduceScatter's chunk k combines
+// x[k], x[k+1], …, x[k−1] (indices mod n), starting from its own rank's values so that it may
+// overwrite them (an in-place all-reduce).
 //
 // Bytes each rank sends: all-reduce (n−1)·M; reduce-scatter M − |chunk p|; broadcast (n−1)·M at the
 // root; reduce M at every non-root; all-gather, gather: its block to each receiver; scatter, all-to-all:
-// each block to its receiver.
+// each block to its receiver. By place, a byte counts when its receiver reports it read.
 
 import type { Ports } from "./channel.ts";
 import type { Descriptor } from "./descriptor.ts";
-import { encodeForSlots, type Envelope, exchangeEnvelopes, inlineLimit, receiveEnvelope, releaseAll, sendEnvelope } from "./envelope.ts";
+import { byPlace, encodeForSlots, type Envelope, exchangeEnvelopes, inlineLimit, receiveEnvelope, releaseAll, sendEnvelope, settle } from "./envelope.ts";
 import { CollectiveMismatchError } from "./errors.ts";
 import { type CommArray, combine, finishAvg, type ReduceOp } from "./reduce_kernels.ts";
-import type { ChunkLayout, RingGroup } from "./ring.ts";
+import { type ChunkLayout, chunkLayout, equalSplit, ringAllGather, ringAllReduce, type RingGroup } from "./ring.ts";
 
 export interface Call extends RingGroup {
   descriptor: Descriptor;
@@ -49,7 +52,8 @@ export function exchangeOnly(call: Call): void {
 /** `output` may be `input` itself (in place). */
 export function directAllReduce(call: Call, op: ReduceOp, input: CommArray, output: CommArray): void {
   const envelopes = exchangeEnvelopes(call.ports, call.members, call.me, call.descriptor, () => bytesOf(input), call.context);
-  const own = output === input ? input.slice() : input;
+  const inPlace = output.buffer === input.buffer && output.byteOffset === input.byteOffset;
+  const own = inPlace ? input.slice() : input;
   reduceInOrder(call.members.length, op, output, (r) => r === call.me ? own : payloadAs(input, envelopes[r]));
   releaseAll(envelopes);
 }
@@ -61,11 +65,49 @@ export function directReduceScatter(call: Call, op: ReduceOp, input: CommArray, 
   releaseAll(envelopes);
 }
 
-/** `data` holds the root's values at the root and receives them elsewhere. */
-export function directBroadcast(call: Call, root: number, data: CommArray): void {
-  const envelopes = exchangeEnvelopes(call.ports, call.members, call.me, call.descriptor, () => call.me === root ? bytesOf(data) : null, call.context);
-  if (call.me !== root) data.set(payloadAs(data, envelopes[root]));
+/**
+ * The root sends `source` (its x), by place when it lies in the world's memory, inline when it fits;
+ * the other members receive it into `data`, and so does the root (its own copy overlaps the others'
+ * reads). Returns the algorithm ("peer" or "direct"), or null when only the descriptors were
+ * exchanged and the values must still be sent otherwise (the root's `data` still to be filled).
+ */
+export function directBroadcast(call: Call, root: number, source: CommArray, data: CommArray): "peer" | "direct" | null {
+  const { ports, members, me, context } = call;
+  const payloadFor = () => me === root ? bytesOf(source) : null;
+  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, payloadFor, context, true);
+  const placed = me === root ? byPlace(ports, bytesOf(source)) : envelopes[root]!.placed;
+  const delivered = placed || (me === root ? fitsInline(ports, source.byteLength) : envelopes[root]!.payload !== null);
+  if (delivered && me !== root) data.set(payloadAs(data, envelopes[root]));
+  if (delivered && me === root && data !== source) data.set(source);
   releaseAll(envelopes);
+  settle(ports, members, me, payloadFor, envelopes, true, context);
+  return placed ? "peer" : delivered ? "direct" : null;
+}
+
+/**
+ * Reduce-scatter by place: when every member's input lies in the world's memory (or its blocks fit
+ * inline), each rank reads its chunk of every member's input where it lies and reduces them into
+ * `output` (which may be its own chunk of its own input), in the order x[me], x[me+1], …; returns
+ * false, having moved nothing but descriptors, when some member's input must go by the ring instead.
+ */
+export function peerReduceScatter(call: Call, op: ReduceOp, input: CommArray, output: CommArray, layout: ChunkLayout): boolean {
+  const { ports, members, me, context } = call;
+  const n = members.length;
+  const block = (r: number) => bytesOf(input.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]));
+  const inWorld = input.buffer === ports.world.buffer;
+  const payloadFor = (to: number) => inWorld ? block(to) : null;
+  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, payloadFor, context, true);
+  // Every member decides alike: its own input and, through their envelopes, every other member's.
+  const delivered = inWorld && envelopes.every((envelope, r) => r === me || envelope!.payload !== null);
+  if (delivered) {
+    const valueOf = (r: number) => r === me ? input.subarray(layout.offsets[me], layout.offsets[me] + layout.sizes[me]) : payloadAs(input, envelopes[r]);
+    ports.reducer.combine(op, output, valueOf(me), valueOf((me + 1) % n));
+    for (let step = 2; step < n; step++) ports.reducer.combine(op, output, output, valueOf((me + step) % n));
+    if (op === "avg") finishAvg(output as Float32Array, n);
+  }
+  releaseAll(envelopes);
+  settle(ports, members, me, payloadFor, envelopes, delivered, context);
+  return delivered;
 }
 
 /** Non-roots send their values to the root, which reduces in group order into `output`. */
@@ -76,32 +118,61 @@ export function directReduce(call: Call, root: number, op: ReduceOp, input: Comm
 }
 
 /**
- * The direct part of an all-gather: blocks that fit travel inline to every member; larger blocks are
- * left to the ring, whose layout (inline blocks as size 0) is returned. `output` (the caller's `out`,
- * of the checked length, or a new array) holds every inline block and this rank's own block.
+ * All-reduce of a message too large to go inline: a reduce-scatter by place, when every member's
+ * input lies in the world's memory, then an all-gather of the reduced chunks (by place where the
+ * outputs lie there, by the ring otherwise); or else the ring all-reduce. Returns the algorithm used.
  */
-export function allGatherInline(call: Call, input: CommArray, out: CommArray | undefined): { output: CommArray; ringLayout: ChunkLayout } {
+export function largeAllReduce(call: Call, op: ReduceOp, input: CommArray, output: CommArray): string {
+  const layout = chunkLayout(equalSplit(input.length, call.members.length));
+  const own = output.subarray(layout.offsets[call.me], layout.offsets[call.me] + layout.sizes[call.me]);
+  if (!peerReduceScatter(call, op, input, own, layout)) {
+    ringAllReduce(call, op, input, output);
+    return "ring";
+  }
+  const { ringLayout } = allGatherDirect(call, own, output, layout.sizes);
+  if (ringLayout.sizes.every((size) => size === 0)) return "peer";
+  ringAllGather(call, output, ringLayout);
+  return "peer+ring";
+}
+
+/**
+ * The direct part of an all-gather: blocks that fit travel inline to every member, blocks in the
+ * world's memory by place; the others are left to the ring, whose layout (delivered blocks as size
+ * 0) is returned. `output` (the caller's `out`, of the checked length, or a new array) holds every
+ * delivered block and this rank's own block. `counts` (the result's layout) may come from the
+ * caller; by default every member's element count.
+ */
+export function allGatherDirect(
+  call: Call,
+  input: CommArray,
+  out: CommArray | undefined,
+  counts?: readonly number[],
+): { output: CommArray; ringLayout: ChunkLayout; placed: boolean } {
   const { ports, members, me, context } = call;
-  const own = fitsInline(ports, input.byteLength) ? bytesOf(input) : null;
-  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, () => own, context);
-  const counts = envelopes.map((envelope) => envelope ? envelope.count : input.length);
-  const offsets = counts.map((_, r) => counts.slice(0, r).reduce((a, b) => a + b, 0));
-  const output = out ?? new (input.constructor as new (length: number) => CommArray)(counts.reduce((a, b) => a + b, 0));
-  output.set(input, offsets[me]);
+  const own = bytesOf(input);
+  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, () => own, context, true);
+  const sizes = counts ?? envelopes.map((envelope) => envelope ? envelope.count : input.length);
+  const offsets = sizes.map((_, r) => sizes.slice(0, r).reduce((a, b) => a + b, 0));
+  const output = out ?? new (input.constructor as new (length: number) => CommArray)(sizes.reduce((a, b) => a + b, 0));
+  const ownPlace = output.subarray(offsets[me], offsets[me] + input.length);
+  if (ownPlace.byteOffset !== input.byteOffset || ownPlace.buffer !== input.buffer) ownPlace.set(input);
   envelopes.forEach((envelope, r) => {
     if (envelope?.payload) output.set(payloadAs(input, envelope), offsets[r]);
   });
   releaseAll(envelopes);
-  const sizes = counts.map((count) => fitsInline(ports, count * input.BYTES_PER_ELEMENT) ? 0 : count);
-  return { output, ringLayout: { offsets, sizes } };
+  settle(ports, members, me, () => own, envelopes, true, context);
+  const delivered = (r: number) => r === me ? byPlace(ports, own) || fitsInline(ports, own.length) : envelopes[r]!.payload !== null;
+  const placed = envelopes.some((envelope, r) => r === me ? byPlace(ports, own) : envelope!.placed);
+  return { output, ringLayout: { offsets, sizes: sizes.map((size, r) => delivered(r) ? 0 : size) }, placed };
 }
 
 /**
  * Exchanges blocks between members: `outgoing(r)` is the block for member r (null: nothing), and
  * `incoming(descriptors)` — called once the envelopes are in, with every member's descriptor in
  * group order — returns the array that receives each member's block (null: nothing expected).
- * Blocks that fit travel inline; larger ones are streamed after the envelopes in a shifted pairwise
- * schedule (step s: send to me+s while receiving from me−s, slot by slot), which cannot deadlock.
+ * Blocks that fit travel inline and blocks in the world's memory by place; the others are streamed
+ * after the envelopes in a shifted pairwise schedule (step s: send to me+s while receiving from
+ * me−s, slot by slot), which cannot deadlock.
  */
 export function exchangeBlocks(
   call: Call,
@@ -110,28 +181,28 @@ export function exchangeBlocks(
 ): void {
   const { ports, members, me, context } = call;
   const n = members.length;
-  const inline = (block: Uint8Array | null) => block !== null && fitsInline(ports, block.length) ? block : null;
-  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, (to) => inline(outgoing(to)), context);
+  const delivered = (block: Uint8Array | null): boolean => block !== null && (byPlace(ports, block) || fitsInline(ports, block.length));
+  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, outgoing, context, true);
   const into = incoming(envelopes.map((envelope) => envelope?.descriptor ?? call.descriptor));
   const streamedIn: (Uint8Array | null)[] = members.map(() => null);
+  let mismatch: CollectiveMismatchError | null = null;
   envelopes.forEach((envelope, r) => {
     const block = into[r];
     if (!envelope || !block) return;
-    if (!envelope.payload) {
-      streamedIn[r] = block;
-      return;
-    }
-    if (envelope.payload.length !== block.length) throw blockSizeMismatch(call, r, block.length, envelope.payload.length);
-    block.set(envelope.payload);
+    if (!envelope.payload) streamedIn[r] = block;
+    else if (envelope.payload.length !== block.length) mismatch ??= blockSizeMismatch(call, r, block.length, envelope.payload.length);
+    else block.set(envelope.payload);
   });
   releaseAll(envelopes);
+  settle(ports, members, me, outgoing, envelopes, mismatch === null, context);
+  if (mismatch) throw mismatch;
 
   const slot = ports.slotBytes;
   for (let step = 1; step < n; step++) {
     const to = (me + step) % n;
     const from = (me - step + n) % n;
     const block = outgoing(to);
-    const send = block && !inline(block) ? block : null;
+    const send = block && !delivered(block) ? block : null;
     const receive = streamedIn[from];
     const pieces = Math.max(send ? Math.ceil(send.length / slot) : 0, receive ? Math.ceil(receive.length / slot) : 0);
     if (send) ports.ledger.countMessage(members[to]);

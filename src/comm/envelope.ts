@@ -1,9 +1,15 @@
 // Envelopes: the first slot every rank of a group sends every other member in a collective call.
 // An envelope carries the sender's descriptor and, for small payloads, the payload itself (inline),
-// so that a small collective costs one round of slot hand-offs.
+// so that a small collective costs one round of slot hand-offs. In exchanges that allow it, a payload
+// that lies in the world's memory (a heap array, heap.ts) travels by place instead, whatever its size:
+// the envelope says where it is and the receiver reads it there, the one copy a byte needs. Such a payload stays the sender's: the
+// receiver answers with a done word once it has read it (settle()), and only then may the sender's
+// call return; the sender's ledger counts the bytes the done word reports as read.
 //
-// Slot layout: Int32 word 0 = descriptor words D, word 1 = inline payload bytes (-1: none),
-// words 2 .. 2+D = descriptor, payload from the next 8-byte boundary.
+// Slot layout: Int32 word 0 = descriptor words D (DONE: a done word), word 1 = payload bytes (-1:
+// none; a done word: the bytes read), word 2 = where a payload by place lies (its byte offset in the
+// world's memory; 0: inline), words 3 .. 3+D = descriptor, an inline payload from the next 8-byte
+// boundary.
 //
 // Agreement is checked on the raw words first: members that agree send identical descriptors
 // (all-gathers and gathers may differ in their element count alone), so the common case compares a
@@ -19,8 +25,16 @@ export function inlineLimit(slotBytes: number): number {
   return Math.min(16384, slotBytes / 2);
 }
 
+const HEADER_WORDS = 3;
+const DONE = -1;
+
 function payloadOffset(descriptorWords: number): number {
-  return Math.ceil((2 + descriptorWords) * 4 / 8) * 8;
+  return Math.ceil((HEADER_WORDS + descriptorWords) * 4 / 8) * 8;
+}
+
+/** Whether `payload` can travel by place: it lies in the world's memory. */
+export function byPlace(ports: Ports, payload: Uint8Array | null): boolean {
+  return payload !== null && payload.buffer === ports.world.buffer;
 }
 
 /** The descriptor as the words every envelope of this call carries; throws if they cannot fit a slot. */
@@ -36,19 +50,25 @@ export function encodeForSlots(descriptor: Descriptor, slotBytes: number): Int32
   return words;
 }
 
-/** Writes an envelope to global rank `dst` and hands it over. */
-export function sendEnvelope(ports: Ports, dst: number, words: Int32Array, payload: Uint8Array | null, context: WaitContext): void {
+/**
+ * Writes an envelope to global rank `dst` and hands it over, with `payload` by place when `placed`
+ * allows it and it lies in the world's memory, else inline when it fits, and otherwise not at all.
+ */
+export function sendEnvelope(ports: Ports, dst: number, words: Int32Array, payload: Uint8Array | null, context: WaitContext, placed = false): void {
+  const place = placed && byPlace(ports, payload) ? payload : null;
+  const inline = !place && payload !== null && payload.length <= inlineLimit(ports.slotBytes) ? payload : null;
   const channel = ports.out[dst];
   const slot = channel.acquire(context);
-  const header = new Int32Array(ports.world.buffer, slot, 2 + words.length);
+  const header = new Int32Array(ports.world.buffer, slot, HEADER_WORDS + words.length);
   header[0] = words.length;
-  header[1] = payload ? payload.length : -1;
-  header.set(words, 2);
-  if (payload && payload.length > 0) {
+  header[1] = (inline ?? place)?.length ?? -1;
+  header[2] = place ? place.byteOffset : 0;
+  header.set(words, HEADER_WORDS);
+  if (inline && inline.length > 0) {
     ports.ledger.countMessage(dst);
-    ports.bytes.set(payload, slot + payloadOffset(words.length));
+    ports.bytes.set(inline, slot + payloadOffset(words.length));
   }
-  channel.commit(payload ? payload.length : 0);
+  channel.commit(inline ? inline.length : 0);
 }
 
 /** An envelope received from a peer; its slot stays held until release(). */
@@ -57,8 +77,10 @@ export interface Envelope {
   words: Int32Array;
   /** The sender's element count (descriptor.count). */
   count: number;
-  /** The inline payload as a view of the slot, or null when none was sent inline. */
+  /** The payload, inline (a view of the slot) or by place (a view of the sender's array); null when none came. */
   payload: Uint8Array | null;
+  /** Whether the payload came by place: the sender waits for this rank's done word (settle()). */
+  placed: boolean;
   readonly descriptor: Descriptor;
   release(): void;
 }
@@ -67,15 +89,17 @@ export interface Envelope {
 export function receiveEnvelope(ports: Ports, src: number, context: WaitContext): Envelope {
   const channel = ports.in[src];
   const slot = channel.peek(context);
-  const header = new Int32Array(ports.world.buffer, slot, 2);
-  const words = new Int32Array(ports.world.buffer, slot + 8, header[0]);
+  const header = new Int32Array(ports.world.buffer, slot, HEADER_WORDS);
+  if (header[0] === DONE) throw new Error(`envelope: rank ${ports.world.rank} expected an envelope from rank ${src} and got a done word`);
+  const words = new Int32Array(ports.world.buffer, slot + HEADER_WORDS * 4, header[0]);
   const payloadBytes = header[1];
-  const start = slot + payloadOffset(words.length);
+  const start = header[2] > 0 ? header[2] : slot + payloadOffset(words.length);
   let descriptor: Descriptor | null = null;
   return {
     words,
     count: words[COUNT_WORD],
     payload: payloadBytes < 0 ? null : ports.bytes.subarray(start, start + payloadBytes),
+    placed: header[2] > 0,
     get descriptor() {
       return descriptor ??= decodeDescriptor(words);
     },
@@ -105,12 +129,13 @@ export function exchangeEnvelopes(
   descriptor: Descriptor,
   payloadFor: (member: number) => Uint8Array | null,
   context: WaitContext,
+  placed = false,
 ): (Envelope | null)[] {
   const n = members.length;
   const words = encodeForSlots(descriptor, ports.slotBytes);
   for (let step = 1; step < n; step++) {
     const to = (me + step) % n;
-    sendEnvelope(ports, members[to], words, payloadFor(to), context);
+    sendEnvelope(ports, members[to], words, payloadFor(to), context, placed);
   }
   const countMayDiffer = (descriptor.kind === "allGather" || descriptor.kind === "gather") && descriptor.counts.length === 0;
   const envelopes: (Envelope | null)[] = members.map(() => null);
@@ -145,6 +170,46 @@ export function exchangeEnvelopes(
     throw error;
   }
   return envelopes;
+}
+
+/**
+ * Ends an exchange made with `placed`, once this rank is done with the payloads it received by
+ * place: sends each of their senders a done word (the bytes read, or 0 when `read` is false), then
+ * waits for the done word of every member it sent a payload to by place (`payloadFor` as in that
+ * exchange) and counts the bytes that member read. Run before anything else moves on these channels.
+ */
+export function settle(
+  ports: Ports,
+  members: readonly number[],
+  me: number,
+  payloadFor: (member: number) => Uint8Array | null,
+  envelopes: readonly (Envelope | null)[],
+  read: boolean,
+  context: WaitContext,
+): void {
+  const n = members.length;
+  for (let step = 1; step < n; step++) {
+    const from = (me + n - step) % n;
+    const envelope = envelopes[from];
+    if (!envelope?.placed) continue;
+    const channel = ports.out[members[from]];
+    const header = new Int32Array(ports.world.buffer, channel.acquire(context), HEADER_WORDS);
+    header[0] = DONE;
+    header[1] = read ? envelope.payload!.length : 0;
+    channel.commit(0);
+  }
+  for (let step = 1; step < n; step++) {
+    const to = (me + step) % n;
+    if (!byPlace(ports, payloadFor(to))) continue;
+    const channel = ports.in[members[to]];
+    const header = new Int32Array(ports.world.buffer, channel.peek(context), HEADER_WORDS);
+    if (header[0] !== DONE) throw new Error(`settle: rank ${ports.world.rank} expected a done word from rank ${members[to]}`);
+    const bytes = header[1];
+    channel.release();
+    if (bytes === 0) continue;
+    ports.ledger.countMessage(members[to]);
+    ports.ledger.countBytes(members[to], bytes);
+  }
 }
 
 /** Releases every held envelope slot. */

@@ -38,6 +38,8 @@ export interface LaunchOptions {
   onEvent?: (event: RankEvent) => void;
   /** Shared memory per ordered pair of ranks (see world.ts for the default and the constraints). */
   channelBytes?: number;
+  /** Bytes of each rank's heap, where ctx.comm.alloc() places arrays that peers read directly. Default 0. */
+  heapBytes?: number;
   /** Link classes of the cost model, e.g. { inter: { bandwidthGBps: 25 } }; defaults in cost_model.ts. */
   links?: CommOptions["links"];
   /** URL of the rank worker script. Default: rank_worker.ts next to this file; a bundled page passes its bundle. */
@@ -123,12 +125,12 @@ class RankHandle {
     this.worker.addEventListener("messageerror", () => watch.exited(rank, "the rank's worker sent a message that could not be read"));
     const sink: EventSink = { emit: (event) => options.onEvent?.({ rank, event }) };
     Comlink.expose(sink, this.events.port1);
-    this.start(options, world.buffer, `shardlab.launch.${launchId}.rank.${rank}`, watch).catch((error: Error) => {
+    this.start(options, world.memory, `shardlab.launch.${launchId}.rank.${rank}`, watch).catch((error: Error) => {
       watch.failed(rank, { name: error.name, summary: `the launcher lost contact with the rank: ${error.message}` });
     });
   }
 
-  private async start(options: CheckedOptions, world: SharedArrayBuffer, lockName: string, watch: RankWatch): Promise<void> {
+  private async start(options: CheckedOptions, world: WebAssembly.Memory, lockName: string, watch: RankWatch): Promise<void> {
     const remote = Comlink.wrap<RankWorkerApi>(this.worker);
     await remote.hold(lockName);
     navigator.locks
@@ -166,7 +168,7 @@ class RankHandle {
  */
 export async function launch<T = unknown>(options: LaunchOptions): Promise<LaunchResult<T>> {
   const checked = checkOptions(options);
-  const world = createWorld({ ranks: checked.ranks, ranksPerNode: checked.ranksPerNode, channelBytes: options.channelBytes });
+  const world = createWorld({ ranks: checked.ranks, ranksPerNode: checked.ranksPerNode, channelBytes: options.channelBytes, heapBytes: options.heapBytes });
   const watch = new RankWatch(checked.ranks, WAIT_REPORT_GRACE_MS);
   const launchId = crypto.randomUUID();
   const ranks: RankHandle[] = [];

@@ -26,7 +26,7 @@ export interface CollectiveRecord {
   tag: string;
   /** Global ranks of the group, in group order. */
   group: readonly number[];
-  /** "direct", "ring", "chain", "pairwise" or "local" (a group of one rank). */
+  /** "direct", "peer" (by place), "peer+ring", "ring", "chain", "pairwise" or "local" (a group of one rank). */
   algorithm: string;
   dtype: string;
   /** Elements this rank passed in. */

@@ -20,7 +20,7 @@ export interface RankInit {
   entry: string;
   args: unknown;
   /** The world's shared memory, made by createWorld() on the launching side. */
-  world: SharedArrayBuffer;
+  world: WebAssembly.Memory;
   timeoutMs: number | undefined;
   links: CommOptions["links"];
   /** The launcher's end is an EventSink exposed through comlink. */

@@ -1,15 +1,21 @@
-// The world: one SharedArrayBuffer that every rank of a launched world maps.
+// The world: one shared WebAssembly.Memory that every rank of a launched world maps. Its buffer is a
+// SharedArrayBuffer for Atomics and typed arrays; being a WebAssembly memory as well, it lets the
+// ranks' reductions run as WASM SIMD over data that lives in it (simd_reduce.ts).
 //
 // Layout (all offsets in bytes):
 //   [0, controlBytes)   Int32 control words for Atomics:
-//                         header: magic, ranks, ranksPerNode, slots, slotBytes, abort rank + 1, abort reason
+//                         header: magic, ranks, ranksPerNode, slots, slotBytes, abort rank + 1, abort reason,
+//                         heapBytes
 //                         one 64-byte block per ordered pair (src → dst): head (slots written by src),
 //                         tail (slots consumed by dst); the two counters of a pair never share a block
 //                         with another pair
-//   [controlBytes, …)   data: one channel per ordered pair src ≠ dst, `slots` slots of `slotBytes` each
+//   [controlBytes, …)   channels: one per ordered pair src ≠ dst, `slots` slots of `slotBytes` each
+//   [heapStart, …)      heaps: `heapBytes` per rank, rank r's at heapStart + r·heapBytes, where the
+//                       rank allocates the arrays its peers read directly (heap.ts)
+// The whole is rounded up to WebAssembly pages (64 KiB).
 //
-// The launching side calls createWorld(); each rank calls openWorld(buffer, rank). abort() only stores
-// and notifies, so the launcher's main thread may call it; every wait on every rank then throws.
+// The launching side calls createWorld(); each rank calls openWorld(memory, rank). abort() only
+// stores and notifies, so the launcher's main thread may call it; every wait on every rank then throws.
 
 import { CollectiveAbortedError, CollectiveTimeoutError, type RankFailureKind } from "./errors.ts";
 
@@ -18,6 +24,8 @@ export interface WorldOptions {
   ranksPerNode?: number;
   /** Bytes of shared memory per ordered pair of ranks, split into SLOTS slots (default 8 MiB, less beyond 6 ranks). */
   channelBytes?: number;
+  /** Bytes of each rank's heap, for arrays its peers read directly (a multiple of 64; default 0). */
+  heapBytes?: number;
 }
 
 export interface WorldLayout {
@@ -28,7 +36,10 @@ export interface WorldLayout {
   slotBytes: number;
   channelBytes: number;
   controlBytes: number;
-  /** Total size of the shared buffer. */
+  heapBytes: number;
+  /** Offset of rank 0's heap. */
+  heapStart: number;
+  /** Total size of the shared memory: a whole number of WebAssembly pages. */
   bytes: number;
 }
 
@@ -43,7 +54,10 @@ const DEFAULT_TOTAL_CHANNEL_BYTES = 256 << 20;
 const MAGIC = 0x5348_4c42; // "SHLB"
 const HEADER_WORDS = 16;
 const PAIR_WORDS = 16;
-const Header = { Magic: 0, Ranks: 1, RanksPerNode: 2, Slots: 3, SlotBytes: 4, AbortRank: 5, AbortReason: 6 } as const;
+const Header = { Magic: 0, Ranks: 1, RanksPerNode: 2, Slots: 3, SlotBytes: 4, AbortRank: 5, AbortReason: 6, HeapBytes: 7 } as const;
+const PAGE_BYTES = 65536;
+/** A shared WebAssembly.Memory holds at most 65,536 pages. */
+const MAX_MEMORY_BYTES = 65536 * PAGE_BYTES;
 const REASONS: RankFailureKind[] = ["threw", "exited", "unresponsive"];
 
 /** How long one Atomics.wait may sleep before the abort word and the deadline are checked again. */
@@ -62,12 +76,14 @@ export interface WaitContext {
 }
 
 export class World {
+  readonly buffer: SharedArrayBuffer;
   readonly control: Int32Array;
   /** How long a wait checks the counter before it sleeps: only while every rank can have a core of its own. */
   private readonly spinMs: number;
 
-  constructor(readonly buffer: SharedArrayBuffer, readonly layout: WorldLayout, readonly rank: number) {
-    this.control = new Int32Array(buffer, 0, layout.controlBytes / 4);
+  constructor(readonly memory: WebAssembly.Memory, readonly layout: WorldLayout, readonly rank: number) {
+    this.buffer = memory.buffer as unknown as SharedArrayBuffer;
+    this.control = new Int32Array(this.buffer, 0, layout.controlBytes / 4);
     const cores = (globalThis.navigator as Navigator | undefined)?.hardwareConcurrency ?? 1;
     this.spinMs = layout.ranks <= cores ? SPIN_MS : 0;
   }
@@ -87,6 +103,11 @@ export class World {
     const n = this.layout.ranks;
     const index = src * (n - 1) + (dst < src ? dst : dst - 1);
     return this.layout.controlBytes + index * this.layout.channelBytes;
+  }
+
+  /** Byte offset of rank r's heap. */
+  heapOffset(rank: number): number {
+    return this.layout.heapStart + rank * this.layout.heapBytes;
   }
 
   /**
@@ -144,27 +165,36 @@ export class World {
 /** Allocates the shared buffer of a world on the launching side (which never waits on it). */
 export function createWorld(options: WorldOptions): World {
   const layout = worldLayout(options);
-  const buffer = new SharedArrayBuffer(layout.bytes);
-  const control = new Int32Array(buffer, 0, HEADER_WORDS);
+  const pages = layout.bytes / PAGE_BYTES;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const control = new Int32Array(memory.buffer, 0, HEADER_WORDS);
   control[Header.Ranks] = layout.ranks;
   control[Header.RanksPerNode] = layout.ranksPerNode;
   control[Header.Slots] = layout.slots;
   control[Header.SlotBytes] = layout.slotBytes;
+  control[Header.HeapBytes] = layout.heapBytes;
   Atomics.store(control, Header.Magic, MAGIC);
-  return new World(buffer, layout, -1);
+  return new World(memory, layout, -1);
 }
 
-/** Maps a world created by createWorld() as `rank`; the layout comes from the buffer's header. */
-export function openWorld(buffer: SharedArrayBuffer, rank: number): World {
-  if (!(buffer instanceof SharedArrayBuffer)) throw new TypeError("openWorld: expected the world's SharedArrayBuffer");
-  const header = new Int32Array(buffer, 0, HEADER_WORDS);
-  if (Atomics.load(header, Header.Magic) !== MAGIC) throw new TypeError("openWorld: the buffer was not made by createWorld()");
+/** Maps a world created by createWorld() as `rank`; the layout comes from the memory's header. */
+export function openWorld(memory: WebAssembly.Memory, rank: number): World {
+  if (!(memory instanceof WebAssembly.Memory) || !(memory.buffer instanceof SharedArrayBuffer)) {
+    throw new TypeError("openWorld: expected the world's shared WebAssembly.Memory (createWorld().memory)");
+  }
+  const header = new Int32Array(memory.buffer, 0, HEADER_WORDS);
+  if (Atomics.load(header, Header.Magic) !== MAGIC) throw new TypeError("openWorld: the memory was not made by createWorld()");
   const slotBytes = header[Header.SlotBytes];
-  const layout = worldLayout({ ranks: header[Header.Ranks], ranksPerNode: header[Header.RanksPerNode], channelBytes: slotBytes * header[Header.Slots] });
+  const layout = worldLayout({
+    ranks: header[Header.Ranks],
+    ranksPerNode: header[Header.RanksPerNode],
+    channelBytes: slotBytes * header[Header.Slots],
+    heapBytes: header[Header.HeapBytes],
+  });
   if (!Number.isInteger(rank) || rank < 0 || rank >= layout.ranks) {
     throw new RangeError(`openWorld: rank ${rank} is not in this world of ${layout.ranks} ranks (valid: 0..${layout.ranks - 1})`);
   }
-  return new World(buffer, layout, rank);
+  return new World(memory, layout, rank);
 }
 
 /** Validates the options and computes where everything lives. */
@@ -182,17 +212,20 @@ export function worldLayout(options: WorldOptions): WorldLayout {
       `world: channelBytes must be a multiple of ${SLOTS * 64} and at least ${SLOTS * MIN_SLOT_BYTES} (${SLOTS} slots), got ${channelBytes}`,
     );
   }
+  const { heapBytes = 0 } = options;
+  if (!Number.isInteger(heapBytes) || heapBytes < 0 || heapBytes % 64 !== 0) {
+    throw new RangeError(`world: heapBytes must be a non-negative multiple of 64, got ${heapBytes}`);
+  }
   const controlBytes = (HEADER_WORDS + ranks * ranks * PAIR_WORDS) * 4;
-  return {
-    ranks,
-    ranksPerNode,
-    nodes: ranks / ranksPerNode,
-    slots: SLOTS,
-    slotBytes,
-    channelBytes,
-    controlBytes,
-    bytes: controlBytes + pairs * channelBytes,
-  };
+  const heapStart = controlBytes + pairs * channelBytes;
+  const bytes = Math.ceil((heapStart + ranks * heapBytes) / PAGE_BYTES) * PAGE_BYTES;
+  if (bytes > MAX_MEMORY_BYTES) {
+    throw new RangeError(
+      `world: ${ranks} ranks need ${bytes} bytes of shared memory (channels ${pairs * channelBytes}, heaps ${ranks * heapBytes}), ` +
+        `more than the ${MAX_MEMORY_BYTES} a shared WebAssembly.Memory holds; lower heapBytes or channelBytes`,
+    );
+  }
+  return { ranks, ranksPerNode, nodes: ranks / ranksPerNode, slots: SLOTS, slotBytes, channelBytes, controlBytes, heapBytes, heapStart, bytes };
 }
 
 function defaultChannelBytes(pairs: number): number {

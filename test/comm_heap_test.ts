@@ -1,0 +1,67 @@
+// Each rank's heap in the world's memory (comm.alloc / comm.free, src/comm/heap.ts): arrays land in
+// the rank's own region, aligned and zeroed; first fit reuses freed ranges and merges neighbours;
+// bad requests fail naming the values. Collectives on heap arrays are in the case matrix
+// (comm_matrix.ts), checked bit for bit and byte for byte by the collective and ledger tests.
+
+import assert from "node:assert/strict";
+import { Comm } from "../src/comm/collectives.ts";
+import { createWorld, openWorld, type World } from "../src/comm/world.ts";
+
+const HEAP = 1 << 16;
+
+function ranksOf(ranks: number, heapBytes = HEAP): { worlds: World[]; comms: Comm[] } {
+  const { memory } = createWorld({ ranks, channelBytes: 1 << 16, heapBytes });
+  const worlds = Array.from({ length: ranks }, (_, rank) => openWorld(memory, rank));
+  return { worlds, comms: worlds.map((world) => new Comm(world)) };
+}
+
+Deno.test("heap: arrays lie in their rank's region of the world's memory, 64-byte aligned, zeroed, apart", () => {
+  const { worlds, comms } = ranksOf(3);
+  for (const [rank, comm] of comms.entries()) {
+    const start = worlds[rank].heapOffset(rank);
+    const arrays = [comm.alloc(5), comm.alloc(3, "i32"), comm.alloc(100, "u8"), comm.alloc(0, "f32")];
+    assert.ok(arrays[0] instanceof Float32Array && arrays[1] instanceof Int32Array && arrays[2] instanceof Uint8Array);
+    assert.deepEqual(arrays.map((a) => a.length), [5, 3, 100, 0]);
+    for (const array of arrays) {
+      assert.equal(array.buffer, worlds[rank].buffer);
+      assert.equal(array.byteOffset % 64, 0);
+      assert.ok(array.byteOffset >= start && array.byteOffset + array.byteLength <= start + HEAP, `rank ${rank}: ${array.byteOffset}`);
+      assert.ok(array.every((v) => v === 0));
+    }
+    const ends = arrays.map((a) => [a.byteOffset, a.byteOffset + Math.max(a.byteLength, 1)]).sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < ends.length; i++) assert.ok(ends[i][0] >= ends[i - 1][1], "allocations overlap");
+  }
+  assert.equal(worlds[1].heapOffset(1) - worlds[0].heapOffset(0), HEAP);
+});
+
+Deno.test("heap: freed ranges are reused and merge with their neighbours; a freed array comes back zeroed", () => {
+  const { comms: [comm] } = ranksOf(1);
+  const quarter = HEAP / 4 / 4;
+  const [a, b, c, d] = [0, 1, 2, 3].map(() => comm.alloc(quarter));
+  assert.throws(() => comm.alloc(1), /alloc: 1 f32 elements \(64 bytes\) do not fit rank 0's heap of 65536 bytes \(0 free, largest free range 0\); launch with a larger heapBytes/);
+  b.fill(7);
+  comm.free(b);
+  comm.free(c);
+  // b and c merged: one range of half the heap, where b was.
+  const half = comm.alloc(2 * quarter);
+  assert.equal(half.byteOffset, b.byteOffset);
+  assert.ok(half.every((v) => v === 0));
+  comm.free(a);
+  comm.free(half);
+  comm.free(d);
+  const whole = comm.alloc(4 * quarter);
+  assert.equal(whole.byteOffset, a.byteOffset);
+});
+
+Deno.test("heap: bad requests name the value", () => {
+  const { comms: [comm] } = ranksOf(1);
+  assert.throws(() => comm.alloc(-1), /alloc: length must be a non-negative integer, got -1/);
+  assert.throws(() => comm.alloc(2.5), /alloc: length must be a non-negative integer, got 2.5/);
+  assert.throws(() => comm.alloc(4, "f64" as "f32"), /alloc: dtype must be one of f32, i32, u8, got "f64"/);
+  const array = comm.alloc(4);
+  comm.free(array);
+  assert.throws(() => comm.free(array), /free: the array \(Float32Array of 4 at byte \d+\) is not a live allocation of rank 0's heap/);
+  assert.throws(() => comm.free(new Float32Array(4)), /free: the array \(Float32Array of 4 at byte 0\) is not a live allocation of rank 0's heap/);
+  const { comms: [none] } = ranksOf(1, 0);
+  assert.throws(() => none.alloc(1), /do not fit rank 0's heap of 0 bytes .*launch with a larger heapBytes/);
+});
