@@ -35,6 +35,7 @@ export { CollectiveAbortedError, CollectiveMismatchError, CollectiveTimeoutError
 export { Comm, type CommArray, type CommData, type CommOptions, type ReduceOp } from "./src/comm/collectives.ts";
 export { mesh, type Mesh, type MeshSizes } from "./src/comm/mesh.ts";
 export { createWorld, openWorld, World, type WorldLayout } from "./src/comm/world.ts";
+export type { HeapArray, HeapDType } from "./src/comm/heap.ts";
 export { DEFAULT_LINKS, type Links, type LinkSpec, mergeLedgers, type Traffic, type TrafficJSON } from "./src/comm/cost_model.ts";
 export type { CollectiveRecord, LedgerJSON } from "./src/comm/ledger.ts";
 

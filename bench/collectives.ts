@@ -1,6 +1,7 @@
 // `bench collectives`: nccl-tests style figures of shardlab's collectives. One process launches a
 // world of ranks (module workers on the CPU backend, typed arrays) that sweeps every collective over
-// message sizes from 8 B to 64 MiB; the ranks time each call between barriers and check its result
+// message sizes from 8 B to 64 MiB, on private arrays, on heap arrays (comm.alloc, read by peers in
+// place) and on heap arrays in place; the ranks time each call between barriers and check its result
 // (bench/collectives_rank.ts). Per size: the median over samples of the slowest rank's time per call,
 //   algbw = size / time,   busbw = algbw × factor   (nccl-tests' factors, busFactor),
 // busbw against the copy bound of the same run, the bytes the ledger counted per rank against the
@@ -9,7 +10,7 @@
 import { dirname } from "node:path";
 import { launch } from "../mod.ts";
 import type { TrafficCollective } from "../src/comm/cost_model.ts";
-import { type Batches, type CollectiveName, type RankArgs, type RankCase, type RankReport, ROOT } from "./collectives_rank.ts";
+import { type Batches, BUFFERS, type Buffers, type CollectiveName, type RankArgs, type RankCase, type RankReport, ROOT } from "./collectives_rank.ts";
 import { formatBytes, printCollectives } from "./collectives_report.ts";
 import type { SuiteOptions } from "./kernels.ts";
 import { median } from "./timing.ts";
@@ -25,6 +26,8 @@ const MIB = 2 ** 20;
 const SIZES = Array.from({ length: 24 }, (_, k) => 8 * 2 ** k);
 /** Each rank's buffer for the copy bound: large enough that the copy streams through memory, as large messages do. */
 const COPY_BYTES = 64 * MIB;
+/** Each rank's heap: the input and output of the largest message (an all-reduce or all-to-all). */
+const HEAP_BYTES = 2 * SIZES.at(-1)! + 64 * 1024;
 
 const TARGETS = {
   bandwidth: { rule: "busbw ≥ 60% of the copy bound for messages ≥ 8 MiB", threshold: 0.6, fromBytes: 8 * MIB },
@@ -52,8 +55,8 @@ export interface CopyBound {
   /** Rank 0 copying alone while the others wait. */
   soloGBps: number;
   /**
-   * Per rank, all ranks copying at once into newly allocated arrays: the rate at which a
-   * collective can write its result, which is always a new array (its pages are touched first).
+   * Per rank, all ranks copying at once into newly allocated arrays: the rate at which a collective
+   * called without `out` can write its result (the pages of a new array are touched first).
    */
   freshPerRankGBps: number;
   /** The slowest rank's time of each rep. */
@@ -72,8 +75,8 @@ export interface CaseReport {
   name: string;
   bytes: number;
   elements: number;
-  /** Where results go: "out" (one array reused by every call) or "new" (a new array per call). */
-  result: "out" | "new";
+  /** Where the arrays live (collectives_rank.ts BUFFERS). */
+  buffers: Buffers;
   /** The algorithm the ledger recorded (every rank, every timed call). */
   algorithm: string;
   /** Untimed samples, timed samples, and back-to-back calls per sample. */
@@ -131,7 +134,7 @@ export async function runCollectives(options: CollectivesOptions): Promise<numbe
     progress(`${ranks} ranks: launching (CPU backend, sizes ${formatBytes(SIZES[0])} … ${formatBytes(SIZES.at(-1)!)})`);
     worlds.push(await runWorld(ranks, options.reps));
   }
-  const targets = { bandwidth: bandwidthTarget(worlds), latency: latencyTarget(worlds) };
+  const targets = { bandwidth: BUFFERS.map((buffers) => bandwidthTarget(worlds, buffers)), latency: latencyTarget(worlds) };
   printCollectives(worlds, targets);
 
   const wrong = worlds.flatMap((world) => world.cases.filter((c) => c.wrong > 0));
@@ -174,6 +177,7 @@ async function runWorld(ranks: number, reps: number | undefined): Promise<WorldR
     entry: new URL("./collectives_rank.ts", import.meta.url),
     args,
     backend: "cpu",
+    heapBytes: HEAP_BYTES,
     onEvent: ({ event }) => progress(`${ranks} ranks: ${event}`),
   });
   const launchMs = performance.now() - start;
@@ -231,10 +235,10 @@ function caseReport(perRank: RankCase[], n: number, copy: CopyBound, byId: Map<s
     merged.every((collective) => collective?.bytes === analyticPerRank.reduce((a, b) => a + b, 0));
   return {
     kind,
-    name: `${n} ranks ${kind} ${formatBytes(bytes)}`,
+    name: `${n} ranks ${kind} ${first.buffers} ${formatBytes(bytes)}`,
     bytes,
     elements: first.elements,
-    result: first.result,
+    buffers: first.buffers,
     algorithm,
     warmUp: first.warmUp,
     samples: sampleUs.length,
@@ -264,38 +268,45 @@ function equalChunks(elements: number, n: number): number[] {
  *   chunk but its successor's in the all-gather phase: 2·M − c_p − c_{p+1};
  *   reduce-scatter M − c_p; all-gather M − c_{p+1}.
  * - chain (broadcast): every rank but the last of the chain (root, root+1, …) forwards the message once.
- * Reduce-scatter, all-gather and all-to-all send (n − 1) blocks of M / n with either algorithm.
+ * - peer (by place; what a rank's peers read from its heap arrays): all-reduce: chunk k of its input
+ *   to rank k, then its own reduced chunk to each of the n − 1 others: M − c_p + (n − 1)·c_p;
+ *   all-gather: its block to each of the n − 1 others; broadcast as direct.
+ * Reduce-scatter and all-to-all send (n − 1) blocks of M / n with every algorithm, all-gather with
+ * ring and direct.
  */
 function analyticBytes(kind: CollectiveName, algorithm: string, n: number, p: number, elements: number): number {
   const chunks = equalChunks(elements, n);
   const total = elements;
   let sent: number;
-  if (kind === "allReduce") sent = algorithm === "ring" ? 2 * total - chunks[p] - chunks[(p + 1) % n] : (n - 1) * total;
-  else if (kind === "reduceScatter") sent = total - chunks[p];
-  else if (kind === "allGather") sent = total - chunks[(p + 1) % n];
+  if (kind === "allReduce") {
+    sent = algorithm === "ring" ? 2 * total - chunks[p] - chunks[(p + 1) % n]
+      : algorithm === "peer" ? total - chunks[p] + (n - 1) * chunks[p]
+      : (n - 1) * total;
+  } else if (kind === "reduceScatter") sent = total - chunks[p];
+  else if (kind === "allGather") sent = algorithm === "peer" ? (n - 1) * chunks[p] : total - chunks[(p + 1) % n];
   else if (kind === "allToAll") sent = total - chunks[p];
   else if (algorithm === "chain") sent = (p - ROOT + n) % n === n - 1 ? 0 : total;
   else sent = p === ROOT ? (n - 1) * total : 0;
   return sent * 4;
 }
 
-function bandwidthTarget(worlds: WorldReport[]): TargetReport {
+function bandwidthTarget(worlds: WorldReport[], buffers: Buffers): TargetReport {
   const { rule, threshold, fromBytes } = TARGETS.bandwidth;
   const rows = worlds.flatMap((world) =>
-    world.cases.filter((c) => c.bytes >= fromBytes).map((c) => ({
+    world.cases.filter((c) => c.bytes >= fromBytes && c.buffers === buffers).map((c) => ({
       name: c.name,
       measured: c.fractionOfCopy,
       limit: threshold,
       met: c.fractionOfCopy >= threshold && c.wrong === 0,
     }))
   );
-  return { rule, rows, met: rows.length > 0 && rows.every((row) => row.met) };
+  return { rule: `${rule}, ${buffers} arrays`, rows, met: rows.length > 0 && rows.every((row) => row.met) };
 }
 
 function latencyTarget(worlds: WorldReport[]): TargetReport {
   const { rule, factor, bytes } = TARGETS.latency;
   const rows = worlds.map((world) => {
-    const allReduce = world.cases.find((c) => c.kind === "allReduce" && c.bytes === bytes)!;
+    const allReduce = world.cases.find((c) => c.kind === "allReduce" && c.bytes === bytes && c.buffers === "private")!;
     const limit = factor * Math.log2(world.ranks) * world.pingPong.us;
     return {
       name: `${world.ranks} ranks allReduce ${bytes} B (µs)`,

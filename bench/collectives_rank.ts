@@ -12,6 +12,16 @@ import type { RankContext } from "../src/comm/rank_context.ts";
 export const COLLECTIVES = ["allReduce", "allGather", "reduceScatter", "allToAll", "broadcast"] as const;
 export type CollectiveName = typeof COLLECTIVES[number];
 
+/**
+ * Where a case's arrays live: "private" (each rank's own typed arrays, which travel through the
+ * channel slots), "heap" (comm.alloc: peers read them in place, as NCCL reads registered device
+ * buffers), or "heap in place" (nccl-tests' in-place variant: the result overwrites the input, or an
+ * all-gather's input is this rank's block of its output).
+ */
+export const BUFFERS = ["private", "heap", "heap in place"] as const;
+export type Buffers = typeof BUFFERS[number];
+const IN_PLACE: readonly CollectiveName[] = ["allReduce", "allGather", "broadcast"];
+
 /** The broadcast root (group rank), as in nccl-tests' default. */
 export const ROOT = 0;
 
@@ -37,8 +47,7 @@ export interface RankCase {
   /** The message size: nccl-tests' "size" (bytes every rank's input or output holds, see caseShape). */
   bytes: number;
   elements: number;
-  /** "out": the result goes into one array reused by every call; "new": each call returns a new array. */
-  result: "out" | "new";
+  buffers: Buffers;
   warmUp: number;
   /** Back-to-back calls per sample. */
   callsPerSample: number;
@@ -119,20 +128,32 @@ function valueAt(rank: number, index: number, sample: number): number {
 type Call = (comm: Comm, x: Float32Array, out: Float32Array | undefined, tag: string) => Promise<Float32Array>;
 
 /**
- * How each collective is called. As in nccl-tests, buffers are allocated once per message size:
- * collectives that take an `out` array write into one reused array (all-gather and all-to-all with
- * the equal counts that give its length); one with out: false would return a new array on every
- * call, whose pages are first touched inside the timed call.
+ * How each collective is called. As in nccl-tests, buffers are allocated once per message size and
+ * every call writes into the same `out` array (all-gather and all-to-all with the equal counts that
+ * give its length), so no call first touches the pages of a new result.
  */
-const CALLS: Record<CollectiveName, { out: boolean; call: Call }> = {
-  allReduce: { out: true, call: (comm, x, out, tag) => comm.allReduce(x, { op: "sum", tag, out }) },
-  allGather: { out: true, call: (comm, x, out, tag) => comm.allGather(x, { tag, counts: new Array(comm.size).fill(x.length), out }) },
-  reduceScatter: { out: true, call: (comm, x, out, tag) => comm.reduceScatter(x, { op: "sum", tag, out }) },
-  allToAll: { out: true, call: (comm, x, out, tag) => comm.allToAll(x, { tag, recvCounts: new Array(comm.size).fill(x.length / comm.size), out }) },
-  broadcast: { out: true, call: (comm, x, out, tag) => comm.broadcast(x, { root: ROOT, tag, out }) },
+const CALLS: Record<CollectiveName, Call> = {
+  allReduce: (comm, x, out, tag) => comm.allReduce(x, { op: "sum", tag, out }),
+  allGather: (comm, x, out, tag) => comm.allGather(x, { tag, counts: new Array(comm.size).fill(x.length), out }),
+  reduceScatter: (comm, x, out, tag) => comm.reduceScatter(x, { op: "sum", tag, out }),
+  allToAll: (comm, x, out, tag) => comm.allToAll(x, { tag, recvCounts: new Array(comm.size).fill(x.length / comm.size), out }),
+  broadcast: (comm, x, out, tag) => comm.broadcast(x, { root: ROOT, tag, out }),
 };
 
-/** Output elements of `kind` on rank `me` that differ from what the inputs valueAt(r, ·, sample) give. */
+/** The input and output arrays of a case: private, in the heap, or in the heap with the output over the input. */
+function caseArrays(comm: Comm, buffers: Buffers, kind: CollectiveName, input: number, output: number): { x: Float32Array; out: Float32Array } {
+  if (buffers === "private") return { x: new Float32Array(input), out: new Float32Array(output) };
+  const out = comm.alloc(output, "f32");
+  if (buffers === "heap") return { x: comm.alloc(input, "f32"), out };
+  return { x: kind === "allGather" ? out.subarray(comm.rank * input, (comm.rank + 1) * input) : out, out };
+}
+
+/**
+ * Output elements of `kind` on rank `me` that differ from what the inputs valueAt(r, ·, sample) give.
+ * An in-place all-reduce called `rounds` times back to back reduces its own result again: from the
+ * second round on every rank holds the same value v, which becomes v + v + … (n terms, f32), whatever
+ * the order.
+ */
 function countWrong(
   kind: CollectiveName,
   output: Float32Array,
@@ -140,13 +161,21 @@ function countWrong(
   me: number,
   n: number,
   sample: number,
+  rounds: number,
 ): number {
   if (output.length !== expectedLength) return Math.max(output.length, expectedLength);
   const block = kind === "allReduce" || kind === "broadcast" ? output.length : output.length / (kind === "reduceScatter" ? 1 : n);
   let wrong = 0;
   for (let j = 0; j < output.length; j++) {
     let expected = 0;
-    if (kind === "allReduce") { for (let r = 0; r < n; r++) expected += valueAt(r, j, sample); }
+    if (kind === "allReduce") {
+      for (let r = 0; r < n; r++) expected += valueAt(r, j, sample);
+      for (let round = 1; round < rounds; round++) {
+        let v = expected;
+        for (let r = 1; r < n; r++) v = Math.fround(v + expected);
+        expected = v;
+      }
+    }
     else if (kind === "reduceScatter") { for (let r = 0; r < n; r++) expected += valueAt(r, me * block + j, sample); }
     else if (kind === "allGather") expected = valueAt(Math.floor(j / block), j % block, sample);
     else if (kind === "allToAll") expected = valueAt(Math.floor(j / block), me * block + (j % block), sample);
@@ -156,18 +185,18 @@ function countWrong(
   return wrong;
 }
 
-async function runCase(ctx: RankContext, kind: CollectiveName, size: number, reps: number | undefined): Promise<RankCase | null> {
+async function runCase(ctx: RankContext, kind: CollectiveName, buffers: Buffers, size: number, reps: number | undefined): Promise<RankCase | null> {
   const { comm, rank, worldSize } = ctx;
   const shape = caseShape(kind, size, worldSize);
   if (!shape) return null;
   const { warmUp, samples, calls } = samplePlan(shape.bytes, reps);
-  const tag = `bench.${kind}.${shape.bytes}`;
-  const { out, call } = CALLS[kind];
+  const tag = `bench.${kind}.${buffers}.${shape.bytes}`;
+  const call = CALLS[kind];
   const figures: RankCase = {
     kind,
     bytes: shape.bytes,
     elements: shape.bytes / 4,
-    result: out ? "out" : "new",
+    buffers,
     warmUp,
     callsPerSample: calls,
     ms: [],
@@ -176,8 +205,7 @@ async function runCase(ctx: RankContext, kind: CollectiveName, size: number, rep
     ids: [],
     algorithms: [],
   };
-  const input = new Float32Array(shape.input);
-  const outArray = out ? new Float32Array(shape.output) : undefined;
+  const { x: input, out: outArray } = caseArrays(comm, buffers, kind, shape.input, shape.output);
   for (let sample = 0; sample < warmUp + samples; sample++) {
     for (let i = 0; i < input.length; i++) input[i] = valueAt(rank, i, sample);
     const outputs = new Set<Float32Array>();
@@ -185,7 +213,8 @@ async function runCase(ctx: RankContext, kind: CollectiveName, size: number, rep
     const start = performance.now();
     for (let c = 0; c < calls; c++) outputs.add(await call(comm, input, outArray, tag));
     const ms = (performance.now() - start) / calls;
-    for (const output of outputs) figures.wrong += countWrong(kind, output, shape.output, rank, worldSize, sample);
+    const rounds = buffers === "heap in place" ? calls : 1;
+    for (const output of outputs) figures.wrong += countWrong(kind, output, shape.output, rank, worldSize, sample, rounds);
     if (sample < warmUp) continue;
     figures.ms.push(ms);
     for (const record of comm.ledger.collectives.slice(-calls)) {
@@ -194,6 +223,8 @@ async function runCase(ctx: RankContext, kind: CollectiveName, size: number, rep
       figures.algorithms.push(record.algorithm);
     }
   }
+  if (buffers !== "private") comm.free(outArray);
+  if (buffers === "heap") comm.free(input);
   return figures;
 }
 
@@ -293,10 +324,13 @@ export default async function collectivesRank(ctx: RankContext, args: RankArgs):
   const latencies = await measureLatencies(ctx, new Int32Array(args.pingPong, 0, 1));
   const cases: RankCase[] = [];
   for (const kind of COLLECTIVES) {
-    progress(`${kind}: ${args.sizes.length} sizes`);
-    for (const size of args.sizes) {
-      const result = await runCase(ctx, kind, size, args.reps);
-      if (result) cases.push(result);
+    for (const buffers of BUFFERS) {
+      if (buffers === "heap in place" && !IN_PLACE.includes(kind)) continue;
+      progress(`${kind}, ${buffers} arrays: ${args.sizes.length} sizes`);
+      for (const size of args.sizes) {
+        const result = await runCase(ctx, kind, buffers, size, args.reps);
+        if (result) cases.push(result);
+      }
     }
   }
   return { rank, copyMs, freshCopyMs, soloCopyMs: rank === 0 ? soloCopyMs : null, ...latencies, cases };

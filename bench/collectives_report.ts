@@ -2,7 +2,7 @@
 // style table per collective, then every target with met/MISSED and what missed it.
 
 import type { CaseReport, TargetReport, WorldReport } from "./collectives.ts";
-import { type CollectiveName, COLLECTIVES } from "./collectives_rank.ts";
+import { BUFFERS, type CollectiveName, COLLECTIVES } from "./collectives_rank.ts";
 import { alignedTable } from "./report.ts";
 
 const FACTORS: Record<CollectiveName, string> = {
@@ -17,7 +17,6 @@ const HEADER = [
   "size",
   "elements",
   "algorithm",
-  "result",
   "time µs",
   "algbw GB/s",
   "busbw GB/s",
@@ -28,7 +27,7 @@ const HEADER = [
   "simulated µs",
 ];
 
-export function printCollectives(worlds: WorldReport[], targets: Record<"bandwidth" | "latency", TargetReport>): void {
+export function printCollectives(worlds: WorldReport[], targets: { bandwidth: TargetReport[]; latency: TargetReport }): void {
   for (const world of worlds) printWorld(world);
   console.log(
     "time: median over samples of the slowest rank's time per call (each rank times a sample from the end of a barrier: " +
@@ -36,8 +35,9 @@ export function printCollectives(worlds: WorldReport[], targets: Record<"bandwid
       "algbw = size / time; busbw = algbw × factor; GB = 10^9 bytes.",
   );
   console.log(
-    "result: out = written into one array reused by every call (the out option), new = a new array per call. " +
-      "ledger B/rank: bytes the busiest rank sent in one call; ledger: exact when every rank's ledger and the merged traffic " +
+    "arrays: private = the ranks' own typed arrays (through the channel slots); heap = comm.alloc arrays, read by peers in place; " +
+      "heap in place = the result overwrites the input (an all-gather's input is this rank's block of its output). " +
+      "Every call writes into one array reused by every call (the out option). ledger B/rank: bytes the busiest rank sent in one call; ledger: exact when every rank's ledger and the merged traffic " +
       "equal the analytic volume of the algorithm named. simulated: the cost model's time (default links).",
   );
   for (const c of worlds.flatMap((world) => world.cases)) {
@@ -52,10 +52,11 @@ export function printCollectives(worlds: WorldReport[], targets: Record<"bandwid
     }
   }
   console.log("");
-  const bandwidth = targets.bandwidth;
-  console.log(`target bandwidth (${bandwidth.rule}): ${bandwidth.met ? "met" : "MISSED"}`);
-  for (const row of bandwidth.rows.filter((row) => !row.met)) {
-    console.log(`  ${row.name}: busbw ${percent(row.measured)} of copy (needs ≥ ${percent(row.limit)})`);
+  for (const bandwidth of targets.bandwidth) {
+    console.log(`target bandwidth (${bandwidth.rule}): ${bandwidth.met ? "met" : "MISSED"}`);
+    for (const row of bandwidth.rows.filter((row) => !row.met)) {
+      console.log(`  ${row.name}: busbw ${percent(row.measured)} of copy (needs ≥ ${percent(row.limit)})`);
+    }
   }
   const latency = targets.latency;
   console.log(`target latency (${latency.rule}): ${latency.met ? "met" : "MISSED"}`);
@@ -72,7 +73,7 @@ function printWorld(world: WorldReport): void {
   console.log(
     `copy bound: ${copy.perRankGBps.toFixed(2)} GB/s per rank = ${formatBytes(copy.bytes)} / time of one TypedArray.set, ` +
       `all ${ranks} ranks copying at once (bytes counted once); all ranks together ${copy.aggregateGBps.toFixed(2)} GB/s; ` +
-      `one rank alone ${copy.soloGBps.toFixed(2)} GB/s; into a newly allocated array (as a "new" result is) ` +
+      `one rank alone ${copy.soloGBps.toFixed(2)} GB/s; into a newly allocated array (as a result without out is) ` +
       `${copy.freshPerRankGBps.toFixed(2)} GB/s per rank`,
   );
   console.log(
@@ -81,10 +82,13 @@ function printWorld(world: WorldReport): void {
       `comm.send + comm.recv of 8 B round trip ${sendRecv.us.toFixed(1)} µs; comm.barrier ${barrier.us.toFixed(1)} µs`,
   );
   for (const kind of COLLECTIVES) {
-    const cases = world.cases.filter((c) => c.kind === kind);
-    console.log("");
-    console.log(`${kind}, ${ranks} ranks (busbw factor ${FACTORS[kind]})`);
-    for (const line of alignedTable(HEADER, cases.map(caseRow))) console.log(line);
+    for (const buffers of BUFFERS) {
+      const cases = world.cases.filter((c) => c.kind === kind && c.buffers === buffers);
+      if (cases.length === 0) continue;
+      console.log("");
+      console.log(`${kind}, ${ranks} ranks, ${buffers} arrays (busbw factor ${FACTORS[kind]})`);
+      for (const line of alignedTable(HEADER, cases.map(caseRow))) console.log(line);
+    }
   }
   console.log("");
 }
@@ -94,7 +98,6 @@ function caseRow(c: CaseReport): string[] {
     formatBytes(c.bytes),
     String(c.elements),
     c.algorithm,
-    c.result,
     c.us.toFixed(1),
     c.algbwGBps.toFixed(3),
     c.busbwGBps.toFixed(3),
