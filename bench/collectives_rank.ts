@@ -108,13 +108,13 @@ export function caseShape(
 
 /**
  * Untimed and timed samples of one message size, and calls per sample. As in nccl-tests, a sample
- * of a small message times several calls back to back, so that the barrier before it (whose ranks
- * leave it at different moments) does not weigh on every call.
+ * times several calls back to back (16 for small messages, at least 4 for any), so that the barrier
+ * before it, whose ranks leave it at different moments, does not weigh on every call.
  */
 function samplePlan(bytes: number, reps?: number): { warmUp: number; samples: number; calls: number } {
-  const calls = Math.max(1, Math.min(16, Math.round((256 * 1024) / bytes)));
+  const calls = Math.max(4, Math.min(16, Math.round((256 * 1024) / bytes)));
   if (bytes <= MIB) return { warmUp: 5, samples: reps ?? 20, calls };
-  return { warmUp: 1, samples: reps ?? Math.max(7, Math.round((20 * MIB) / bytes)), calls };
+  return { warmUp: 1, samples: reps ?? Math.max(5, Math.round((20 * MIB) / bytes)), calls };
 }
 
 /** An integer in −64 … 63 that depends on every bit of its arguments. */

@@ -31,7 +31,7 @@ export function printCollectives(worlds: WorldReport[], targets: { bandwidth: Ta
   for (const world of worlds) printWorld(world);
   console.log(
     "time: median over samples of the slowest rank's time per call (each rank times a sample from the end of a barrier: " +
-      "16 calls back to back up to 16 KiB, fewer up to 128 KiB, then one); " +
+      "16 calls back to back up to 16 KiB, fewer up to 64 KiB, then 4, as nccl-tests times several iterations); " +
       "algbw = size / time; busbw = algbw × factor; GB = 10^9 bytes.",
   );
   console.log(
