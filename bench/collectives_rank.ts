@@ -15,12 +15,12 @@ export type CollectiveName = typeof COLLECTIVES[number];
 /**
  * Where a case's arrays live: "private" (each rank's own typed arrays, which travel through the
  * channel slots), "heap" (comm.alloc: peers read them in place, as NCCL reads registered device
- * buffers), or "heap in place" (nccl-tests' in-place variant: the result overwrites the input, or an
- * all-gather's input is this rank's block of its output).
+ * buffers), or "heap in place" (nccl-tests' in-place variant: the result overwrites the input; a
+ * reduce-scatter's output is this rank's chunk of its input, an all-gather's input this rank's
+ * block of its output).
  */
 export const BUFFERS = ["private", "heap", "heap in place"] as const;
 export type Buffers = typeof BUFFERS[number];
-const IN_PLACE: readonly CollectiveName[] = ["allReduce", "allGather", "broadcast"];
 
 /** The broadcast root (group rank), as in nccl-tests' default. */
 export const ROOT = 0;
@@ -143,16 +143,23 @@ const CALLS: Record<CollectiveName, Call> = {
 /** The input and output arrays of a case: private, in the heap, or in the heap with the output over the input. */
 function caseArrays(comm: Comm, buffers: Buffers, kind: CollectiveName, input: number, output: number): { x: Float32Array; out: Float32Array } {
   if (buffers === "private") return { x: new Float32Array(input), out: new Float32Array(output) };
+  if (buffers === "heap") return { x: comm.alloc(input, "f32"), out: comm.alloc(output, "f32") };
+  if (kind === "reduceScatter") {
+    const x = comm.alloc(input, "f32");
+    return { x, out: x.subarray(comm.rank * output, (comm.rank + 1) * output) };
+  }
   const out = comm.alloc(output, "f32");
-  if (buffers === "heap") return { x: comm.alloc(input, "f32"), out };
   return { x: kind === "allGather" ? out.subarray(comm.rank * input, (comm.rank + 1) * input) : out, out };
 }
 
 /**
  * Output elements of `kind` on rank `me` that differ from what the inputs valueAt(r, ·, sample) give.
- * An in-place all-reduce called `rounds` times back to back reduces its own result again: from the
- * second round on every rank holds the same value v, which becomes v + v + … (n terms, f32), whatever
- * the order.
+ * In place, `rounds` calls back to back each start from the last one's result:
+ * - all-reduce: from the second round on every rank holds the same value v, which becomes
+ *   v + v + … (n terms, f32), whatever the order;
+ * - reduce-scatter: this rank's chunk, s after the first round, gains s − (its own input) each round;
+ * - all-to-all: each round swaps the blocks back, so an even number of rounds gives the input again.
+ * Every value is a small integer, so each sum is exact in any order.
  */
 function countWrong(
   kind: CollectiveName,
@@ -176,8 +183,11 @@ function countWrong(
         expected = v;
       }
     }
-    else if (kind === "reduceScatter") { for (let r = 0; r < n; r++) expected += valueAt(r, me * block + j, sample); }
-    else if (kind === "allGather") expected = valueAt(Math.floor(j / block), j % block, sample);
+    else if (kind === "reduceScatter") {
+      for (let r = 0; r < n; r++) expected += valueAt(r, me * block + j, sample);
+      expected += (rounds - 1) * (expected - valueAt(me, me * block + j, sample));
+    } else if (kind === "allGather") expected = valueAt(Math.floor(j / block), j % block, sample);
+    else if (kind === "allToAll" && rounds % 2 === 0) expected = valueAt(me, j, sample);
     else if (kind === "allToAll") expected = valueAt(Math.floor(j / block), me * block + (j % block), sample);
     else expected = valueAt(ROOT, j, sample);
     if (output[j] !== expected) wrong++;
@@ -223,8 +233,8 @@ async function runCase(ctx: RankContext, kind: CollectiveName, buffers: Buffers,
       figures.algorithms.push(record.algorithm);
     }
   }
-  if (buffers !== "private") comm.free(outArray);
   if (buffers === "heap") comm.free(input);
+  if (buffers !== "private") comm.free(kind === "reduceScatter" && buffers === "heap in place" ? input : outArray);
   return figures;
 }
 
@@ -325,7 +335,6 @@ export default async function collectivesRank(ctx: RankContext, args: RankArgs):
   const cases: RankCase[] = [];
   for (const kind of COLLECTIVES) {
     for (const buffers of BUFFERS) {
-      if (buffers === "heap in place" && !IN_PLACE.includes(kind)) continue;
       progress(`${kind}, ${buffers} arrays: ${args.sizes.length} sizes`);
       for (const size of args.sizes) {
         const result = await runCase(ctx, kind, buffers, size, args.reps);

@@ -170,7 +170,7 @@ Deno.test("bad arguments are rejected before anything moves, naming the value", 
   await assert.rejects(comm.allReduce(x, { out: new Int32Array(8) as unknown as Float32Array }), /out must be a Float32Array like x, got Int32Array/);
   const wide = new Float32Array(9);
   await assert.rejects(comm.allReduce(wide.subarray(0, 8), { out: wide.subarray(1) }), /allReduce: out overlaps x without being x itself/);
-  await assert.rejects(comm.reduceScatter(x, { out: x.subarray(0, 4) }), /reduceScatter: out overlaps x; pass a separate array/);
+  await assert.rejects(comm.reduceScatter(x, { out: x.subarray(2, 6) }), /reduceScatter: out overlaps x; pass a separate array/);
   await assert.rejects(comm.allReduce(device.tensor(x, [8]), { out: x }), /out is for typed arrays; a Tensor's result is a new Tensor/);
   await assert.rejects(comm.allGather(x, { out: new Float32Array(16) }), /allGather: out needs counts \(one per group rank\)/);
   await assert.rejects(comm.allGather(x, { counts: [8, 8], out: new Float32Array(15) }), /allGather: out has 15 elements, the result has 16/);
@@ -178,7 +178,8 @@ Deno.test("bad arguments are rejected before anything moves, naming the value", 
   await assert.rejects(comm.allGather(x, { counts: [4, 4], out: x }), /allGather: out overlaps x; pass a separate array \(x cannot be out: the gathered result is longer than x\)/);
   await assert.rejects(comm.allToAll(x, { out: new Float32Array(8) }), /allToAll: out needs recvCounts \(one per group rank\)/);
   await assert.rejects(comm.allToAll(x, { recvCounts: [4, 5], out: new Float32Array(8) }), /allToAll: out has 8 elements, the result has 9/);
-  await assert.rejects(comm.allToAll(x, { recvCounts: [4, 4], out: x }), /allToAll: out overlaps x; pass a separate array \(x cannot be out: /);
+  await assert.rejects(comm.allToAll(wide.subarray(0, 8), { recvCounts: [4, 4], out: wide.subarray(1) }), /allToAll: out overlaps x; pass a separate array \(x may be out itself only \(in place\)\)/);
+  await assert.rejects(comm.allToAll(x, { recvCounts: [3, 5], out: x }), /allToAll: in place needs recvCounts equal to sendCounts, got recvCounts \[3,5\] and sendCounts \[4,4\]/);
   await assert.rejects(comm.allToAll(device.tensor(x, [8]), { recvCounts: [4, 4], out: new Float32Array(8) }), /allToAll: out is for typed arrays/);
   await assert.rejects(comm.recv({ length: 2, dtype: "f64" as "f32" }, { src: 1 }), /recv: like must be a Tensor, a typed array or \{ length, dtype/);
   assert.deepEqual(comm.ledger.collectives, []);

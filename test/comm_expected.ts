@@ -8,7 +8,8 @@
 // Heap arrays (case.heap) travel by place: when every member's input lies in the heap, a larger
 // all-reduce / reduce-scatter has rank k reduce chunk k as x[k], x[k+1], …, x[k−1] (mod n) and the
 // reduced chunks go to every rank by place (by the ring where outputs are private and too large to
-// go inline); all-gather blocks and broadcasts in the heap go by place whatever their size.
+// go inline); all-gather blocks and broadcasts in the heap go by place whatever their size, and an
+// in-place all-to-all over heap arrays swaps each pair's blocks where they lie.
 
 import { type Case, groupOf } from "./fixtures/comm_cases.ts";
 import { caseInput, type HostArray } from "./fixtures/comm_data.ts";
@@ -133,6 +134,7 @@ export function expectedAlgorithm(c: Case, n: number): string {
       if (members.some((r) => !inHeap(c, r) && c.sizes[r] * BYTES[c.dtype] > INLINE_BYTES)) return "ring";
       return members.some((r) => inHeap(c, r)) ? "peer" : "direct";
     }
+    case "allToAll": return c.out === "self" && reducesByPlace(c, n) ? "peer" : "direct";
     default: return "direct";
   }
 }

@@ -109,6 +109,19 @@ export function casesFor(ranks: number): Case[] {
   add({ kind: "allReduce", dtype: "i32", sizes: all(big), heap: "all", out: "view" });
   add({ kind: "broadcast", dtype: "f32", sizes: all(big), root: 0, heap: "all", out: "view" });
   add({ kind: "allGather", dtype: "i32", sizes: all(5), heap: "all", out: "block" });
+  // In place: a reduce-scatter into this rank's chunk of x, an all-to-all over x itself (the send
+  // and receive counts agree, so the matrix is symmetric).
+  const symmetricSend = Array.from({ length: ranks }, (_, i) => Array.from({ length: ranks }, (_, j) => [3000, 7, 20000, 0][(i + j) % 4]));
+  const symmetricSizes = symmetricSend.map((row) => row.reduce((a, b) => a + b, 0));
+  for (const dtype of DTYPES) {
+    add({ kind: "reduceScatter", dtype, sizes: all(big), out: "chunk" });
+    add({ kind: "reduceScatter", dtype, sizes: all(big), heap: "all", out: "chunk", op: "max" });
+    add({ kind: "allToAll", dtype, sizes: symmetricSizes, sendCounts: symmetricSend, out: "self" });
+    add({ kind: "allToAll", dtype, sizes: symmetricSizes, sendCounts: symmetricSend, heap: "all", out: "self" });
+  }
+  add({ kind: "reduceScatter", dtype: "f32", sizes: all(13), out: "chunk" });
+  add({ kind: "reduceScatter", dtype: "i32", sizes: all(unevenSplit.reduce((a, b) => a + b, 0)), counts: unevenSplit, heap: "all", out: "chunk" });
+  add({ kind: "allToAll", dtype: "u8", sizes: symmetricSizes, sendCounts: symmetricSend, heap: "first", out: "self" });
   add({ kind: "allReduce", dtype: "f32", sizes: all(big), heap: "first" });
   add({ kind: "reduceScatter", dtype: "i32", sizes: all(big), heap: "first" });
   add({ kind: "allGather", dtype: "f32", sizes: all(big), heap: "first" });

@@ -28,11 +28,11 @@ import { type LinkSpec, resolveLinks } from "./cost_model.ts";
 import type { Descriptor, Kind, WireDType } from "./descriptor.ts";
 import {
   allGatherDirect, bytesOf, type Call, directAllReduce, directBroadcast, directReduce, directReduceScatter, exchangeBlocks,
-  exchangeOnly, fitsInline, largeAllReduce, peerReduceScatter, recvFrom, sendTo,
+  exchangeOnly, fitsInline, largeAllReduce, peerReduceScatter, recvFrom, sendTo, swapBlocks,
 } from "./direct.ts";
 import { Heap, type HeapArray, type HeapDType } from "./heap.ts";
 import {
-  ARRAYS, block, checkCounts, checkOp, checkOut, checkOutByCounts, checkTag, type CommData, type CommDType, dtypeOf, isCommData, newLike, sameLengthOutput,
+  ARRAYS, block, checkCounts, checkOp, checkOut, checkOutByCounts, checkTag, type CommData, type CommDType, dtypeOf, isCommData, isViewAt, newLike, sameLengthOutput,
   splitCounts, toHost, total, wrapLike,
 } from "./host.ts";
 import { type CallInfo, Ledger, type LinkClass } from "./ledger.ts";
@@ -188,12 +188,17 @@ export class Comm {
     });
   }
 
-  /** This rank's chunk of the element-wise reduction; chunk sizes are `counts` (elements per group rank). */
+  /**
+   * This rank's chunk of the element-wise reduction; chunk sizes are `counts` (elements per group
+   * rank). `out` may be this rank's own chunk of x (in place).
+   */
   async reduceScatter<T extends CommData>(x: T, options: ReduceOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     const op = checkOp("reduceScatter", options.op, x);
     if (options.out) {
-      const length = x instanceof Tensor ? 0 : splitCounts(this.size, "reduceScatter", x, x as CommArray, options.counts, "counts")[this.rank];
-      checkOut("reduceScatter", x, options.out, length, false);
+      const counts = x instanceof Tensor ? [] : splitCounts(this.size, "reduceScatter", x, x as CommArray, options.counts, "counts");
+      const length = counts[this.rank] ?? 0;
+      const inPlace = !(x instanceof Tensor) && options.out.length === length && isViewAt(options.out, x as CommArray, chunkLayout(counts).offsets[this.rank]);
+      if (!inPlace) checkOut("reduceScatter", x, options.out, length, false);
     }
     return await this.collective("reduceScatter", options, x, (input) => ({ op, counts: splitCounts(this.size, "reduceScatter", x, input!, options.counts, "counts") }), (call, input) => {
       const layout = chunkLayout(call.descriptor.counts);
@@ -213,10 +218,9 @@ export class Comm {
   async allGather<T extends CommData>(x: T, options: TagOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     if (options.counts) checkCounts(this.size, "allGather", options.counts, "counts");
     const { out, counts } = options;
-    const start = counts?.slice(0, this.rank).reduce((a, b) => a + b, 0) ?? 0;
-    const inPlace = out !== undefined && counts !== undefined && x.constructor === out.constructor && out.buffer === (x as CommArray).buffer &&
-      (x as CommArray).byteOffset === out.byteOffset + start * out.BYTES_PER_ELEMENT && (x as CommArray).length === counts[this.rank];
-    if (inPlace && out.length !== total(chunkLayout(counts))) throw new RangeError(`allGather: out has ${out.length} elements, the result has ${total(chunkLayout(counts))}`);
+    const layout = counts ? chunkLayout(counts) : null;
+    const inPlace = out !== undefined && layout !== null && (x as CommArray).length === layout.sizes[this.rank] && isViewAt(x, out, layout.offsets[this.rank]);
+    if (inPlace && out.length !== total(layout)) throw new RangeError(`allGather: out has ${out.length} elements, the result has ${total(layout)}`);
     if (!inPlace) checkOutByCounts("allGather", x, out, counts, "counts", "x cannot be out: the gathered result is longer than x");
     return await this.collective("allGather", options, x, () => ({ counts: options.counts ? [...options.counts] : [] }), (call, input) => {
       const { output, ringLayout, placed } = allGatherDirect(call, input, options.out);
@@ -227,13 +231,32 @@ export class Comm {
     });
   }
 
-  /** Block r of x (by `sendCounts`) goes to group rank r; returns the blocks received, in group order. */
+  /**
+   * Block r of x (by `sendCounts`) goes to group rank r; returns the blocks received, in group
+   * order. `out` may be x itself (in place) when every block received is as long as the one sent
+   * to the same rank (recvCounts equal to sendCounts).
+   */
   async allToAll<T extends CommData>(x: T, options: TagOptions & OutOptions & { sendCounts?: number[]; recvCounts?: number[] } = {}): Promise<T> {
-    if (options.recvCounts) checkCounts(this.size, "allToAll", options.recvCounts, "recvCounts");
-    checkOutByCounts("allToAll", x, options.out, options.recvCounts, "recvCounts", "x cannot be out: blocks of x are still to be sent while received blocks arrive, laid out differently");
-    const fields = (input: CommArray | null) => ({ counts: splitCounts(this.size, "allToAll", x, input!, options.sendCounts, "sendCounts"), recvCounts: options.recvCounts ? [...options.recvCounts] : [] });
-    return await this.collective("allToAll", options, x, fields, (call, input) => {
+    const { out, recvCounts } = options;
+    if (recvCounts) checkCounts(this.size, "allToAll", recvCounts, "recvCounts");
+    const inPlace = out !== undefined && out.length === (x as CommArray).length && isViewAt(x, out, 0);
+    if (inPlace) {
+      const sendCounts = splitCounts(this.size, "allToAll", x, x as CommArray, options.sendCounts, "sendCounts");
+      if (JSON.stringify(sendCounts) !== JSON.stringify(recvCounts)) {
+        throw new RangeError(`allToAll: in place needs recvCounts equal to sendCounts, got recvCounts ${JSON.stringify(recvCounts)} and sendCounts ${JSON.stringify(sendCounts)}`);
+      }
+    } else {
+      checkOutByCounts("allToAll", x, out, recvCounts, "recvCounts", "x may be out itself only (in place)");
+    }
+    const fields = (input: CommArray | null) => ({ counts: splitCounts(this.size, "allToAll", x, input!, options.sendCounts, "sendCounts"), recvCounts: recvCounts ? [...recvCounts] : [] });
+    return await this.collective("allToAll", options, x, fields, (call, original) => {
       const sent = chunkLayout(call.descriptor.counts);
+      if (inPlace && call.members.length > 1 && swapBlocks(call, original, sent)) {
+        this.ledger.setAlgorithm("peer");
+        return out as T;
+      }
+      // In place otherwise, the blocks to send are copied before received blocks overwrite them.
+      const input = inPlace ? original.slice() : original;
       let output = input;
       this.ledger.setAlgorithm(call.members.length === 1 ? "local" : "direct");
       exchangeBlocks(call, (r) => r === call.me ? null : bytesOf(block(input, sent, r)), (descriptors) => {

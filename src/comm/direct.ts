@@ -58,10 +58,13 @@ export function directAllReduce(call: Call, op: ReduceOp, input: CommArray, outp
   releaseAll(envelopes);
 }
 
+/** `output` may be this rank's own chunk of `input` (in place). */
 export function directReduceScatter(call: Call, op: ReduceOp, input: CommArray, output: CommArray, layout: ChunkLayout): void {
   const block = (array: CommArray, r: number) => array.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]);
   const envelopes = exchangeEnvelopes(call.ports, call.members, call.me, call.descriptor, (to) => bytesOf(block(input, to)), call.context);
-  reduceInOrder(call.members.length, op, output, (r) => r === call.me ? block(input, r) : payloadAs(input, envelopes[r]));
+  const ownChunk = block(input, call.me);
+  const own = output.buffer === input.buffer && output.byteOffset === ownChunk.byteOffset ? ownChunk.slice() : ownChunk;
+  reduceInOrder(call.members.length, op, output, (r) => r === call.me ? own : payloadAs(input, envelopes[r]));
   releaseAll(envelopes);
 }
 
@@ -164,6 +167,48 @@ export function allGatherDirect(
   const delivered = (r: number) => r === me ? byPlace(ports, own) || fitsInline(ports, own.length) : envelopes[r]!.payload !== null;
   const placed = envelopes.some((envelope, r) => r === me ? byPlace(ports, own) : envelope!.placed);
   return { output, ringLayout: { offsets, sizes: sizes.map((size, r) => delivered(r) ? 0 : size) }, placed };
+}
+
+const SWAP_BYTES = 1 << 16;
+const swapScratch = new Uint8Array(SWAP_BYTES);
+
+/** Exchanges the contents of two byte ranges of equal length, a scratch-sized piece at a time. */
+function swapBytes(a: Uint8Array, b: Uint8Array): void {
+  for (let i = 0; i < a.length; i += SWAP_BYTES) {
+    const [x, y] = [a.subarray(i, i + SWAP_BYTES), b.subarray(i, i + SWAP_BYTES)];
+    const held = swapScratch.subarray(0, x.length);
+    held.set(x);
+    x.set(y);
+    y.set(held);
+  }
+}
+
+/**
+ * In-place all-to-all by place: block r of this rank's x and block me of member r's x trade places
+ * (their sizes agree, as in-place needs). When every member's x lies in the world's memory, the two
+ * ranks of each pair swap the two blocks where they lie, the lower rank the first half of the
+ * elements and the higher rank the rest, so each byte moves once and the pair shares the work.
+ * Returns false, having moved nothing, when some member's x is private.
+ */
+export function swapBlocks(call: Call, x: CommArray, layout: ChunkLayout): boolean {
+  const { ports, members, me, context } = call;
+  const inWorld = x.buffer === ports.world.buffer;
+  const blockOf = (r: number) => bytesOf(x.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]));
+  const payloadFor = (to: number) => inWorld ? blockOf(to) : null;
+  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, payloadFor, context, true);
+  const delivered = inWorld && envelopes.every((envelope, r) => r === me || envelope!.payload !== null);
+  if (delivered) {
+    envelopes.forEach((envelope, r) => {
+      if (r === me) return;
+      const [mine, theirs] = [blockOf(r), envelope!.payload!];
+      const half = Math.floor(layout.sizes[r] / 2) * x.BYTES_PER_ELEMENT;
+      if (me < r) swapBytes(mine.subarray(0, half), theirs.subarray(0, half));
+      else swapBytes(mine.subarray(half), theirs.subarray(half));
+    });
+  }
+  releaseAll(envelopes);
+  settle(ports, members, me, payloadFor, envelopes, delivered, context);
+  return delivered;
 }
 
 /**

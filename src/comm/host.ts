@@ -110,6 +110,12 @@ export function splitCounts(n: number, kind: string, x: CommData, input: CommArr
   return equalSplit(input.length / row, n).map((rows) => rows * row);
 }
 
+/** Whether `inner` is exactly `outer`'s elements [start, start + inner.length), of the same type: an in-place argument. */
+export function isViewAt(inner: CommData, outer: CommArray, start: number): boolean {
+  return !(inner instanceof Tensor) && inner.constructor === outer.constructor && inner.buffer === outer.buffer &&
+    inner.byteOffset === outer.byteOffset + start * outer.BYTES_PER_ELEMENT && start + inner.length <= outer.length;
+}
+
 export function block(array: CommArray, layout: ChunkLayout, r: number): CommArray {
   return array.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]);
 }
