@@ -24,7 +24,7 @@
 
 import { Tensor } from "../tensor/tensor.ts";
 import { Ports } from "./channel.ts";
-import { type LinkSpec, resolveLinks } from "./cost_model.ts";
+import { resolveLinks } from "./cost_model.ts";
 import type { Descriptor, Kind, WireDType } from "./descriptor.ts";
 import {
   allGatherDirect, bytesOf, type Call, directAllReduce, directBroadcast, directReduce, directReduceScatter, exchangeBlocks,
@@ -32,45 +32,17 @@ import {
 } from "./direct.ts";
 import { Heap, type HeapArray, type HeapDType } from "./heap.ts";
 import {
-  ARRAYS, block, checkCounts, checkOp, checkOut, checkOutByCounts, checkTag, type CommData, type CommDType, dtypeOf, isCommData, isViewAt, newLike, sameLengthOutput,
+  ARRAYS, block, checkAllGatherOut, checkAllToAllOut, checkCounts, checkOp, checkOut, checkReduceScatterOut, checkTag, type CommData, type CommDType, dtypeOf,
+  isCommData, newLike, sameLengthOutput,
   splitCounts, toHost, total, wrapLike,
 } from "./host.ts";
-import { type CallInfo, Ledger, type LinkClass } from "./ledger.ts";
+import { type CallInfo, Ledger } from "./ledger.ts";
 import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
 import { chainBroadcast, chainReduce, chunkLayout, ringAllGather, ringReduceScatter } from "./ring.ts";
+import type { CommOptions, OutOptions, ReduceOptions, RootOptions, TagOptions } from "./options.ts";
 import type { WaitContext, World } from "./world.ts";
 
-export type { CommArray, CommData, CommDType, ReduceOp };
-
-export interface CommOptions {
-  /** Longest a rank waits for a peer inside a collective before CollectiveTimeoutError (default 60 s). */
-  timeoutMs?: number;
-  /** Link parameters of the cost model (defaults in cost_model.ts). */
-  links?: Partial<Record<LinkClass, Partial<LinkSpec>>>;
-}
-
-export interface TagOptions {
-  /** Names the call in the ledger, e.g. "zero3.allgather.fwd.layer3". */
-  tag?: string;
-}
-export interface ReduceOptions extends TagOptions {
-  op?: ReduceOp;
-}
-export interface RootOptions extends TagOptions {
-  /** Group rank of the root. */
-  root: number;
-}
-export interface OutOptions {
-  /**
-   * Typed arrays only: write the result into this array (x's type, the result's length) and return
-   * it instead of a new array. allReduce and broadcast accept x itself (in place). allGather needs
-   * `counts` and allToAll `recvCounts` with it, which give the result's length before the call.
-   */
-  out?: CommArray;
-}
-
-/** What recv() fills: a Tensor or typed array to copy the shape and type of, or a length and dtype. */
-export type RecvLike = CommData | { length: number; dtype: CommDType };
+export type { CommArray, CommData, CommDType, CommOptions, OutOptions, ReduceOp, ReduceOptions, RootOptions, TagOptions };
 
 const DEFAULT_TIMEOUT_MS = 60_000;
 
@@ -194,12 +166,7 @@ export class Comm {
    */
   async reduceScatter<T extends CommData>(x: T, options: ReduceOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     const op = checkOp("reduceScatter", options.op, x);
-    if (options.out) {
-      const counts = x instanceof Tensor ? [] : splitCounts(this.size, "reduceScatter", x, x as CommArray, options.counts, "counts");
-      const length = counts[this.rank] ?? 0;
-      const inPlace = !(x instanceof Tensor) && options.out.length === length && isViewAt(options.out, x as CommArray, chunkLayout(counts).offsets[this.rank]);
-      if (!inPlace) checkOut("reduceScatter", x, options.out, length, false);
-    }
+    checkReduceScatterOut(this.size, this.rank, x, options.out, options.counts);
     return await this.collective("reduceScatter", options, x, (input) => ({ op, counts: splitCounts(this.size, "reduceScatter", x, input!, options.counts, "counts") }), (call, input) => {
       const layout = chunkLayout(call.descriptor.counts);
       const output = options.out ?? newLike(input, layout.sizes[call.me]);
@@ -217,11 +184,7 @@ export class Comm {
    */
   async allGather<T extends CommData>(x: T, options: TagOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     if (options.counts) checkCounts(this.size, "allGather", options.counts, "counts");
-    const { out, counts } = options;
-    const layout = counts ? chunkLayout(counts) : null;
-    const inPlace = out !== undefined && layout !== null && (x as CommArray).length === layout.sizes[this.rank] && isViewAt(x, out, layout.offsets[this.rank]);
-    if (inPlace && out.length !== total(layout)) throw new RangeError(`allGather: out has ${out.length} elements, the result has ${total(layout)}`);
-    if (!inPlace) checkOutByCounts("allGather", x, out, counts, "counts", "x cannot be out: the gathered result is longer than x");
+    checkAllGatherOut(this.rank, x, options.out, options.counts);
     return await this.collective("allGather", options, x, () => ({ counts: options.counts ? [...options.counts] : [] }), (call, input) => {
       const { output, ringLayout, placed } = allGatherDirect(call, input, options.out);
       const ringed = call.members.length > 1 && ringLayout.sizes.some((size) => size > 0);
@@ -239,15 +202,7 @@ export class Comm {
   async allToAll<T extends CommData>(x: T, options: TagOptions & OutOptions & { sendCounts?: number[]; recvCounts?: number[] } = {}): Promise<T> {
     const { out, recvCounts } = options;
     if (recvCounts) checkCounts(this.size, "allToAll", recvCounts, "recvCounts");
-    const inPlace = out !== undefined && out.length === (x as CommArray).length && isViewAt(x, out, 0);
-    if (inPlace) {
-      const sendCounts = splitCounts(this.size, "allToAll", x, x as CommArray, options.sendCounts, "sendCounts");
-      if (JSON.stringify(sendCounts) !== JSON.stringify(recvCounts)) {
-        throw new RangeError(`allToAll: in place needs recvCounts equal to sendCounts, got recvCounts ${JSON.stringify(recvCounts)} and sendCounts ${JSON.stringify(sendCounts)}`);
-      }
-    } else {
-      checkOutByCounts("allToAll", x, out, recvCounts, "recvCounts", "x may be out itself only (in place)");
-    }
+    const inPlace = checkAllToAllOut(this.size, x, out, options.sendCounts, recvCounts);
     const fields = (input: CommArray | null) => ({ counts: splitCounts(this.size, "allToAll", x, input!, options.sendCounts, "sendCounts"), recvCounts: recvCounts ? [...recvCounts] : [] });
     return await this.collective("allToAll", options, x, fields, (call, original) => {
       const sent = chunkLayout(call.descriptor.counts);

@@ -4,7 +4,7 @@
 
 import { DTypeError, ShapeError } from "../tensor/errors.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { type ChunkLayout, equalSplit } from "./ring.ts";
+import { type ChunkLayout, chunkLayout, equalSplit } from "./ring.ts";
 import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
 
 export type CommData = Tensor | CommArray;
@@ -88,6 +88,37 @@ export function checkOutByCounts(kind: string, x: CommData, out: CommArray | und
     throw new TypeError(`${kind}: out needs ${name} (one per group rank): without them the result's length is known only after the call`);
   }
   checkOut(kind, x, out, (counts ?? []).reduce((a, b) => a + b, 0), false, whyNotX);
+}
+
+/** Checks a reduce-scatter's `out`: this rank's chunk of the result, a separate array or this rank's chunk of x (in place). */
+export function checkReduceScatterOut(n: number, rank: number, x: CommData, out: CommArray | undefined, counts: number[] | undefined): void {
+  if (out === undefined) return;
+  const split = x instanceof Tensor ? [] : splitCounts(n, "reduceScatter", x, x, counts, "counts");
+  const length = split[rank] ?? 0;
+  const inPlace = !(x instanceof Tensor) && out.length === length && isViewAt(out, x, chunkLayout(split).offsets[rank]);
+  if (!inPlace) checkOut("reduceScatter", x, out, length, false);
+}
+
+/** Checks an all-gather's `out`: a separate array, or one whose block for this rank is x (in place). */
+export function checkAllGatherOut(rank: number, x: CommData, out: CommArray | undefined, counts: number[] | undefined): void {
+  const layout = counts ? chunkLayout(counts) : null;
+  const inPlace = out !== undefined && layout !== null && !(x instanceof Tensor) && x.length === layout.sizes[rank] && isViewAt(x, out, layout.offsets[rank]);
+  if (inPlace && out.length !== total(layout)) throw new RangeError(`allGather: out has ${out.length} elements, the result has ${total(layout)}`);
+  if (!inPlace) checkOutByCounts("allGather", x, out, counts, "counts", "x cannot be out: the gathered result is longer than x");
+}
+
+/** Checks an all-to-all's `out` and returns whether it is x itself (in place, where the receive counts must equal the send counts). */
+export function checkAllToAllOut(n: number, x: CommData, out: CommArray | undefined, sendCounts: number[] | undefined, recvCounts: number[] | undefined): boolean {
+  const inPlace = out !== undefined && !(x instanceof Tensor) && out.length === x.length && isViewAt(x, out, 0);
+  if (!inPlace) {
+    checkOutByCounts("allToAll", x, out, recvCounts, "recvCounts", "x may be out itself only (in place)");
+    return false;
+  }
+  const sends = splitCounts(n, "allToAll", x, x, sendCounts, "sendCounts");
+  if (JSON.stringify(sends) !== JSON.stringify(recvCounts)) {
+    throw new RangeError(`allToAll: in place needs recvCounts equal to sendCounts, got recvCounts ${JSON.stringify(recvCounts)} and sendCounts ${JSON.stringify(sends)}`);
+  }
+  return true;
 }
 
 /** Checks per-rank counts of a group of n ranks, passed as option `name`. */
