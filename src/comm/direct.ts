@@ -88,8 +88,8 @@ export function directBroadcast(call: Call, root: number, source: CommArray, dat
 }
 
 /**
- * Reduce-scatter by place: when every member's input lies in the world's memory (or its blocks fit
- * inline), each rank reads its chunk of every member's input where it lies and reduces them into
+ * Reduce-scatter by place: when every member's input lies in the world's memory, each rank reads
+ * its chunk of every member's input where it lies and reduces them into
  * `output` (which may be its own chunk of its own input), in the order x[me], x[me+1], …; returns
  * false, having moved nothing but descriptors, when some member's input must go by the ring instead.
  */
@@ -139,8 +139,8 @@ export function largeAllReduce(call: Call, op: ReduceOp, input: CommArray, outpu
 }
 
 /**
- * The direct part of an all-gather: blocks that fit travel inline to every member, blocks in the
- * world's memory by place; the others are left to the ring, whose layout (delivered blocks as size
+ * The direct part of an all-gather: blocks in the world's memory travel by place to every member,
+ * others inline when they fit; the rest are left to the ring, whose layout (delivered blocks as size
  * 0) is returned. `output` (the caller's `out`, of the checked length, or a new array) holds every
  * delivered block and this rank's own block. `counts` (the result's layout) may come from the
  * caller; by default every member's element count.
