@@ -1,11 +1,17 @@
 // Each rank's heap in the world's memory (comm.alloc / comm.free, src/comm/heap.ts): arrays land in
 // the rank's own region, aligned and zeroed; first fit reuses freed ranges and merges neighbours;
 // bad requests fail naming the values. Collectives on heap arrays are in the case matrix
-// (comm_matrix.ts), checked bit for bit and byte for byte by the collective and ledger tests.
+// (comm_matrix.ts), checked bit for bit and byte for byte by the collective and ledger tests; here,
+// heaps that lie beyond 2 GiB of the world's memory.
 
 import assert from "node:assert/strict";
 import { Comm } from "../src/comm/collectives.ts";
+import { launch } from "../src/comm/launch.ts";
+import type { LedgerJSON } from "../src/comm/ledger.ts";
 import { createWorld, openWorld, type World } from "../src/comm/world.ts";
+import { expectedResult, groupOf } from "./comm_expected.ts";
+import type { Case, CaseResult, CasesArgs } from "./fixtures/comm_cases.ts";
+import { digest } from "./fixtures/comm_data.ts";
 
 const HEAP = 1 << 16;
 
@@ -64,4 +70,44 @@ Deno.test("heap: bad requests name the value", () => {
   assert.throws(() => comm.free(new Float32Array(4)), /free: the array \(Float32Array of 4 at byte 0\) is not a live allocation of rank 0's heap/);
   const { comms: [none] } = ranksOf(1, 0);
   assert.throws(() => none.alloc(1), /do not fit rank 0's heap of 0 bytes .*launch with a larger heapBytes/);
+});
+
+const ENTRY = new URL("./fixtures/comm_cases.ts", import.meta.url).href;
+
+type RankValue = { results: (CaseResult | null | "absent")[]; ledger: LedgerJSON };
+
+/** Runs the cases in one world and returns how the ranks' results differ from the references (comm_expected.ts). */
+async function runCases(ranks: number, heapBytes: number, cases: Case[]): Promise<{ failures: string[]; ledgers: LedgerJSON[] }> {
+  const args: CasesArgs = { cases, ledger: true };
+  const values = (await launch<RankValue>({ ranks, entry: ENTRY, args, backend: "cpu", heapBytes, timeoutMs: 10_000 })).map((r) => r.value);
+  const failures: string[] = [];
+  cases.forEach((c, i) => {
+    values.forEach(({ results }, rank) => {
+      const group = groupOf(c, rank, ranks)!;
+      const expected = expectedResult(c, group, group.indexOf(rank));
+      const got = results[i];
+      if (expected === null) return void (got !== null && failures.push(`${c.name} rank ${rank}: expected nothing`));
+      if (got === null || got === "absent") return void failures.push(`${c.name} rank ${rank}: no result`);
+      if (got.digest !== digest(expected)) failures.push(`${c.name} rank ${rank}: ${JSON.stringify(got.values ?? got.digest)}, expected ${JSON.stringify(Array.from(expected))}`);
+      if (got.keptInput === false) failures.push(`${c.name} rank ${rank}: x changed, though the result went elsewhere`);
+      if (got.returnedOut === false) failures.push(`${c.name} rank ${rank}: the result is not the array passed as out`);
+    });
+  });
+  return { failures, ledgers: values.map((value) => value.ledger) };
+}
+
+Deno.test("collectives by place reach heaps that lie beyond 2 GiB of the world's memory", async () => {
+  // Three heaps of 1 GiB: rank 2's starts past 2^31 bytes, where a byte offset no longer fits an Int32.
+  const ranks = 3;
+  const all = (size: number) => new Array<number>(ranks).fill(size);
+  const cases: Case[] = [
+    { name: "broadcast.fromFar", kind: "broadcast", dtype: "f32", sizes: all(65537), seed: 1, root: 2, heap: "all" },
+    { name: "allReduce.inPlace", kind: "allReduce", dtype: "f32", sizes: all(65537), seed: 2, heap: "all", out: "self" },
+    { name: "allGather.inPlace", kind: "allGather", dtype: "i32", sizes: all(5000), seed: 3, heap: "all", out: "block" },
+    { name: "reduceScatter", kind: "reduceScatter", dtype: "u8", sizes: all(65537), seed: 4, heap: "all", op: "max" },
+    { name: "gather.fromFar", kind: "gather", dtype: "f32", sizes: all(13), seed: 5, root: 0, heap: "all" },
+    { name: "allToAll.swap", kind: "allToAll", dtype: "f32", sizes: all(30), seed: 6, sendCounts: all(30).map(() => all(10)), heap: "all", out: "self" },
+  ];
+  const { failures } = await runCases(ranks, 1 << 30, cases);
+  assert.deepEqual(failures, []);
 });

@@ -8,8 +8,8 @@
 //
 // Slot layout: Int32 word 0 = descriptor words D (DONE: a done word), word 1 = payload bytes (-1:
 // none; a done word: the bytes read), word 2 = where a payload by place lies (its byte offset in the
-// world's memory; 0: inline), words 3 .. 3+D = descriptor, an inline payload from the next 8-byte
-// boundary.
+// world's memory, read unsigned: the memory may reach 4 GiB; 0: inline), words 3 .. 3+D = descriptor,
+// an inline payload from the next 8-byte boundary.
 //
 // Agreement is checked on the raw words first: members that agree send identical descriptors
 // (all-gathers and gathers may differ in their element count alone), so the common case compares a
@@ -93,13 +93,14 @@ export function receiveEnvelope(ports: Ports, src: number, context: WaitContext)
   if (header[0] === DONE) throw new Error(`envelope: rank ${ports.world.rank} expected an envelope from rank ${src} and got a done word`);
   const words = new Int32Array(ports.world.buffer, slot + HEADER_WORDS * 4, header[0]);
   const payloadBytes = header[1];
-  const start = header[2] > 0 ? header[2] : slot + payloadOffset(words.length);
+  const place = header[2] >>> 0;
+  const start = place > 0 ? place : slot + payloadOffset(words.length);
   let descriptor: Descriptor | null = null;
   return {
     words,
     count: words[COUNT_WORD],
     payload: payloadBytes < 0 ? null : ports.bytes.subarray(start, start + payloadBytes),
-    placed: header[2] > 0,
+    placed: place > 0,
     get descriptor() {
       return descriptor ??= decodeDescriptor(words);
     },
