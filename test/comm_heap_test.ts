@@ -2,14 +2,15 @@
 // the rank's own region, aligned and zeroed; first fit reuses freed ranges and merges neighbours;
 // bad requests fail naming the values. Collectives on heap arrays are in the case matrix
 // (comm_matrix.ts), checked bit for bit and byte for byte by the collective and ledger tests; here,
-// heaps that lie beyond 2 GiB of the world's memory.
+// the calls whose members pass different kinds of arrays (in place on some ranks only) and heaps that
+// lie beyond 2 GiB of the world's memory.
 
 import assert from "node:assert/strict";
 import { Comm } from "../src/comm/collectives.ts";
 import { launch } from "../src/comm/launch.ts";
 import type { LedgerJSON } from "../src/comm/ledger.ts";
 import { createWorld, openWorld, type World } from "../src/comm/world.ts";
-import { expectedResult, groupOf } from "./comm_expected.ts";
+import { expectedResult, expectedSends, groupOf } from "./comm_expected.ts";
 import type { Case, CaseResult, CasesArgs } from "./fixtures/comm_cases.ts";
 import { digest } from "./fixtures/comm_data.ts";
 
@@ -95,6 +96,31 @@ async function runCases(ranks: number, heapBytes: number, cases: Case[]): Promis
   });
   return { failures, ledgers: values.map((value) => value.ledger) };
 }
+
+Deno.test("an all-to-all in place on some ranks only: every rank gets its blocks, x stays as it was where it is not out, each block counted once", async () => {
+  // Blocks of 7, 3000 and 20000 elements: inline, by place, and (private, 80 KB) streamed.
+  const ranks = 3;
+  const send = Array.from({ length: ranks }, (_, i) => Array.from({ length: ranks }, (_, j) => [3000, 7, 20000][(i + j) % 3]));
+  const sizes = send.map((row) => row.reduce((a, b) => a + b, 0));
+  const base = { kind: "allToAll", dtype: "f32", sizes, sendCounts: send, out: "self" } as const;
+  const cases: Case[] = [
+    { ...base, name: "heap.inPlaceOnRank0", seed: 1, heap: "all", outRanks: [0] },
+    { ...base, name: "heap.inPlaceOnRanks1and2", seed: 2, heap: "all", outRanks: [1, 2] },
+    { ...base, name: "private.inPlaceOnRank0", seed: 3, outRanks: [0] },
+    { ...base, name: "heapOnRank0.inPlaceOnRank0", seed: 4, heap: "first", outRanks: [0] },
+    { ...base, name: "heap.inPlaceEverywhere", seed: 5, heap: "all" },
+  ];
+  const { failures, ledgers } = await runCases(ranks, 1 << 20, cases);
+  assert.deepEqual(failures, []);
+  for (const c of cases) {
+    ledgers.forEach((ledger, rank) => {
+      const [record] = ledger.collectives.filter((r) => r.tag === c.name);
+      const { bytes } = expectedSends(c, [0, 1, 2], rank);
+      assert.equal(record.algorithm, c.outRanks ? "direct" : "peer", `${c.name} rank ${rank}`);
+      assert.deepEqual(record.sends.map((s) => [s.dst, s.bytes]), bytes.flatMap((b, dst) => b > 0 ? [[dst, b]] : []), `${c.name} rank ${rank}`);
+    });
+  }
+});
 
 Deno.test("collectives by place reach heaps that lie beyond 2 GiB of the world's memory", async () => {
   // Three heaps of 1 GiB: rank 2's starts past 2^31 bytes, where a byte offset no longer fits an Int32.

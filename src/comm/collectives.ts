@@ -28,7 +28,7 @@ import { resolveLinks } from "./cost_model.ts";
 import type { Descriptor, Kind, WireDType } from "./descriptor.ts";
 import {
   allGatherDirect, bytesOf, type Call, directAllReduce, directBroadcast, directReduce, directReduceScatter, exchangeBlocks,
-  exchangeOnly, fitsInline, largeAllReduce, peerReduceScatter, recvFrom, sendTo, swapBlocks,
+  exchangeOnly, fitsInline, largeAllReduce, peerReduceScatter, recvFrom, sendTo,
 } from "./direct.ts";
 import { Heap, type HeapArray, type HeapDType } from "./heap.ts";
 import {
@@ -197,30 +197,28 @@ export class Comm {
   /**
    * Block r of x (by `sendCounts`) goes to group rank r; returns the blocks received, in group
    * order. `out` may be x itself (in place) when every block received is as long as the one sent
-   * to the same rank (recvCounts equal to sendCounts).
+   * to the same rank (recvCounts equal to sendCounts); when every member works in place on heap
+   * arrays, each pair swaps its two blocks where they lie.
    */
   async allToAll<T extends CommData>(x: T, options: TagOptions & OutOptions & { sendCounts?: number[]; recvCounts?: number[] } = {}): Promise<T> {
     const { out, recvCounts } = options;
     if (recvCounts) checkCounts(this.size, "allToAll", recvCounts, "recvCounts");
     const inPlace = checkAllToAllOut(this.size, x, out, options.sendCounts, recvCounts);
     const fields = (input: CommArray | null) => ({ counts: splitCounts(this.size, "allToAll", x, input!, options.sendCounts, "sendCounts"), recvCounts: recvCounts ? [...recvCounts] : [] });
-    return await this.collective("allToAll", options, x, fields, (call, original) => {
+    return await this.collective("allToAll", options, x, fields, (call, input) => {
       const sent = chunkLayout(call.descriptor.counts);
-      if (inPlace && call.members.length > 1 && swapBlocks(call, original, sent)) {
-        this.ledger.setAlgorithm("peer");
-        return out as T;
-      }
-      // In place otherwise, the blocks to send are copied before received blocks overwrite them.
-      const input = inPlace ? original.slice() : original;
       let output = input;
-      this.ledger.setAlgorithm(call.members.length === 1 ? "local" : "direct");
-      exchangeBlocks(call, (r) => r === call.me ? null : bytesOf(block(input, sent, r)), (descriptors) => {
+      const swapped = exchangeBlocks(call, (r) => r === call.me ? null : bytesOf(block(input, sent, r)), (descriptors) => {
         const received = chunkLayout(descriptors.map((d) => d.counts[call.me]));
-        output = options.out ?? newLike(input, total(received));
+        // In place without the swap, peers may still be reading the blocks sent from x: receive apart.
+        output = inPlace ? newLike(input, input.length) : out ?? newLike(input, total(received));
         output.set(block(input, sent, call.me), received.offsets[call.me]);
         return descriptors.map((_, r) => r === call.me ? null : bytesOf(block(output, received, r)));
-      });
-      return wrapLike(x, output, "allToAll", false) as T;
+      }, inPlace);
+      this.ledger.setAlgorithm(call.members.length === 1 ? "local" : swapped ? "peer" : "direct");
+      if (!inPlace) return wrapLike(x, output, "allToAll", false) as T;
+      if (!swapped) out!.set(output);
+      return out as T;
     });
   }
 

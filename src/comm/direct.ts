@@ -77,7 +77,7 @@ export function directReduceScatter(call: Call, op: ReduceOp, input: CommArray, 
 export function directBroadcast(call: Call, root: number, source: CommArray, data: CommArray): "peer" | "direct" | null {
   const { ports, members, me, context } = call;
   const payloadFor = () => me === root ? bytesOf(source) : null;
-  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, payloadFor, context, true);
+  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, payloadFor, context, "placed");
   const placed = me === root ? byPlace(ports, bytesOf(source)) : envelopes[root]!.placed;
   const delivered = placed || (me === root ? fitsInline(ports, source.byteLength) : envelopes[root]!.payload !== null);
   if (delivered && me !== root) data.set(payloadAs(data, envelopes[root]));
@@ -99,7 +99,7 @@ export function peerReduceScatter(call: Call, op: ReduceOp, input: CommArray, ou
   const block = (r: number) => bytesOf(input.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]));
   const inWorld = input.buffer === ports.world.buffer;
   const payloadFor = (to: number) => inWorld ? block(to) : null;
-  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, payloadFor, context, true);
+  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, payloadFor, context, "placed");
   // Every member decides alike: its own input and, through their envelopes, every other member's.
   const delivered = inWorld && envelopes.every((envelope, r) => r === me || envelope!.payload !== null);
   if (delivered) {
@@ -153,7 +153,7 @@ export function allGatherDirect(
 ): { output: CommArray; ringLayout: ChunkLayout; placed: boolean } {
   const { ports, members, me, context } = call;
   const own = bytesOf(input);
-  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, () => own, context, true);
+  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, () => own, context, "placed");
   const sizes = counts ?? envelopes.map((envelope) => envelope ? envelope.count : input.length);
   const offsets = sizes.map((_, r) => sizes.slice(0, r).reduce((a, b) => a + b, 0));
   const output = out ?? new (input.constructor as new (length: number) => CommArray)(sizes.reduce((a, b) => a + b, 0));
@@ -184,50 +184,46 @@ function swapBytes(a: Uint8Array, b: Uint8Array): void {
 }
 
 /**
- * In-place all-to-all by place: block r of this rank's x and block me of member r's x trade places
- * (their sizes agree, as in-place needs). When every member's x lies in the world's memory, the two
- * ranks of each pair swap the two blocks where they lie, the lower rank the first half of the
- * elements and the higher rank the rest, so each byte moves once and the pair shares the work.
- * Returns false, having moved nothing, when some member's x is private.
- */
-export function swapBlocks(call: Call, x: CommArray, layout: ChunkLayout): boolean {
-  const { ports, members, me, context } = call;
-  const inWorld = x.buffer === ports.world.buffer;
-  const blockOf = (r: number) => bytesOf(x.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]));
-  const payloadFor = (to: number) => inWorld ? blockOf(to) : null;
-  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, payloadFor, context, true);
-  const delivered = inWorld && envelopes.every((envelope, r) => r === me || envelope!.payload !== null);
-  if (delivered) {
-    envelopes.forEach((envelope, r) => {
-      if (r === me) return;
-      const [mine, theirs] = [blockOf(r), envelope!.payload!];
-      const half = Math.floor(layout.sizes[r] / 2) * x.BYTES_PER_ELEMENT;
-      if (me < r) swapBytes(mine.subarray(0, half), theirs.subarray(0, half));
-      else swapBytes(mine.subarray(half), theirs.subarray(half));
-    });
-  }
-  releaseAll(envelopes);
-  settle(ports, members, me, payloadFor, envelopes, delivered, context);
-  return delivered;
-}
-
-/**
  * Exchanges blocks between members: `outgoing(r)` is the block for member r (null: nothing), and
  * `incoming(descriptors)` — called once the envelopes are in, with every member's descriptor in
  * group order — returns the array that receives each member's block (null: nothing expected).
  * Blocks that fit travel inline and blocks in the world's memory by place; the others are streamed
  * after the envelopes in a shifted pairwise schedule (step s: send to me+s while receiving from
  * me−s, slot by slot), which cannot deadlock.
+ *
+ * `inPlace` (an all-to-all whose result goes where this rank's outgoing blocks lie, block r of
+ * member s trading places with block s of member r): when every member works in place with every
+ * block in the world's memory, the two ranks of each pair swap the two blocks where they lie, the
+ * lower rank the first half of the bytes and the higher rank the rest, so each byte moves once and
+ * the pair shares the work; incoming is not called and the result is true. Every member decides it
+ * alike, from its own blocks and the envelopes. Otherwise the blocks go as above and the result is
+ * false; an in-place rank must then receive elsewhere, since its peers may be reading its blocks.
  */
 export function exchangeBlocks(
   call: Call,
   outgoing: (r: number) => Uint8Array | null,
   incoming: (descriptors: readonly Descriptor[]) => (Uint8Array | null)[],
-): void {
+  inPlace = false,
+): boolean {
   const { ports, members, me, context } = call;
   const n = members.length;
   const delivered = (block: Uint8Array | null): boolean => block !== null && (byPlace(ports, block) || fitsInline(ports, block.length));
-  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, outgoing, context, true);
+  const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, outgoing, context, inPlace ? "inPlace" : "placed");
+  const swaps = inPlace && envelopes.every((envelope) =>
+    envelope ? envelope.inPlace && envelope.placed : members.every((_, r) => r === me || byPlace(ports, outgoing(r)))
+  );
+  if (swaps) {
+    envelopes.forEach((envelope, r) => {
+      if (!envelope) return;
+      const [mine, theirs] = [outgoing(r)!, envelope.payload!];
+      const half = Math.floor(mine.length / 2);
+      if (me < r) swapBytes(mine.subarray(0, half), theirs.subarray(0, half));
+      else swapBytes(mine.subarray(half), theirs.subarray(half));
+    });
+    releaseAll(envelopes);
+    settle(ports, members, me, outgoing, envelopes, true, context);
+    return true;
+  }
   const into = incoming(envelopes.map((envelope) => envelope?.descriptor ?? call.descriptor));
   const streamedIn: (Uint8Array | null)[] = members.map(() => null);
   let mismatch: CollectiveMismatchError | null = null;
@@ -268,6 +264,7 @@ export function exchangeBlocks(
       }
     }
   }
+  return false;
 }
 
 function blockSizeMismatch(call: Call, from: number, expected: number, got: number): CollectiveMismatchError {

@@ -4,12 +4,14 @@
 // that lies in the world's memory (a heap array, heap.ts) travels by place instead, whatever its size:
 // the envelope says where it is and the receiver reads it there, the one copy a byte needs. Such a payload stays the sender's: the
 // receiver answers with a done word once it has read it (settle()), and only then may the sender's
-// call return; the sender's ledger counts the bytes the done word reports as read.
+// call return; the sender's ledger counts the bytes the done word reports as read. An envelope also
+// says whether its sender works in place (its result goes where its payloads lie), so that the
+// members of an all-to-all can tell whether every one of them does.
 //
 // Slot layout: Int32 word 0 = descriptor words D (DONE: a done word), word 1 = payload bytes (-1:
 // none; a done word: the bytes read), word 2 = where a payload by place lies (its byte offset in the
-// world's memory, read unsigned: the memory may reach 4 GiB; 0: inline), words 3 .. 3+D = descriptor,
-// an inline payload from the next 8-byte boundary.
+// world's memory, read unsigned: the memory may reach 4 GiB; 0: inline), word 3 = 1 when the sender
+// works in place, words 4 .. 4+D = descriptor, an inline payload from the next 8-byte boundary.
 //
 // Agreement is checked on the raw words first: members that agree send identical descriptors
 // (all-gathers and gathers may differ in their element count alone), so the common case compares a
@@ -25,8 +27,15 @@ export function inlineLimit(slotBytes: number): number {
   return Math.min(16384, slotBytes / 2);
 }
 
-const HEADER_WORDS = 3;
+const HEADER_WORDS = 4;
 const DONE = -1;
+
+/**
+ * How an exchange passes payloads: "inline" in the envelope when they fit (else not at all);
+ * "placed": by place when they lie in the world's memory, and the receivers settle(); "inPlace": as
+ * "placed", this rank's result going where its payloads lie.
+ */
+export type Passing = "inline" | "placed" | "inPlace";
 
 function payloadOffset(descriptorWords: number): number {
   return Math.ceil((HEADER_WORDS + descriptorWords) * 4 / 8) * 8;
@@ -51,11 +60,11 @@ export function encodeForSlots(descriptor: Descriptor, slotBytes: number): Int32
 }
 
 /**
- * Writes an envelope to global rank `dst` and hands it over, with `payload` by place when `placed`
+ * Writes an envelope to global rank `dst` and hands it over, with `payload` by place when `passing`
  * allows it and it lies in the world's memory, else inline when it fits, and otherwise not at all.
  */
-export function sendEnvelope(ports: Ports, dst: number, words: Int32Array, payload: Uint8Array | null, context: WaitContext, placed = false): void {
-  const place = placed && byPlace(ports, payload) ? payload : null;
+export function sendEnvelope(ports: Ports, dst: number, words: Int32Array, payload: Uint8Array | null, context: WaitContext, passing: Passing = "inline"): void {
+  const place = passing !== "inline" && byPlace(ports, payload) ? payload : null;
   const inline = !place && payload !== null && payload.length <= inlineLimit(ports.slotBytes) ? payload : null;
   const channel = ports.out[dst];
   const slot = channel.acquire(context);
@@ -63,6 +72,7 @@ export function sendEnvelope(ports: Ports, dst: number, words: Int32Array, paylo
   header[0] = words.length;
   header[1] = (inline ?? place)?.length ?? -1;
   header[2] = place ? place.byteOffset : 0;
+  header[3] = passing === "inPlace" ? 1 : 0;
   header.set(words, HEADER_WORDS);
   if (inline && inline.length > 0) {
     ports.ledger.countMessage(dst);
@@ -81,6 +91,8 @@ export interface Envelope {
   payload: Uint8Array | null;
   /** Whether the payload came by place: the sender waits for this rank's done word (settle()). */
   placed: boolean;
+  /** Whether the sender works in place: its result goes where its payloads lie. */
+  inPlace: boolean;
   readonly descriptor: Descriptor;
   release(): void;
 }
@@ -101,6 +113,7 @@ export function receiveEnvelope(ports: Ports, src: number, context: WaitContext)
     count: words[COUNT_WORD],
     payload: payloadBytes < 0 ? null : ports.bytes.subarray(start, start + payloadBytes),
     placed: place > 0,
+    inPlace: header[3] === 1,
     get descriptor() {
       return descriptor ??= decodeDescriptor(words);
     },
@@ -130,13 +143,13 @@ export function exchangeEnvelopes(
   descriptor: Descriptor,
   payloadFor: (member: number) => Uint8Array | null,
   context: WaitContext,
-  placed = false,
+  passing: Passing = "inline",
 ): (Envelope | null)[] {
   const n = members.length;
   const words = encodeForSlots(descriptor, ports.slotBytes);
   for (let step = 1; step < n; step++) {
     const to = (me + step) % n;
-    sendEnvelope(ports, members[to], words, payloadFor(to), context, placed);
+    sendEnvelope(ports, members[to], words, payloadFor(to), context, passing);
   }
   const countMayDiffer = (descriptor.kind === "allGather" || descriptor.kind === "gather") && descriptor.counts.length === 0;
   const envelopes: (Envelope | null)[] = members.map(() => null);
@@ -174,10 +187,11 @@ export function exchangeEnvelopes(
 }
 
 /**
- * Ends an exchange made with `placed`, once this rank is done with the payloads it received by
- * place: sends each of their senders a done word (the bytes read, or 0 when `read` is false), then
- * waits for the done word of every member it sent a payload to by place (`payloadFor` as in that
- * exchange) and counts the bytes that member read. Run before anything else moves on these channels.
+ * Ends an exchange that passed payloads by place ("placed" or "inPlace"), once this rank is done
+ * with the payloads it received by place: sends each of their senders a done word (the bytes read,
+ * or 0 when `read` is false), then waits for the done word of every member it sent a payload to by
+ * place (`payloadFor` as in that exchange) and counts the bytes that member read. Run before
+ * anything else moves on these channels.
  */
 export function settle(
   ports: Ports,
