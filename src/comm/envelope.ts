@@ -1,12 +1,12 @@
 // Envelopes: the first slot every rank of a group sends every other member in a collective call.
 // An envelope carries the sender's descriptor and, for small payloads, the payload itself (inline),
-// so that a small collective costs one round of slot hand-offs. In exchanges that allow it, a payload
-// that lies in the world's memory (a heap array, heap.ts) travels by place instead, whatever its size:
-// the envelope says where it is and the receiver reads it there, the one copy a byte needs. Such a payload stays the sender's: the
-// receiver answers with a done word once it has read it (settle()), and only then may the sender's
-// call return; the sender's ledger counts the bytes the done word reports as read. An envelope also
-// says whether its sender works in place (its result goes where its payloads lie), so that the
-// members of an all-to-all can tell whether every one of them does.
+// so that a small collective costs one round of slot hand-offs. In exchanges that allow it, a
+// payload that lies in the world's memory (a heap array, heap.ts) travels by place instead, whatever
+// its size: the envelope says where it is and the receiver reads it there, the one copy a byte
+// needs. Such a payload stays the sender's: the receiver answers with a done word once it has read
+// it (settle()), and only then may the sender's call return; the sender's ledger counts the bytes
+// the done word reports as read. An envelope also says whether its sender works in place (its result
+// goes where its payloads lie), so that the members of an all-to-all can tell whether all of them do.
 //
 // Slot layout: Int32 word 0 = descriptor words D (DONE: a done word), word 1 = payload bytes (-1:
 // none; a done word: the bytes read), word 2 = where a payload by place lies (its byte offset in the
