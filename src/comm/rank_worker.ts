@@ -1,7 +1,7 @@
 // One rank of a launched world, as a module Worker. It opens its own device and its view of the
 // world's shared memory, imports the entry module and runs its default export. launch.ts drives it
 // through comlink (hold, run); events travel back on their own MessagePort. Tensor data never goes
-// through these messages: collectives move it through the world's SharedArrayBuffer.
+// through these messages: collectives move it through the world's shared memory.
 
 import * as Comlink from "comlink";
 import { type BackendChoice, createDevice } from "../tensor/device.ts";
