@@ -7,11 +7,11 @@
 // busbw against the copy bound of the same run, the bytes the ledger counted per rank against the
 // algorithm's analytic volume (they must agree exactly), and the cost model's simulated time.
 
-import { dirname } from "node:path";
 import { launch } from "../mod.ts";
 import type { TrafficCollective } from "../src/comm/cost_model.ts";
 import { type Batches, BUFFERS, type Buffers, type CollectiveName, type RankArgs, type RankCase, type RankReport, ROOT } from "./collectives_rank.ts";
 import { formatBytes, printCollectives } from "./collectives_report.ts";
+import { writeJsonReport } from "./report.ts";
 import type { SuiteOptions } from "./kernels.ts";
 import { median } from "./timing.ts";
 
@@ -140,10 +140,7 @@ export async function runCollectives(options: CollectivesOptions): Promise<numbe
   const wrong = worlds.flatMap((world) => world.cases.filter((c) => c.wrong > 0));
   const inexact = worlds.flatMap((world) => world.cases.filter((c) => !c.ledger.exact));
   if (options.json) {
-    const report = {
-      suite: "collectives",
-      date: new Date().toISOString(),
-      runtime: `deno ${Deno.version.deno}`,
+    await writeJsonReport(options.json, "collectives", {
       hardwareConcurrency: navigator.hardwareConcurrency,
       backend: "cpu",
       dtype: "f32",
@@ -156,9 +153,7 @@ export async function runCollectives(options: CollectivesOptions): Promise<numbe
         "all ranks copying at once",
       worlds,
       targets,
-    };
-    await Deno.mkdir(dirname(options.json), { recursive: true });
-    await Deno.writeTextFile(options.json, JSON.stringify(report, null, 2) + "\n");
+    });
     progress(`wrote ${options.json}`);
   }
   // A wrong result, or a ledger that disagrees with the algorithm's volume, fails the suite; a missed target does not.

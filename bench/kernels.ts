@@ -1,13 +1,12 @@
 // `bench kernels`: shardlab's WebGPU kernels against TF.js's WebGPU backend, in one process on the
 // same adapter, with the adapter's buffer-copy bandwidth as the bound for bandwidth-bound ops.
 
-import { dirname } from "node:path";
 import { createDevice, type Device, type Tensor, tidy } from "../mod.ts";
 import type { GpuContext } from "../src/backend/webgpu/gpu_context.ts";
 import type { WebGpuBackend } from "../src/backend/webgpu/webgpu_backend.ts";
 import { randnValues } from "../src/tensor/random.ts";
 import { isBandwidthCase, KERNEL_CASES, type KernelCase, TARGETS } from "./kernel_cases.ts";
-import { type AdapterReport, type CaseResult, type CopyBound, type Difference, printTable, summarizeTargets } from "./report.ts";
+import { type AdapterReport, type CaseResult, type CopyBound, type Difference, printTable, summarizeTargets, writeJsonReport } from "./report.ts";
 import { checkSameAdapter, startTfjsWebGpu, syncTfjs, tf } from "./tfjs.ts";
 import { timeGpu, type Timing } from "./timing.ts";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
@@ -40,18 +39,13 @@ export async function runKernels(options: SuiteOptions): Promise<number> {
   printTable(adapter, copy, cases, targets);
 
   if (options.json) {
-    const report = {
-      suite: "kernels",
-      date: new Date().toISOString(),
-      runtime: `deno ${Deno.version.deno}`,
+    await writeJsonReport(options.json, "kernels", {
       adapter,
       repsOption: options.reps ?? "auto",
       copyBound: copy,
       cases,
       targets,
-    };
-    await Deno.mkdir(dirname(options.json), { recursive: true });
-    await Deno.writeTextFile(options.json, JSON.stringify(report, null, 2) + "\n");
+    });
     progress(`wrote ${options.json}`);
   }
   tfBackend.dispose();

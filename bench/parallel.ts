@@ -18,7 +18,6 @@
 //    so with N growing as S, Ulysses' per-rank volume tends to a constant while Megatron-SP's grows
 //    with N. S = 1 sends nothing; ratios are to S = 2.
 
-import { dirname } from "node:path";
 import { launch } from "../src/comm/launch.ts";
 import { DEFAULT_LINKS } from "../src/comm/cost_model.ts";
 import { headDim } from "../src/nn/config.ts";
@@ -35,6 +34,7 @@ import { type RankMemory, type StepMetrics, train } from "../src/train/trainer.t
 import type { SuiteOptions } from "./kernels.ts";
 import { SCALING_MODEL, type ScalingRankArgs, type ScalingRankResult } from "./parallel_rank.ts";
 import { printScaling, printStrategies } from "./parallel_report.ts";
+import { writeJsonReport } from "./report.ts";
 import { median } from "./timing.ts";
 
 export interface ParallelOptions extends SuiteOptions {
@@ -163,10 +163,7 @@ export async function runParallel(options: ParallelOptions): Promise<number> {
   printScaling(scaling, SCALING_MODEL);
 
   if (options.json) {
-    const report = {
-      suite: "parallel",
-      date: new Date().toISOString(),
-      runtime: `deno ${Deno.version.deno}`,
+    await writeJsonReport(options.json, "parallel", {
       hardwareConcurrency: navigator.hardwareConcurrency,
       backend,
       steps,
@@ -178,9 +175,7 @@ export async function runParallel(options: ParallelOptions): Promise<number> {
       strategies,
       scalingModel: SCALING_MODEL,
       scaling,
-    };
-    await Deno.mkdir(dirname(options.json), { recursive: true });
-    await Deno.writeTextFile(options.json, JSON.stringify(report, null, 2) + "\n");
+    });
     progress(`wrote ${options.json}`);
   }
   // A layout that fails while training, or a ledger that disagrees with the analytic volume, fails the suite.

@@ -1,6 +1,8 @@
 // Results of the kernel benchmark: their shape (also the --json layout), the stdout table and the
-// per-target summary that names every missed target.
+// per-target summary that names every missed target; and what every suite shares: aligned tables and
+// the --json file.
 
+import { dirname } from "node:path";
 import { type TargetKind, TARGETS } from "./kernel_cases.ts";
 
 export interface AdapterReport {
@@ -163,4 +165,11 @@ function formatMeasured(c: CaseResult): string {
 
 export function formatMs(ms: number): string {
   return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(2);
+}
+
+/** Writes a suite's --json file: the suite's name, the date and the runtime, then its own fields. */
+export async function writeJsonReport(path: string, suite: string, fields: Record<string, unknown>): Promise<void> {
+  const report = { suite, date: new Date().toISOString(), runtime: `deno ${Deno.version.deno}`, ...fields };
+  await Deno.mkdir(dirname(path), { recursive: true });
+  await Deno.writeTextFile(path, JSON.stringify(report, null, 2) + "\n");
 }

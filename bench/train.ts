@@ -7,14 +7,13 @@
 // untimed warm-up (pipeline compilation, buffer pools); their losses are compared as a check that
 // the two sides compute the same thing. Each timed step is timed on its own; the median is reported.
 
-import { dirname } from "node:path";
 import { createDevice, type Device } from "../mod.ts";
 import type { WebGpuBackend } from "../src/backend/webgpu/webgpu_backend.ts";
 import { globalBatch } from "../src/data/corpus.ts";
 import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "../src/train/config.ts";
 import { Trainer } from "../src/train/trainer.ts";
 import type { SuiteOptions } from "./kernels.ts";
-import { alignedTable, formatMs } from "./report.ts";
+import { alignedTable, formatMs, writeJsonReport } from "./report.ts";
 import { checkSameAdapter, startTfjsWebGpu, tf } from "./tfjs.ts";
 import { type HostParameter, type TfjsAdamWOptions, TfjsPhi3Trainer } from "./tfjs_phi3.ts";
 import { median } from "./timing.ts";
@@ -88,19 +87,14 @@ export async function runTrain(options: SuiteOptions): Promise<number> {
   printTrainTable(adapter.description, cases);
 
   if (options.json) {
-    const report = {
-      suite: "train",
-      date: new Date().toISOString(),
-      runtime: `deno ${Deno.version.deno}`,
+    await writeJsonReport(options.json, "train", {
       adapter,
       adamw: ADAMW,
       lr: DEFAULT_TRAIN_CONFIG.lr,
       seed: DEFAULT_TRAIN_CONFIG.seed,
       cases,
       target: { ...TARGET, met: cases.every((c) => c.target.met) },
-    };
-    await Deno.mkdir(dirname(options.json), { recursive: true });
-    await Deno.writeTextFile(options.json, JSON.stringify(report, null, 2) + "\n");
+    });
     progress(`wrote ${options.json}`);
   }
   tfBackend.dispose();

@@ -33,7 +33,7 @@ import {
 import { Heap, type HeapArray, type HeapDType } from "./heap.ts";
 import {
   ARRAYS, block, checkAllGatherOut, checkAllToAllOut, checkCounts, checkOp, checkOut, checkReduceScatterOut, checkTag, type CommData, type CommDType, dtypeOf,
-  isCommData, newLike, sameLengthOutput,
+  isCommData, isViewAt, newLike, sameLengthOutput,
   splitCounts, toHost, total, wrapLike,
 } from "./host.ts";
 import { type CallInfo, Ledger } from "./ledger.ts";
@@ -230,7 +230,7 @@ export class Comm {
       const data = sameLengthOutput(x, input, options.out);
       const algorithm = call.members.length > 1 ? directBroadcast(call, root, input, data) : "local";
       this.ledger.setAlgorithm(algorithm ?? "chain");
-      if (algorithm !== "peer" && algorithm !== "direct" && call.me === root && data !== input) data.set(input);
+      if ((algorithm === "local" || algorithm === null) && call.me === root && !isViewAt(data, input, 0)) data.set(input);
       if (algorithm === null) chainBroadcast(call, root, data);
       return wrapLike(x, data, "broadcast", true) as T;
     });

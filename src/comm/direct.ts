@@ -14,6 +14,7 @@ import type { Ports } from "./channel.ts";
 import type { Descriptor } from "./descriptor.ts";
 import { byPlace, encodeForSlots, type Envelope, exchangeEnvelopes, inlineLimit, receiveEnvelope, releaseAll, sendEnvelope, settle } from "./envelope.ts";
 import { CollectiveMismatchError } from "./errors.ts";
+import { isViewAt } from "./host.ts";
 import { type CommArray, combine, finishAvg, type ReduceOp } from "./reduce_kernels.ts";
 import { type ChunkLayout, chunkLayout, equalSplit, ringAllGather, ringAllReduce, type RingGroup } from "./ring.ts";
 
@@ -52,8 +53,7 @@ export function exchangeOnly(call: Call): void {
 /** `output` may be `input` itself (in place). */
 export function directAllReduce(call: Call, op: ReduceOp, input: CommArray, output: CommArray): void {
   const envelopes = exchangeEnvelopes(call.ports, call.members, call.me, call.descriptor, () => bytesOf(input), call.context);
-  const inPlace = output.buffer === input.buffer && output.byteOffset === input.byteOffset;
-  const own = inPlace ? input.slice() : input;
+  const own = isViewAt(output, input, 0) ? input.slice() : input;
   reduceInOrder(call.members.length, op, output, (r) => r === call.me ? own : payloadAs(input, envelopes[r]));
   releaseAll(envelopes);
 }
@@ -63,7 +63,7 @@ export function directReduceScatter(call: Call, op: ReduceOp, input: CommArray, 
   const block = (array: CommArray, r: number) => array.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]);
   const envelopes = exchangeEnvelopes(call.ports, call.members, call.me, call.descriptor, (to) => bytesOf(block(input, to)), call.context);
   const ownChunk = block(input, call.me);
-  const own = output.buffer === input.buffer && output.byteOffset === ownChunk.byteOffset ? ownChunk.slice() : ownChunk;
+  const own = isViewAt(output, input, layout.offsets[call.me]) ? ownChunk.slice() : ownChunk;
   reduceInOrder(call.members.length, op, output, (r) => r === call.me ? own : payloadAs(input, envelopes[r]));
   releaseAll(envelopes);
 }
@@ -81,7 +81,7 @@ export function directBroadcast(call: Call, root: number, source: CommArray, dat
   const placed = me === root ? byPlace(ports, bytesOf(source)) : envelopes[root]!.placed;
   const delivered = placed || (me === root ? fitsInline(ports, source.byteLength) : envelopes[root]!.payload !== null);
   if (delivered && me !== root) data.set(payloadAs(data, envelopes[root]));
-  if (delivered && me === root && data !== source) data.set(source);
+  if (delivered && me === root && !isViewAt(data, source, 0)) data.set(source);
   releaseAll(envelopes);
   settle(ports, members, me, payloadFor, envelopes, true, context);
   return placed ? "peer" : delivered ? "direct" : null;
@@ -157,8 +157,7 @@ export function allGatherDirect(
   const sizes = counts ?? envelopes.map((envelope) => envelope ? envelope.count : input.length);
   const offsets = sizes.map((_, r) => sizes.slice(0, r).reduce((a, b) => a + b, 0));
   const output = out ?? new (input.constructor as new (length: number) => CommArray)(sizes.reduce((a, b) => a + b, 0));
-  const ownPlace = output.subarray(offsets[me], offsets[me] + input.length);
-  if (ownPlace.byteOffset !== input.byteOffset || ownPlace.buffer !== input.buffer) ownPlace.set(input);
+  if (!isViewAt(input, output, offsets[me])) output.set(input, offsets[me]);
   envelopes.forEach((envelope, r) => {
     if (envelope?.payload) output.set(payloadAs(input, envelope), offsets[r]);
   });
