@@ -4,6 +4,8 @@
 // --filter NAME). The tests run with --no-check because the tree was checked up front: rank
 // workers would otherwise type-check themselves one by one as each starts.
 
+import { stripVTControlCharacters } from "node:util";
+
 const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" };
 const CHECKED = ["mod.ts", "src/", "cli/", "web/", "bench/", "test/"];
 
@@ -26,7 +28,7 @@ for await (const chunk of child.stdout) {
 }
 const status = await child.status;
 
-const plain = output.replace(/\x1b\[[0-9;]*m/g, "");
+const plain = stripVTControlCharacters(output);
 const summary = plain.match(/(?:ok|FAILED) \| (\d+) passed[^|]*\| (\d+) failed(?: \| (\d+) ignored)?/);
 const passed = summary ? Number(summary[1]) : 0;
 let failed = summary ? Number(summary[2]) : 0;

@@ -319,7 +319,7 @@ export class Comm {
     if (!(dtype in ARRAYS) || !Number.isInteger(length) || length < 0) {
       throw new TypeError(`recv: like must be a Tensor, a typed array or { length, dtype: "f32" | "i32" | "u8" }, got length ${length}, dtype ${dtype}`);
     }
-    return await this.enqueue(async () => {
+    return await this.enqueue(() => {
       const seq = this.state.recvSeq[src]++;
       const expected = this.descriptor("send", seq, tag, dtype, length, [src, this.globalRank]);
       const output = new ARRAYS[dtype](length);
@@ -380,7 +380,7 @@ export class Comm {
     run();
   }
 
-  private enqueue<R>(run: () => Promise<R>): Promise<R> {
+  private enqueue<R>(run: () => R | Promise<R>): Promise<R> {
     const result = this.state.queue.then(run);
     this.state.queue = result.catch(() => {});
     return result;
