@@ -35,6 +35,7 @@ export function isBandwidthCase(kernelCase: KernelCase): boolean {
 
 const F32_BYTES = 4;
 const RMS_NORM_EPS = 1e-5;
+const SCALE_ALPHA = 0.5;
 
 /** [M, K] × [K, N] with either operand optionally stored transposed, as in a backward pass. */
 function matmulCase(name: string, M: number, K: number, N: number, transA = false, transB = false): KernelCase {
@@ -111,6 +112,22 @@ function addCase(numel: number): KernelCase {
   };
 }
 
+/**
+ * One read and one write per element: the least an elementwise kernel can do, so its share of the
+ * copy bound is the ceiling of every other bandwidth case on the adapter.
+ */
+function scaleCase(numel: number): KernelCase {
+  return {
+    name: `scale ${numel / 2 ** 20}M elements`,
+    target: "elementwise",
+    work: 2 * numel * F32_BYTES,
+    inputShapes: [[numel]],
+    shardlab: ([x]) => ops.scale(x, SCALE_ALPHA),
+    tfjsConstants: () => [tf.scalar(SCALE_ALPHA)],
+    tfjs: ([x], [alpha]) => tf.mul(x, alpha),
+  };
+}
+
 export const KERNEL_CASES: KernelCase[] = [
   matmulCase("matmul 1024×1024×1024", 1024, 1024, 1024),
   matmulCase("matmul qkv [4096,256]×[256,768]", 4096, 256, 768),
@@ -121,4 +138,5 @@ export const KERNEL_CASES: KernelCase[] = [
   softmaxCase(4096, 1024),
   rmsNormCase(4096, 1024),
   addCase(16 * 2 ** 20),
+  scaleCase(16 * 2 ** 20),
 ];
