@@ -1,6 +1,7 @@
-// Batched matrix product: c[batch, M, N] = op(a)·op(b), op = transpose where TRANS_A / TRANS_B say.
+// Batched matrix product: c[batch, M, N] = op(a)·op(b), op = transpose where TRANS_A / TRANS_B say,
+// or its partial sums over slices of K.
 //
-// Bindings: 0 params (uniform), 1 a, 2 b (f32, read), 3 c (f32 [batch, M, N], written).
+// Bindings: 0 params (uniform), 1 a, 2 b (f32, read), 3 c (f32 [slices, batch, M, N], written).
 // a holds [M, K] per batch entry ([K, M] when TRANS_A), b holds [K, N] ([N, K] when TRANS_B); entry e
 // of a starts at e·a_batch_stride elements (0 broadcasts one matrix), likewise for b.
 // Variants: `#if VEC4` binds a and b as array<vec4<f32>>; the program sets it only when the contiguous
@@ -17,8 +18,11 @@
 // of a (columns: its rows, over k) and of b (columns: k, over its columns) and accumulates
 // acc_gj += b_j · a_g. The blocks are named variables rather than arrays so that they stay in
 // registers on compilers that do not unroll loops.
-// Dispatch: batch·ceil(M/128)·ceil(N/128) workgroups as a linear count (folded over x, y by the host);
-// the linear index enumerates column tiles fastest, then row tiles, then batch entries.
+// Split K: slice s sums k in [s·k_slice, min(K, (s + 1)·k_slice)) (k_slice a multiple of BK) into
+// c[s]; c[s] starts at s·slice_stride elements. Unsplit, k_slice ≥ K and there is one slice.
+// Dispatch: slices·batch·ceil(M/128)·ceil(N/128) workgroups as a linear count (folded over x, y by
+// the host); the linear index enumerates column tiles fastest, then row tiles, then batch entries,
+// then slices (slice_tiles = tiles per slice).
 
 struct Params {
   M: u32,
@@ -29,6 +33,9 @@ struct Params {
   tiles_n: u32,
   tiles_m: u32,
   tile_count: u32,
+  slice_tiles: u32,
+  k_slice: u32,
+  slice_stride: u32,
 }
 
 override TRANS_A: bool;
@@ -149,9 +156,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let M = params.M;
   let N = params.N;
   let K = params.K;
+  let slice = tile / params.slice_tiles;
   let tiles_per_entry = params.tiles_m * params.tiles_n;
-  let entry = tile / tiles_per_entry;
+  let entry = (tile % params.slice_tiles) / tiles_per_entry;
   let within = tile % tiles_per_entry;
+  let k_begin = slice * params.k_slice;
+  let k_end = min(K, k_begin + params.k_slice);
   let m0 = (within / params.tiles_n) * BM;
   let n0 = (within % params.tiles_n) * BN;
   let a_base = entry * params.a_batch_stride;
@@ -176,7 +186,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc31 = mat4x4<f32>();
   var acc32 = mat4x4<f32>();
   var acc33 = mat4x4<f32>();
-  for (var k0 = 0u; k0 < K; k0 += BK) {
+  for (var k0 = k_begin; k0 < k_end; k0 += BK) {
     for (var i = 0u; i < BM * BK4 / INVOCATIONS; i++) {
       let chunk = flat + i * INVOCATIONS;
       if (TRANS_A) {
@@ -224,7 +234,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
   }
 
-  let c_base = entry * M * N;
+  let c_base = slice * params.slice_stride + entry * M * N;
   store_block(c_base, m0 + (0u * TY + ty) * 4u, n0 + (0u * TX + tx) * 4u, acc00);
   store_block(c_base, m0 + (0u * TY + ty) * 4u, n0 + (1u * TX + tx) * 4u, acc01);
   store_block(c_base, m0 + (0u * TY + ty) * 4u, n0 + (2u * TX + tx) * 4u, acc02);

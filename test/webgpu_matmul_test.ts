@@ -1,13 +1,13 @@
 // The WebGPU matrix product against the CPU reference: all four transpose combinations on sizes of
 // 1, primes and non-multiples of 4 and of the 128×128 tile (scalar loads), on sizes that take the
-// vec4 loads (including vec4 with an odd K or odd M, N), batches with a broadcast operand, more than
-// 65,535 rows, more than 65,535 workgroups, and the empty cases.
+// vec4 loads (including vec4 with an odd K or odd M, N), batches with a broadcast operand, products
+// split along K, more than 65,535 rows, more than 65,535 workgroups, and the empty cases.
 
 import assert from "node:assert/strict";
 import type { MatmulParams } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/cpu_backend.ts";
 import type { GpuContext } from "../src/backend/webgpu/gpu_context.ts";
-import { matmul } from "../src/backend/webgpu/programs/matmul.ts";
+import { kSlices, matmul } from "../src/backend/webgpu/programs/matmul.ts";
 import { assertClose } from "./assertions.ts";
 import { gpuTest, randomValues, readGpu } from "./helpers.ts";
 
@@ -21,6 +21,8 @@ interface Case {
   /** Which operands hold one matrix for the whole batch. */
   broadcastA?: boolean;
   broadcastB?: boolean;
+  /** Forces the split along K (by default the program chooses it from the sizes). */
+  slices?: number;
 }
 
 /** Runs one product on both backends and compares; f32 sums of K products round by about √K ulps. */
@@ -37,9 +39,9 @@ async function check(ctx: GpuContext, c: Case, transA: boolean, transB: boolean,
   const expected = await cpu.read(cpu.matmul(cpu.upload(a, "f32"), cpu.upload(b, "f32"), p), batch * M * N, "f32");
   const aGpu = ctx.upload(a);
   const bGpu = ctx.upload(b);
-  const out = matmul(ctx, aGpu, bGpu, p);
+  const out = matmul(ctx, aGpu, bGpu, p, c.slices);
   const actual = await readGpu(ctx, out, batch * M * N);
-  const what = `batch ${batch} ${M}×${K}${transA ? "ᵀ" : ""} · ${K}×${N}${transB ? "ᵀ" : ""}`;
+  const what = `batch ${batch} ${M}×${K}${transA ? "ᵀ" : ""} · ${K}×${N}${transB ? "ᵀ" : ""}${c.slices ? ` in ${c.slices} slices` : ""}`;
   assertClose(actual, expected, 1e-5, 2e-6 * Math.sqrt(K) + 1e-7, what);
   for (const storage of [aGpu, bGpu, out]) ctx.release(storage);
 }
@@ -79,6 +81,25 @@ gpuTest("batches, with either operand broadcast", async (ctx) => {
     await check(ctx, { M: 8, N: 12, K: 16, batch: 3, broadcastA: true }, transA, transB, seed += 2);
     await check(ctx, { M: 9, N: 4, K: 3, batch: 2 }, transA, transB, seed += 2);
   }
+});
+
+gpuTest("split along K: the slices' partial products, summed in order, match the CPU", async (ctx) => {
+  // The rule: about 4 workgroups when the tiles are fewer, slices of at least 256 of K.
+  assert.equal(kSlices(1, 4096), 4);
+  assert.equal(kSlices(1, 700), 2);
+  assert.equal(kSlices(3, 1024), 2);
+  assert.equal(kSlices(3, 300), 1);
+  assert.equal(kSlices(4, 4096), 1);
+  const cases: Case[] = [
+    { M: 64, N: 64, K: 1024 },
+    { M: 37, N: 5, K: 1000, slices: 3 },
+    { M: 96, N: 64, K: 777, slices: 7 },
+    { M: 5, N: 130, K: 600, batch: 2, broadcastA: true, slices: 4 },
+    // More slices than K has steps of 16: every slice is one step.
+    { M: 8, N: 12, K: 40, slices: 100 },
+  ];
+  let seed = 350;
+  for (const c of cases) for (const [transA, transB] of TRANSPOSES) await check(ctx, c, transA, transB, seed += 2);
 });
 
 gpuTest("more than 65,535 rows", async (ctx) => {
