@@ -1,19 +1,23 @@
 // `npm test`: type-checks and lints the whole tree once, then runs every test file under test/ with
 // deno test and ends with one line, `N passed, N failed`, totalling every suite (a failed type
 // check and lint findings count as one failure each). Extra arguments are passed to deno test (for
-// example a single file, or --filter NAME). The tests run with --no-check because the tree was checked up front: rank
-// workers would otherwise type-check themselves one by one as each starts.
+// example a single file, or --filter NAME). The tests run with --no-check because the tree was
+// checked up front: rank workers would otherwise type-check themselves one by one as each starts.
 
 import { stripVTControlCharacters } from "node:util";
 
 const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" };
 const CHECKED = ["mod.ts", "src/", "cli/", "web/", "bench/", "test/"];
 
-const check = await new Deno.Command(Deno.execPath(), { args: ["check", ...CHECKED], env, stdout: "inherit", stderr: "inherit" })
-  .output();
-if (!check.success) console.log(`type check of ${CHECKED.join(" ")} FAILED`);
-const lint = await new Deno.Command(Deno.execPath(), { args: ["lint"], env, stdout: "inherit", stderr: "inherit" }).output();
-if (!lint.success) console.log("deno lint FAILED");
+/** Runs deno with `args`, its output going straight to ours; says so when it fails. */
+async function deno(args: string[], what: string): Promise<boolean> {
+  const { success } = await new Deno.Command(Deno.execPath(), { args, env, stdout: "inherit", stderr: "inherit" }).output();
+  if (!success) console.log(`${what} FAILED`);
+  return success;
+}
+
+const checked = await deno(["check", ...CHECKED], `type check of ${CHECKED.join(" ")}`);
+const linted = await deno(["lint"], "deno lint");
 
 const args = Deno.args.length ? Deno.args : ["test/"];
 const child = new Deno.Command(Deno.execPath(), {
@@ -35,8 +39,8 @@ const summary = plain.match(/(?:ok|FAILED) \| (\d+) passed[^|]*\| (\d+) failed(?
 const passed = summary ? Number(summary[1]) : 0;
 let failed = summary ? Number(summary[2]) : 0;
 if (!status.success && failed === 0) failed = 1;
-if (!check.success) failed += 1;
-if (!lint.success) failed += 1;
+if (!checked) failed += 1;
+if (!linted) failed += 1;
 const ignored = summary?.[3] ? `, ${summary[3]} skipped` : "";
 console.log(`${passed} passed, ${failed} failed${ignored}`);
-Deno.exit(status.success && check.success && lint.success ? 0 : 1);
+Deno.exit(status.success && checked && linted ? 0 : 1);

@@ -1,6 +1,7 @@
 // Gradient clipping by global norm, as torch.nn.utils.clip_grad_norm_: the norm is computed on the
 // device, and the resulting scale goes to AdamW.step({ gradScale }) so that no extra pass rewrites
-// the gradients.
+// the gradients. Ranks that hold sharded or replicated gradients (ZeRO, tensor parallelism) build
+// the same norm from weighted sums of squares over runs of their elements.
 
 import { noGrad } from "../tensor/autograd.ts";
 import { ShardlabError } from "../tensor/errors.ts";
@@ -26,6 +27,40 @@ export async function globalGradNorm(params: Tensor[]): Promise<number> {
     return Math.sqrt(total);
   } finally {
     sumsOfSquares.dispose();
+  }
+}
+
+/** A run of a flattened gradient's elements, counted `weight` times in a sum of squares. */
+export interface WeightedRun {
+  start: number;
+  numel: number;
+  weight: number;
+}
+
+/**
+ * Σ over the parts, Σ over their runs of weight · Σ g² (g the part's gradient flattened): one term
+ * per run on the device, gathered into one tensor and read back once; every intermediate is freed.
+ * 0 when there are no runs.
+ */
+export async function weightedSquareSum(parts: readonly { grad: Tensor; runs: readonly WeightedRun[] }[]): Promise<number> {
+  const terms = noGrad(() =>
+    tidy(() => {
+      const sums: Tensor[] = [];
+      for (const { grad, runs } of parts) {
+        const flat = grad.reshape([-1]);
+        for (const run of runs) {
+          const part = run.numel === flat.size ? flat : flat.slice([run.start], [run.numel]);
+          sums.push(part.mul(part).sum().scale(run.weight).reshape([1]));
+        }
+      }
+      return sums.length > 0 ? concat(sums, 0) : null;
+    })
+  );
+  if (!terms) return 0;
+  try {
+    return ((await terms.read()) as Float32Array).reduce((total, value) => total + value, 0);
+  } finally {
+    terms.dispose();
   }
 }
 

@@ -11,8 +11,7 @@
 // one over the number of ranks that hold it, and the ranks' sums are added over the group.
 
 import type { Comm } from "../comm/collectives.ts";
-import { noGrad } from "../tensor/autograd.ts";
-import * as ops from "../tensor/ops/index.ts";
+import { weightedSquareSum, type WeightedRun } from "../optim/clip.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { ParallelPhi3 } from "./parallel_model.ts";
 import type { TensorParallelShard } from "./tp_shards.ts";
@@ -108,7 +107,7 @@ export function gradientWeights(model: ParallelPhi3, shardCount: number): Gradie
     if (!shard || rows.length === 0) return 1;
     // Rows of the local piece; a kv row counts 1/replicas, the query rows around them fully.
     const width = shard.shape.length === 1 ? 1 : shard.shape[1];
-    const ranges: { start: number; numel: number; weight: number }[] = [];
+    const ranges: WeightedRun[] = [];
     let covered = 0;
     for (const { start, count, replicas } of rows) {
       if (start > covered) ranges.push({ start: covered * width, numel: (start - covered) * width, weight: 1 });
@@ -126,26 +125,10 @@ export function gradientWeights(model: ParallelPhi3, shardCount: number): Gradie
  */
 export async function gradientSquares(model: ParallelPhi3, named: readonly [string, Tensor][], shardCount: number): Promise<number> {
   const weightOf = gradientWeights(model, shardCount);
-  const terms = noGrad(() =>
-    ops.tidy(() => {
-      const sums: Tensor[] = [];
-      for (const [name, param] of named) {
-        if (!param.grad) continue;
-        const g = ops.reshape(param.grad, [-1]);
-        const weight = weightOf(name);
-        const ranges = typeof weight === "number" ? [{ start: 0, numel: g.size, weight }] : weight;
-        for (const range of ranges) {
-          const part = range.numel === g.size ? g : ops.slice(g, [range.start], [range.numel]);
-          sums.push(ops.reshape(ops.scale(ops.sum(ops.mul(part, part)), range.weight), [1]));
-        }
-      }
-      return sums.length > 0 ? ops.concat(sums, 0) : null;
-    })
-  );
-  if (!terms) return 0;
-  try {
-    return ((await terms.read()) as Float32Array).reduce((sum, value) => sum + value, 0);
-  } finally {
-    terms.dispose();
-  }
+  const parts = named.flatMap(([name, param]) => {
+    if (!param.grad) return [];
+    const weight = weightOf(name);
+    return [{ grad: param.grad, runs: typeof weight === "number" ? [{ start: 0, numel: param.grad.size, weight }] : weight }];
+  });
+  return await weightedSquareSum(parts);
 }

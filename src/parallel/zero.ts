@@ -25,6 +25,7 @@
 
 import type { Comm } from "../comm/collectives.ts";
 import { AdamW, type AdamWOptions, type AdamWStepOptions } from "../optim/adamw.ts";
+import { weightedSquareSum, type WeightedRun } from "../optim/clip.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import type { Device } from "../tensor/device.ts";
 import { ShapeError } from "../tensor/errors.ts";
@@ -148,26 +149,8 @@ export class FlatPartition {
    * `weight` says of its parameter; summed on the device and read back once.
    */
   async gradSquares(weight: GradientWeight = () => 1): Promise<number> {
-    const sums = noGrad(() =>
-      tidy(() => {
-        const terms: Tensor[] = [];
-        for (const slab of this.slabs) {
-          const grad = slab.master.grad?.reshape([-1]);
-          if (!grad) continue;
-          for (const run of weightedRuns(slab.pieces, weight)) {
-            const part = run.numel === grad.size ? grad : grad.slice([run.at], [run.numel]);
-            terms.push(part.mul(part).sum().scale(run.weight).reshape([1]));
-          }
-        }
-        return terms.length > 0 ? concat(terms, 0) : null;
-      })
-    );
-    if (!sums) return 0;
-    try {
-      return ((await sums.read()) as Float32Array).reduce((total, value) => total + value, 0);
-    } finally {
-      sums.dispose();
-    }
+    const parts = this.slabs.flatMap((slab) => (slab.master.grad ? [{ grad: slab.master.grad, runs: weightedRuns(slab.pieces, weight) }] : []));
+    return await weightedSquareSum(parts);
   }
 
   /** AdamW on every class of the partition that has a gradient. */
@@ -206,16 +189,16 @@ export class FlatPartition {
  * How much each element of a parameter's gradient counts in a weighted Σ g²: one weight for the
  * whole parameter, or weights for consecutive ranges of its flattened elements (covering it).
  */
-export type GradientWeight = (name: string) => number | { start: number; numel: number; weight: number }[];
+export type GradientWeight = (name: string) => number | WeightedRun[];
 
 /** A slab's pieces cut into runs of equal weight (padding, whose gradient is zero, joins the run before it). */
-function weightedRuns(pieces: readonly ZeroPiece[], weight: GradientWeight): { at: number; numel: number; weight: number }[] {
-  const runs: { at: number; numel: number; weight: number }[] = [];
+function weightedRuns(pieces: readonly ZeroPiece[], weight: GradientWeight): WeightedRun[] {
+  const runs: WeightedRun[] = [];
   const push = (at: number, numel: number, w: number, name: string) => {
     if (!(Number.isFinite(w) && w >= 0)) throw new RangeError(`zero: the gradient weight of "${name}" must be a finite number ≥ 0, got ${w}`);
     const last = runs.at(-1);
     if (last && last.weight === w) last.numel += numel;
-    else runs.push({ at, numel, weight: w });
+    else runs.push({ start: at, numel, weight: w });
   };
   let at = 0;
   for (const piece of pieces) {
