@@ -1,6 +1,6 @@
 // shardlab's public API.
 
-export { createDevice, Device, type BackendChoice, type DeviceStats, type TensorOptions } from "./src/tensor/device.ts";
+export { type BackendChoice, createDevice, Device, type DeviceStats, type TensorOptions } from "./src/tensor/device.ts";
 export { Tensor } from "./src/tensor/tensor.ts";
 export type { DType, HostArray } from "./src/tensor/dtype.ts";
 export * as ops from "./src/tensor/ops/index.ts";
@@ -10,17 +10,33 @@ export { DeviceLimitError, DisposedError, DTypeError, ShapeError, ShardlabError 
 export type { AdamWParams } from "./src/backend/backend.ts";
 
 // The model, data, optimizer and trainer.
-export { headDim, paramCount, type Phi3Config, presetConfig, PRESETS, type PresetName, validateConfig } from "./src/nn/config.ts";
+export { headDim, paramCount, type Phi3Config, presetConfig, type PresetName, PRESETS, validateConfig } from "./src/nn/config.ts";
 export { Phi3ForCausalLM, type Phi3Init, Phi3Model } from "./src/nn/phi3.ts";
 export { Phi3DecoderLayer } from "./src/nn/decoder_layer.ts";
 export { Phi3Attention } from "./src/nn/attention.ts";
 export { Phi3MLP } from "./src/nn/mlp.ts";
 export { Embedding, Linear, type Module, RMSNorm } from "./src/nn/modules.ts";
-export { INIT_STD, Parameter, type ParameterFactory, type ParameterInit, seededParameters, shapeOnly } from "./src/nn/parameter.ts";
+export {
+  INIT_STD,
+  Parameter,
+  type ParameterFactory,
+  type ParameterInit,
+  seededParameters,
+  shapeOnly,
+} from "./src/nn/parameter.ts";
 export { deriveSeed } from "./src/nn/seed.ts";
 export { generate, type GenerateOptions } from "./src/nn/generate.ts";
 export { charTokenizer } from "./src/data/tokenizer.ts";
-export { type Batch, type BatchOptions, batchRows, corpusDistributions, corpusFloor, globalBatch, type RowsOptions, sampleText } from "./src/data/corpus.ts";
+export {
+  type Batch,
+  type BatchOptions,
+  batchRows,
+  corpusDistributions,
+  corpusFloor,
+  globalBatch,
+  type RowsOptions,
+  sampleText,
+} from "./src/data/corpus.ts";
 export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions } from "./src/optim/adamw.ts";
 export { warmupCosine, type WarmupCosineOptions } from "./src/optim/schedule.ts";
 export { clipScale, globalGradNorm } from "./src/optim/clip.ts";
@@ -31,9 +47,15 @@ export { type ParallelRun, trainParallel } from "./src/train/parallel_run.ts";
 // Ranks as workers, their collectives and the traffic they cause.
 export { launch, type LaunchOptions, type LaunchResult, type RankEvent, type RankResult } from "./src/comm/launch.ts";
 export type { RankContext, RankEntry } from "./src/comm/rank_context.ts";
-export { CollectiveAbortedError, CollectiveMismatchError, CollectiveTimeoutError, RankFailedError, type RankFailureKind } from "./src/comm/errors.ts";
+export {
+  CollectiveAbortedError,
+  CollectiveMismatchError,
+  CollectiveTimeoutError,
+  RankFailedError,
+  type RankFailureKind,
+} from "./src/comm/errors.ts";
 export { Comm, type CommArray, type CommData, type CommOptions, type ReduceOp } from "./src/comm/collectives.ts";
-export { mesh, type Mesh, type MeshSizes } from "./src/comm/mesh.ts";
+export { type Mesh, mesh, type MeshSizes } from "./src/comm/mesh.ts";
 export { createWorld, openWorld, World, type WorldLayout } from "./src/comm/world.ts";
 export type { HeapArray, HeapDType } from "./src/comm/heap.ts";
 export { DEFAULT_LINKS, type Links, type LinkSpec, mergeLedgers, type Traffic, type TrafficJSON } from "./src/comm/cost_model.ts";
@@ -45,8 +67,8 @@ export { type ParallelLayout, resolveLayout, type SpImpl, worldSize, type ZeroSt
 export { type EngineOptions, ParallelEngine } from "./src/parallel/engine.ts";
 export { cut, type CutBackward } from "./src/parallel/cut.ts";
 export { type ModelBlock, ParallelPhi3, type TokenBatch } from "./src/parallel/parallel_model.ts";
-export { type TensorParallelShard, tensorParallelShards, shardValues, unshardValues } from "./src/parallel/tp_shards.ts";
+export { shardValues, type TensorParallelShard, tensorParallelShards, unshardValues } from "./src/parallel/tp_shards.ts";
 export { type HeadAssignment, ulyssesAttention, ulyssesHeads } from "./src/parallel/ulysses.ts";
 export { partitionParameters, type ZeroFragment, type ZeroPartition } from "./src/parallel/zero_partition.ts";
-export { ZeroOptimizer, type ZeroMemory } from "./src/parallel/zero.ts";
+export { type ZeroMemory, ZeroOptimizer } from "./src/parallel/zero.ts";
 export { Zero3Parameters } from "./src/parallel/zero3.ts";

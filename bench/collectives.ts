@@ -9,7 +9,16 @@
 
 import { launch } from "../mod.ts";
 import type { TrafficCollective } from "../src/comm/cost_model.ts";
-import { type Batches, BUFFERS, type Buffers, type CollectiveName, type RankArgs, type RankCase, type RankReport, ROOT } from "./collectives_rank.ts";
+import {
+  type Batches,
+  BUFFERS,
+  type Buffers,
+  type CollectiveName,
+  type RankArgs,
+  type RankCase,
+  type RankReport,
+  ROOT,
+} from "./collectives_rank.ts";
 import { formatBytes, printCollectives } from "./collectives_report.ts";
 import { writeJsonReport } from "./report.ts";
 import type { SuiteOptions } from "./kernels.ts";
@@ -274,8 +283,10 @@ function analyticBytes(kind: CollectiveName, algorithm: string, n: number, p: nu
   const total = elements;
   let sent: number;
   if (kind === "allReduce") {
-    sent = algorithm === "ring" ? 2 * total - chunks[p] - chunks[(p + 1) % n]
-      : algorithm === "peer" ? total - chunks[p] + (n - 1) * chunks[p]
+    sent = algorithm === "ring"
+      ? 2 * total - chunks[p] - chunks[(p + 1) % n]
+      : algorithm === "peer"
+      ? total - chunks[p] + (n - 1) * chunks[p]
       : (n - 1) * total;
   } else if (kind === "reduceScatter") sent = total - chunks[p];
   else if (kind === "allGather") sent = algorithm === "peer" ? (n - 1) * chunks[p] : total - chunks[(p + 1) % n];

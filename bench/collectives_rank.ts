@@ -141,7 +141,13 @@ const CALLS: Record<CollectiveName, Call> = {
 };
 
 /** The input and output arrays of a case: private, in the heap, or in the heap with the output over the input. */
-function caseArrays(comm: Comm, buffers: Buffers, kind: CollectiveName, input: number, output: number): { x: Float32Array; out: Float32Array } {
+function caseArrays(
+  comm: Comm,
+  buffers: Buffers,
+  kind: CollectiveName,
+  input: number,
+  output: number,
+): { x: Float32Array; out: Float32Array } {
   if (buffers === "private") return { x: new Float32Array(input), out: new Float32Array(output) };
   if (buffers === "heap") return { x: comm.alloc(input, "f32"), out: comm.alloc(output, "f32") };
   if (kind === "reduceScatter") {
@@ -182,8 +188,7 @@ function countWrong(
         for (let r = 1; r < n; r++) v = Math.fround(v + expected);
         expected = v;
       }
-    }
-    else if (kind === "reduceScatter") {
+    } else if (kind === "reduceScatter") {
       for (let r = 0; r < n; r++) expected += valueAt(r, me * block + j, sample);
       expected += (rounds - 1) * (expected - valueAt(me, me * block + j, sample));
     } else if (kind === "allGather") expected = valueAt(Math.floor(j / block), j % block, sample);
@@ -195,7 +200,13 @@ function countWrong(
   return wrong;
 }
 
-async function runCase(ctx: RankContext, kind: CollectiveName, buffers: Buffers, size: number, reps: number | undefined): Promise<RankCase | null> {
+async function runCase(
+  ctx: RankContext,
+  kind: CollectiveName,
+  buffers: Buffers,
+  size: number,
+  reps: number | undefined,
+): Promise<RankCase | null> {
   const { comm, rank, worldSize } = ctx;
   const shape = caseShape(kind, size, worldSize);
   if (!shape) return null;

@@ -6,7 +6,15 @@ import type { GpuContext } from "../src/backend/webgpu/gpu_context.ts";
 import type { WebGpuBackend } from "../src/backend/webgpu/webgpu_backend.ts";
 import { randnValues } from "../src/tensor/random.ts";
 import { isBandwidthCase, KERNEL_CASES, type KernelCase, TARGETS } from "./kernel_cases.ts";
-import { type AdapterReport, type CaseResult, type CopyBound, type Difference, printTable, summarizeTargets, writeJsonReport } from "./report.ts";
+import {
+  type AdapterReport,
+  type CaseResult,
+  type CopyBound,
+  type Difference,
+  printTable,
+  summarizeTargets,
+  writeJsonReport,
+} from "./report.ts";
 import { checkSameAdapter, startTfjsWebGpu, syncTfjs, tf } from "./tfjs.ts";
 import { timeGpu, type Timing } from "./timing.ts";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";

@@ -66,7 +66,9 @@ function parseCommandLine(argv: string[]): { suite: string; options: Collectives
     tokens: true,
   });
   for (const token of tokens) {
-    if (token.kind === "option" && !Object.hasOwn(FLAGS, token.name)) fail(`unknown flag "${token.rawName}" (valid: ${VALID_FLAGS})`);
+    if (token.kind === "option" && !Object.hasOwn(FLAGS, token.name)) {
+      fail(`unknown flag "${token.rawName}" (valid: ${VALID_FLAGS})`);
+    }
   }
   if (values.help) return null;
   for (const flag of ["json", "reps", "ranks", "backend", "steps"] as const) {
@@ -93,11 +95,15 @@ function parseCommandLine(argv: string[]): { suite: string; options: Collectives
   }
   if (values.reps !== undefined && suite === "parallel") fail(`--reps does not apply to the parallel suite (use --steps)`);
   const backend = values.backend as string | undefined;
-  if (backend !== undefined && backend !== "cpu" && backend !== "webgpu") fail(`--backend must be cpu or webgpu, got "${backend}"`);
+  if (backend !== undefined && backend !== "cpu" && backend !== "webgpu") {
+    fail(`--backend must be cpu or webgpu, got "${backend}"`);
+  }
   let steps: number | undefined;
   if (values.steps !== undefined) {
     steps = Number(values.steps);
-    if (!Number.isInteger(steps) || steps < 2) fail(`--steps must be an integer ≥ 2 (one warm-up step, then timed ones), got "${values.steps}"`);
+    if (!Number.isInteger(steps) || steps < 2) {
+      fail(`--steps must be an integer ≥ 2 (one warm-up step, then timed ones), got "${values.steps}"`);
+    }
   }
   return { suite, options: { json: values.json as string | undefined, reps, ranks, backend, steps } };
 }

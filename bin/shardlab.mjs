@@ -10,7 +10,15 @@ const deno = require.resolve("deno/bin.cjs");
 const root = new URL("../", import.meta.url);
 const result = spawnSync(
   process.execPath,
-  [deno, "run", "-A", "--config", fileURLToPath(new URL("deno.json", root)), fileURLToPath(new URL("cli/main.ts", root)), ...process.argv.slice(2)],
+  [
+    deno,
+    "run",
+    "-A",
+    "--config",
+    fileURLToPath(new URL("deno.json", root)),
+    fileURLToPath(new URL("cli/main.ts", root)),
+    ...process.argv.slice(2),
+  ],
   { stdio: "inherit" },
 );
 if (result.error) {

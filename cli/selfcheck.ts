@@ -14,9 +14,15 @@ export async function selfcheck(backend: BackendChoice): Promise<boolean> {
   for await (const row of selfcheckRows(device)) {
     allOk &&= row.ok;
     const verdict = row.ok ? "ok  " : "FAIL";
-    console.log(`${row.family.padEnd(14)} ${verdict}  max relative difference ${row.difference.toExponential(1)}  ${row.milliseconds.toFixed(0)} ms`);
+    console.log(
+      `${row.family.padEnd(14)} ${verdict}  max relative difference ${row.difference.toExponential(1)}  ${
+        row.milliseconds.toFixed(0)
+      } ms`,
+    );
   }
-  console.log(allOk ? "\nevery kernel family agrees with the CPU reference" : "\nsome kernel families disagree with the CPU reference");
+  console.log(
+    allOk ? "\nevery kernel family agrees with the CPU reference" : "\nsome kernel families disagree with the CPU reference",
+  );
   device.destroy();
   return allOk;
 }

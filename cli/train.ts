@@ -41,7 +41,9 @@ function numberOption(name: string, text: string | undefined, fallback: number):
   return value;
 }
 
-function parseTrainArgs(argv: string[]): { config: TrainConfig; modelConfig: Phi3Config; layout: ParallelLayout; json?: string; sample: boolean } {
+function parseTrainArgs(
+  argv: string[],
+): { config: TrainConfig; modelConfig: Phi3Config; layout: ParallelLayout; json?: string; sample: boolean } {
   let parsed;
   try {
     parsed = parseArgs({
@@ -93,7 +95,9 @@ function parseTrainArgs(argv: string[]): { config: TrainConfig; modelConfig: Phi
     throw new UsageError((error as Error).message.replace(/^train: /, ""));
   }
   const layout = trainLayout(config);
-  if (v.sample && worldSize(layout) > 1) throw new UsageError("--sample generates on one rank; drop it or train with --dp 1 --tp 1 --sp 1");
+  if (v.sample && worldSize(layout) > 1) {
+    throw new UsageError("--sample generates on one rank; drop it or train with --dp 1 --tp 1 --sp 1");
+  }
   return { config, modelConfig, layout, json: v.json, sample: v.sample };
 }
 
@@ -114,7 +118,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const trainer = world === 1 ? await Trainer.create(config) : null;
   const where = trainer
     ? `on ${trainer.device.name} (${trainer.device.info.adapter})`
-    : `on ${world} ranks (dp ${layout.dp} × tp ${layout.tp} × sp ${layout.sp}${layout.sp > 1 ? ` ${layout.spImpl}` : ""}, zero ${layout.zero}, ` +
+    : `on ${world} ranks (dp ${layout.dp} × tp ${layout.tp} × sp ${layout.sp}${
+      layout.sp > 1 ? ` ${layout.spImpl}` : ""
+    }, zero ${layout.zero}, ` +
       `${layout.nodes} node${layout.nodes > 1 ? "s" : ""}, backend ${config.backend})`;
   console.log(
     `shardlab train: ${config.preset} (${paramCount(modelConfig).toLocaleString("en-US")} parameters) ${where}, ` +
@@ -144,7 +150,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
       const comm = world > 1 ? `  sent ${(m.commBytes.total / 2 ** 20).toFixed(2)} MiB (sim ${m.simTime.toFixed(3)} ms)` : "";
       console.log(
         `step ${m.step}/${config.steps}  loss ${m.loss.toFixed(4)}  lr ${m.lr.toExponential(2)}  ` +
-          `grad norm ${m.gradNorm.toFixed(3)}  ${formatRate(m.tokensPerSec)} tok/s  ${(m.deviceBytes / 2 ** 20).toFixed(1)} MiB${comm}`,
+          `grad norm ${m.gradNorm.toFixed(3)}  ${formatRate(m.tokensPerSec)} tok/s  ${
+            (m.deviceBytes / 2 ** 20).toFixed(1)
+          } MiB${comm}`,
       );
     }
   };
@@ -164,7 +172,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
         `(mean of the last ${recentLosses.length} steps), ${(finalLoss - floor).toFixed(3)} nats above the floor`,
     );
     if (sample && trainer) {
-      console.log("\nsamples (each started from \"the \"):");
+      console.log('\nsamples (each started from "the "):');
       for (const text of await trainer.sample("the ", 3, 120)) console.log(`  ${text.replaceAll("\n", "\n  ")}\n`);
     }
   } finally {

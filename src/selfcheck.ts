@@ -27,20 +27,55 @@ function withGrad(device: Device, x: Tensor, f: (x: Tensor) => Tensor): Tensor[]
 }
 
 const CHECKS: Check[] = [
-  { family: "matmul", run: (d) => withGrad(d, input(d, [ROWS, 37], 1), (x) => ops.matmul(x, input(d, [COLS, 37], 2, false), { transB: true })) },
-  { family: "elementwise", run: (d) => withGrad(d, input(d, [ROWS, COLS], 3), (x) => ops.mul(ops.silu(x), ops.exp(ops.scale(x, 0.1)))) },
+  {
+    family: "matmul",
+    run: (d) => withGrad(d, input(d, [ROWS, 37], 1), (x) => ops.matmul(x, input(d, [COLS, 37], 2, false), { transB: true })),
+  },
+  {
+    family: "elementwise",
+    run: (d) => withGrad(d, input(d, [ROWS, COLS], 3), (x) => ops.mul(ops.silu(x), ops.exp(ops.scale(x, 0.1)))),
+  },
   { family: "reduce", run: (d) => withGrad(d, input(d, [ROWS, COLS], 4), (x) => ops.max(ops.sum(x, 0, true), 1)) },
   { family: "softmax", run: (d) => withGrad(d, input(d, [ROWS, COLS], 5), (x) => ops.logSoftmax(x)) },
   { family: "norm", run: (d) => withGrad(d, input(d, [ROWS, COLS], 6), (x) => ops.rmsNorm(x, input(d, [COLS], 7, false), 1e-5)) },
-  { family: "copy", run: (d) => withGrad(d, input(d, [B, T, H, D], 8), (x) => ops.slice(ops.permute(x, [0, 2, 1, 3]), [0, 1, 3, 0], [B, 2, 20, D])) },
+  {
+    family: "copy",
+    run: (d) =>
+      withGrad(d, input(d, [B, T, H, D], 8), (x) => ops.slice(ops.permute(x, [0, 2, 1, 3]), [0, 1, 3, 0], [B, 2, 20, D])),
+  },
   { family: "rope", run: (d) => withGrad(d, input(d, [B, H, T, D], 9), (x) => ops.rope(x, { theta: 10000, positionOffset: 5 })) },
   {
     family: "attention",
-    run: (d) => withGrad(d, input(d, [B, H, T, D], 10), (q) => ops.attention(q, input(d, [B, HKV, T, D], 11, false), input(d, [B, HKV, T, D], 12, false), { causal: true })),
+    run: (d) =>
+      withGrad(
+        d,
+        input(d, [B, H, T, D], 10),
+        (q) => ops.attention(q, input(d, [B, HKV, T, D], 11, false), input(d, [B, HKV, T, D], 12, false), { causal: true }),
+      ),
   },
-  { family: "embedding", run: (d) => withGrad(d, input(d, [50, D], 13), (w) => ops.embedding(w, Int32Array.from({ length: 70 }, (_, i) => (i * 7) % 50))) },
-  { family: "cross_entropy", run: (d) => withGrad(d, input(d, [ROWS, COLS], 14), (x) => ops.crossEntropy(x, Int32Array.from({ length: ROWS }, (_, i) => (i * 13) % COLS))) },
-  { family: "cast", run: (d) => [ops.cast(ops.cast(input(d, [ROWS, COLS], 15, false), "f16"), "f32"), ops.cast(ops.scale(input(d, [ROWS], 16, false), 50), "i32")] },
+  {
+    family: "embedding",
+    run: (d) =>
+      withGrad(d, input(d, [50, D], 13), (w) => ops.embedding(w, Int32Array.from({ length: 70 }, (_, i) => (i * 7) % 50))),
+  },
+  {
+    family: "cross_entropy",
+    run: (d) =>
+      withGrad(d, input(d, [ROWS, COLS], 14), (x) =>
+        ops.crossEntropy(
+          x,
+          Int32Array.from({ length: ROWS }, (_, i) => (i * 13) % COLS),
+        )),
+  },
+  {
+    family: "cast",
+    run: (
+      d,
+    ) => [
+      ops.cast(ops.cast(input(d, [ROWS, COLS], 15, false), "f16"), "f32"),
+      ops.cast(ops.scale(input(d, [ROWS], 16, false), 50), "i32"),
+    ],
+  },
 ];
 
 function largestDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {

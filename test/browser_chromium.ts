@@ -11,9 +11,16 @@ export const requireBrowser = Deno.env.get("SHARDLAB_REQUIRE_BROWSER") === "1";
 export const haveChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 
 export const CHROMIUM_ARGS = [
-  "--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader",
-  "--use-webgpu-adapter=swiftshader", "--disable-background-networking", "--disable-component-update",
-  "--disable-sync", "--no-first-run", "--disable-quic",
+  "--no-sandbox",
+  "--enable-unsafe-webgpu",
+  "--enable-features=Vulkan",
+  "--use-vulkan=swiftshader",
+  "--use-webgpu-adapter=swiftshader",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
 ];
 
 /** Serves the page, opens `query` in Chromium and runs `fn`; page errors are collected for it. */

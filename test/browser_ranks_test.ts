@@ -33,7 +33,9 @@ pageTest(
     data.results.forEach((result, rank) => {
       assert.equal(result.rank, rank);
       assert.equal(result.node, Math.floor(rank / RANKS_PER_NODE));
-      if (requireWebGpu) assert.equal(result.backend, "webgpu", `rank ${rank} fell back to the CPU backend although WebGPU is required`);
+      if (requireWebGpu) {
+        assert.equal(result.backend, "webgpu", `rank ${rank} fell back to the CPU backend although WebGPU is required`);
+      }
       assert.deepEqual(result.values, expected, `rank ${rank}'s all-reduce differs from the sum`);
     });
     assert.ok(data.totalBytes > 0, "the ledger counted no traffic");

@@ -8,22 +8,34 @@ import { requireWebGpu } from "./helpers.ts";
 
 const STEPS = 40;
 
-pageTest("demo page: the tiny model trains in a worker and its loss goes down", `?steps=${STEPS}&batch=8&seq=32`, async (page, pageErrors) => {
-  await page.waitForFunction(() => ["done", "error", "stopped"].includes(document.body.dataset.train ?? ""), null, { timeout: 300_000 });
-  await screenshot(page, "demo-page-training.png");
-  const state = await page.evaluate(() => document.body.dataset.train);
-  const status = await page.textContent("#train-status");
-  assert.equal(state, "done", `training ended in state ${state}: ${status}`);
-  assert.deepEqual(pageErrors, []);
-  if (requireWebGpu) assert.equal(await page.textContent("#backend"), "webgpu", "the page trained on the CPU backend although WebGPU is required");
-  const losses: number[] = JSON.parse(await page.evaluate(() => document.body.dataset.losses ?? "[]"));
-  assert.equal(losses.length, STEPS);
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const first = mean(losses.slice(0, 5)), last = mean(losses.slice(-5));
-  assert.ok(last < first - 0.5, `loss did not go down: first five steps ${first.toFixed(3)}, last five ${last.toFixed(3)}`);
-  const floor = Number(await page.textContent("#floor"));
-  assert.ok(floor > 0 && floor < last, `the floor ${floor} should sit under the loss ${last.toFixed(3)}`);
-});
+pageTest(
+  "demo page: the tiny model trains in a worker and its loss goes down",
+  `?steps=${STEPS}&batch=8&seq=32`,
+  async (page, pageErrors) => {
+    await page.waitForFunction(() => ["done", "error", "stopped"].includes(document.body.dataset.train ?? ""), null, {
+      timeout: 300_000,
+    });
+    await screenshot(page, "demo-page-training.png");
+    const state = await page.evaluate(() => document.body.dataset.train);
+    const status = await page.textContent("#train-status");
+    assert.equal(state, "done", `training ended in state ${state}: ${status}`);
+    assert.deepEqual(pageErrors, []);
+    if (requireWebGpu) {
+      assert.equal(
+        await page.textContent("#backend"),
+        "webgpu",
+        "the page trained on the CPU backend although WebGPU is required",
+      );
+    }
+    const losses: number[] = JSON.parse(await page.evaluate(() => document.body.dataset.losses ?? "[]"));
+    assert.equal(losses.length, STEPS);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const first = mean(losses.slice(0, 5)), last = mean(losses.slice(-5));
+    assert.ok(last < first - 0.5, `loss did not go down: first five steps ${first.toFixed(3)}, last five ${last.toFixed(3)}`);
+    const floor = Number(await page.textContent("#floor"));
+    assert.ok(floor > 0 && floor < last, `the floor ${floor} should sit under the loss ${last.toFixed(3)}`);
+  },
+);
 
 pageTest("demo page: every kernel family agrees with the CPU reference in Chromium", "?autostart=0", async (page, pageErrors) => {
   await page.click("#selfcheck");

@@ -19,7 +19,21 @@ async function shardlab(...args: string[]): Promise<{ code: number; stdout: stri
 Deno.test("cli: train --json writes one record per step with the documented fields", async () => {
   const file = await Deno.makeTempFile({ suffix: ".jsonl" });
   try {
-    const result = await shardlab("train", "--steps", "4", "--batch", "2", "--seq", "16", "--lr", "0.005", "--backend", "cpu", "--json", file);
+    const result = await shardlab(
+      "train",
+      "--steps",
+      "4",
+      "--batch",
+      "2",
+      "--seq",
+      "16",
+      "--lr",
+      "0.005",
+      "--backend",
+      "cpu",
+      "--json",
+      file,
+    );
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /corpus floor \d\.\d{3} nats\/token/);
     assert.match(result.stdout, /final loss \d+\.\d{3}/);
@@ -52,7 +66,9 @@ Deno.test("cli: train on a parallel layout adds the world's traffic, simulated t
       assert.ok(intra > 0 && inter > 0, `step ${r.step}: intra ${intra}, inter ${inter}`);
       assert.ok(r.simTime > 0, `step ${r.step}: simTime ${r.simTime}`);
       assert.equal(r.memory.length, 4);
-      for (const memory of r.memory) assert.ok(memory.parameters > 0 && memory.optimizer === 2 * memory.parameters, JSON.stringify(memory));
+      for (const memory of r.memory) {
+        assert.ok(memory.parameters > 0 && memory.optimizer === 2 * memory.parameters, JSON.stringify(memory));
+      }
     }
   } finally {
     await Deno.remove(file);

@@ -29,12 +29,18 @@ function check(cases: Case[], values: RankValue[]): string[] {
       const group = groupOf(c, rank, values.length);
       if (!group) return void (got !== "absent" && failures.push(`${c.name} rank ${rank}: ran outside its group`));
       const expected = expectedResult(c, group, group.indexOf(rank));
-      if (expected === null) return void (got !== null && failures.push(`${c.name} rank ${rank}: expected nothing, got ${JSON.stringify(got)}`));
+      if (expected === null) {
+        return void (got !== null && failures.push(`${c.name} rank ${rank}: expected nothing, got ${JSON.stringify(got)}`));
+      }
       if (got === null || got === "absent") return void failures.push(`${c.name} rank ${rank}: no result`);
       if (got.length !== expected.length || got.digest !== digest(expected)) {
         const at = got.values?.findIndex((v, j) => !Object.is(v, expected[j]));
         const where = at !== undefined && at >= 0 ? `, first difference at ${at}: ${got.values![at]} vs ${expected[at]}` : "";
-        failures.push(`${c.name} rank ${rank}: ${got.length} elements, digest ${got.digest}; expected ${expected.length}, ${digest(expected)}${where}`);
+        failures.push(
+          `${c.name} rank ${rank}: ${got.length} elements, digest ${got.digest}; expected ${expected.length}, ${
+            digest(expected)
+          }${where}`,
+        );
       }
       if (c.out && !got.returnedOut) failures.push(`${c.name} rank ${rank}: the result is not the array passed as out`);
       if (c.tensor) {
@@ -56,7 +62,11 @@ for (const ranks of [1, 2, 3, 4, 7, 8]) {
     const args: CasesArgs = { cases };
     const results = await launch<RankValue>({ ranks, entry: ENTRY, args, backend: "cpu", heapBytes: HEAP_BYTES });
     const failures = check(cases, results.map((r) => r.value));
-    assert.deepEqual(failures, [], `${failures.length} of ${cases.length} cases × ${ranks} ranks differ:\n${failures.slice(0, 20).join("\n")}`);
+    assert.deepEqual(
+      failures,
+      [],
+      `${failures.length} of ${cases.length} cases × ${ranks} ranks differ:\n${failures.slice(0, 20).join("\n")}`,
+    );
   });
 }
 
@@ -69,7 +79,16 @@ Deno.test({
     const cases: Case[] = [
       { name: "gpu.allReduce", kind: "allReduce", dtype: "f32", sizes: [8 * 5, 8 * 5], seed: 1, tensor: true, cols: 5 },
       { name: "gpu.allReduce.i32.ring", kind: "allReduce", dtype: "i32", sizes: [65537, 65537], seed: 2, tensor: true },
-      { name: "gpu.reduceScatter", kind: "reduceScatter", dtype: "f32", sizes: [6 * 3, 6 * 3], seed: 3, tensor: true, cols: 3, op: "avg" },
+      {
+        name: "gpu.reduceScatter",
+        kind: "reduceScatter",
+        dtype: "f32",
+        sizes: [6 * 3, 6 * 3],
+        seed: 3,
+        tensor: true,
+        cols: 3,
+        op: "avg",
+      },
       { name: "gpu.allGather.u8", kind: "allGather", dtype: "u8", sizes: [12, 12], seed: 4, tensor: true, cols: 4 },
     ];
     const results = await launch<RankValue>({ ranks: 2, entry: ENTRY, args: { cases }, backend: "webgpu" });
@@ -115,7 +134,10 @@ Deno.test("a group mismatch fails the ranks that see it; the rank left waiting t
   for (const report of [zero, one]) {
     assert.ok(report !== "ok" && report.name === "CollectiveMismatchError", JSON.stringify(report));
     assert.deepEqual(report.ranks!.toSorted(), [0, 1]);
-    assert.match(report.message, /group differs: rank \d calls allReduce on \[0, 1(, 2)?\], rank \d calls allReduce on \[0, 1(, 2)?\]/);
+    assert.match(
+      report.message,
+      /group differs: rank \d calls allReduce on \[0, 1(, 2)?\], rank \d calls allReduce on \[0, 1(, 2)?\]/,
+    );
   }
   assert.ok(two !== "ok" && two.name === "CollectiveTimeoutError" && two.waitingFor === 1, JSON.stringify(two));
 });
@@ -136,10 +158,13 @@ Deno.test("world.abort() from the launching thread ends a pending wait with Coll
   const worker = new Worker(new URL("./fixtures/comm_abort_worker.ts", import.meta.url), { type: "module" });
   try {
     const report = new Promise<{ name: string; message: string; failedRank: number; lateMs: number }>((resolve) => {
-      worker.onmessage = (event) => event.data.ready ? setTimeout(() => {
-        abortedAt[0] = performance.timeOrigin + performance.now();
-        world.abort(1, "threw");
-      }, 100) : resolve(event.data);
+      worker.onmessage = (event) =>
+        event.data.ready
+          ? setTimeout(() => {
+            abortedAt[0] = performance.timeOrigin + performance.now();
+            world.abort(1, "threw");
+          }, 100)
+          : resolve(event.data);
     });
     worker.postMessage({ memory: world.memory, abortedAt });
     const { name, message, failedRank, lateMs } = await report;
@@ -158,30 +183,75 @@ Deno.test("bad arguments are rejected before anything moves, naming the value", 
   const device = await createDevice({ backend: "cpu" });
   const x = new Float32Array(8);
   await assert.rejects(comm.allReduce(x, { op: "prod" as "sum" }), /allReduce: unknown op "prod" \(valid: sum, avg, max, min\)/);
-  await assert.rejects(comm.allReduce(new Int32Array(2), { op: "avg" }), (e: Error) => e instanceof DTypeError && /op "avg" needs f32 values, got i32/.test(e.message));
-  await assert.rejects(comm.allReduce(new Float64Array(2) as unknown as Float32Array), /expected a Tensor, Float32Array, Int32Array or Uint8Array, got Float64Array/);
-  await assert.rejects(comm.allReduce(device.tensor([1, 2], [2], { dtype: "f16" })), /tensors of dtype f16 cannot be communicated \(valid: f32, i32, u8\)/);
+  await assert.rejects(
+    comm.allReduce(new Int32Array(2), { op: "avg" }),
+    (e: Error) => e instanceof DTypeError && /op "avg" needs f32 values, got i32/.test(e.message),
+  );
+  await assert.rejects(
+    comm.allReduce(new Float64Array(2) as unknown as Float32Array),
+    /expected a Tensor, Float32Array, Int32Array or Uint8Array, got Float64Array/,
+  );
+  await assert.rejects(
+    comm.allReduce(device.tensor([1, 2], [2], { dtype: "f16" })),
+    /tensors of dtype f16 cannot be communicated \(valid: f32, i32, u8\)/,
+  );
   await assert.rejects(comm.allReduce(x, { tag: 7 as unknown as string }), /allReduce: tag must be a string, got number/);
   await assert.rejects(comm.broadcast(x, { root: 2 }), /broadcast: root must be a group rank in 0\.\.1, got 2/);
   await assert.rejects(comm.send(x, { dst: 0 }), /send: dst 0 is this rank itself/);
   await assert.rejects(comm.reduceScatter(x, { counts: [4, 5] }), /reduceScatter: counts add up to 9, but x has 8 elements/);
-  await assert.rejects(comm.allGather(x, { counts: [8] }), /allGather: counts must list 2 non-negative integers \(one per group rank\), got \[8\]/);
+  await assert.rejects(
+    comm.allGather(x, { counts: [8] }),
+    /allGather: counts must list 2 non-negative integers \(one per group rank\), got \[8\]/,
+  );
   await assert.rejects(comm.allReduce(x, { out: new Float32Array(7) }), /allReduce: out has 7 elements, the result has 8/);
-  await assert.rejects(comm.allReduce(x, { out: new Int32Array(8) as unknown as Float32Array }), /out must be a Float32Array like x, got Int32Array/);
+  await assert.rejects(
+    comm.allReduce(x, { out: new Int32Array(8) as unknown as Float32Array }),
+    /out must be a Float32Array like x, got Int32Array/,
+  );
   const wide = new Float32Array(9);
-  await assert.rejects(comm.allReduce(wide.subarray(0, 8), { out: wide.subarray(1) }), /allReduce: out overlaps x without being x itself/);
+  await assert.rejects(
+    comm.allReduce(wide.subarray(0, 8), { out: wide.subarray(1) }),
+    /allReduce: out overlaps x without being x itself/,
+  );
   await assert.rejects(comm.reduceScatter(x, { out: x.subarray(2, 6) }), /reduceScatter: out overlaps x; pass a separate array/);
-  await assert.rejects(comm.allReduce(device.tensor(x, [8]), { out: x }), /out is for typed arrays; a Tensor's result is a new Tensor/);
+  await assert.rejects(
+    comm.allReduce(device.tensor(x, [8]), { out: x }),
+    /out is for typed arrays; a Tensor's result is a new Tensor/,
+  );
   await assert.rejects(comm.allGather(x, { out: new Float32Array(16) }), /allGather: out needs counts \(one per group rank\)/);
-  await assert.rejects(comm.allGather(x, { counts: [8, 8], out: new Float32Array(15) }), /allGather: out has 15 elements, the result has 16/);
-  await assert.rejects(comm.allGather(x, { counts: [8, 8], out: new Uint8Array(16) as unknown as Float32Array }), /allGather: out must be a Float32Array like x, got Uint8Array/);
-  await assert.rejects(comm.allGather(x, { counts: [4, 4], out: x }), /allGather: out overlaps x; pass a separate array \(x cannot be out: the gathered result is longer than x\)/);
+  await assert.rejects(
+    comm.allGather(x, { counts: [8, 8], out: new Float32Array(15) }),
+    /allGather: out has 15 elements, the result has 16/,
+  );
+  await assert.rejects(
+    comm.allGather(x, { counts: [8, 8], out: new Uint8Array(16) as unknown as Float32Array }),
+    /allGather: out must be a Float32Array like x, got Uint8Array/,
+  );
+  await assert.rejects(
+    comm.allGather(x, { counts: [4, 4], out: x }),
+    /allGather: out overlaps x; pass a separate array \(x cannot be out: the gathered result is longer than x\)/,
+  );
   await assert.rejects(comm.allToAll(x, { out: new Float32Array(8) }), /allToAll: out needs recvCounts \(one per group rank\)/);
-  await assert.rejects(comm.allToAll(x, { recvCounts: [4, 5], out: new Float32Array(8) }), /allToAll: out has 8 elements, the result has 9/);
-  await assert.rejects(comm.allToAll(wide.subarray(0, 8), { recvCounts: [4, 4], out: wide.subarray(1) }), /allToAll: out overlaps x; pass a separate array \(x may be out itself only \(in place\)\)/);
-  await assert.rejects(comm.allToAll(x, { recvCounts: [3, 5], out: x }), /allToAll: in place needs recvCounts equal to sendCounts, got recvCounts \[3,5\] and sendCounts \[4,4\]/);
-  await assert.rejects(comm.allToAll(device.tensor(x, [8]), { recvCounts: [4, 4], out: new Float32Array(8) }), /allToAll: out is for typed arrays/);
-  await assert.rejects(comm.recv({ length: 2, dtype: "f64" as "f32" }, { src: 1 }), /recv: like must be a Tensor, a typed array or \{ length, dtype/);
+  await assert.rejects(
+    comm.allToAll(x, { recvCounts: [4, 5], out: new Float32Array(8) }),
+    /allToAll: out has 8 elements, the result has 9/,
+  );
+  await assert.rejects(
+    comm.allToAll(wide.subarray(0, 8), { recvCounts: [4, 4], out: wide.subarray(1) }),
+    /allToAll: out overlaps x; pass a separate array \(x may be out itself only \(in place\)\)/,
+  );
+  await assert.rejects(
+    comm.allToAll(x, { recvCounts: [3, 5], out: x }),
+    /allToAll: in place needs recvCounts equal to sendCounts, got recvCounts \[3,5\] and sendCounts \[4,4\]/,
+  );
+  await assert.rejects(
+    comm.allToAll(device.tensor(x, [8]), { recvCounts: [4, 4], out: new Float32Array(8) }),
+    /allToAll: out is for typed arrays/,
+  );
+  await assert.rejects(
+    comm.recv({ length: 2, dtype: "f64" as "f32" }, { src: 1 }),
+    /recv: like must be a Tensor, a typed array or \{ length, dtype/,
+  );
   assert.deepEqual(comm.ledger.collectives, []);
   device.destroy();
 });

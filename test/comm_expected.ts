@@ -33,9 +33,12 @@ function newArray(c: Case, length: number): HostArray {
 
 function combine(c: Case, a: number, b: number): number {
   switch (c.op ?? "sum") {
-    case "max": return Math.max(a, b);
-    case "min": return Math.min(a, b);
-    default: return c.dtype === "f32" ? Math.fround(a + b) : c.dtype === "i32" ? (a + b) | 0 : (a + b) & 255;
+    case "max":
+      return Math.max(a, b);
+    case "min":
+      return Math.min(a, b);
+    default:
+      return c.dtype === "f32" ? Math.fround(a + b) : c.dtype === "i32" ? (a + b) | 0 : (a + b) & 255;
   }
 }
 
@@ -91,7 +94,8 @@ export function expectedResult(c: Case, group: number[], me: number): HostArray 
       for (let i = 0; i < out.length; i++) out[i] = reduceAt(c, inputs, order, start + i);
       return out;
     }
-    case "allGather": return concat(c, inputs);
+    case "allGather":
+      return concat(c, inputs);
     case "allToAll": {
       const blocks = inputs.map((input, r) => {
         const start = c.sendCounts![r].slice(0, me).reduce((a, b) => a + b, 0);
@@ -99,21 +103,25 @@ export function expectedResult(c: Case, group: number[], me: number): HostArray 
       });
       return concat(c, blocks);
     }
-    case "broadcast": return inputs[c.root!].slice();
+    case "broadcast":
+      return inputs[c.root!].slice();
     case "reduce": {
       if (me !== c.root) return null;
       const order = direct ? inGroupOrder(n) : chainOrder(n, c.root!);
       return newArray(c, x.length).map((_, i) => reduceAt(c, inputs, order, i));
     }
-    case "gather": return me === c.root ? concat(c, inputs) : null;
+    case "gather":
+      return me === c.root ? concat(c, inputs) : null;
     case "scatter": {
       const source = inputs[c.root!];
       const counts = c.counts ?? equalSplit(source.length, n);
       const start = offsets(counts)[me];
       return source.slice(start, start + counts[me]);
     }
-    case "sendRecv": return inputs[(me + n - 1) % n].slice();
-    case "barrier": return null;
+    case "sendRecv":
+      return inputs[(me + n - 1) % n].slice();
+    case "barrier":
+      return null;
   }
 }
 
@@ -126,16 +134,21 @@ export function expectedAlgorithm(c: Case, n: number): string {
       if (!large) return "direct";
       if (!reducesByPlace(c, n)) return "ring";
       return equalSplit(c.sizes[0], n).every((_, k) => gatheredByPlaceOrInline(c, n, k)) ? "peer" : "peer+ring";
-    case "reduceScatter": return !large ? "direct" : reducesByPlace(c, n) ? "peer" : "ring";
-    case "broadcast": return inHeap(c, c.root!) ? "peer" : large ? "chain" : "direct";
-    case "reduce": return large ? "chain" : "direct";
+    case "reduceScatter":
+      return !large ? "direct" : reducesByPlace(c, n) ? "peer" : "ring";
+    case "broadcast":
+      return inHeap(c, c.root!) ? "peer" : large ? "chain" : "direct";
+    case "reduce":
+      return large ? "chain" : "direct";
     case "allGather": {
       const members = Array.from({ length: n }, (_, r) => r);
       if (members.some((r) => !inHeap(c, r) && c.sizes[r] * BYTES[c.dtype] > INLINE_BYTES)) return "ring";
       return members.some((r) => inHeap(c, r)) ? "peer" : "direct";
     }
-    case "allToAll": return c.out === "self" && reducesByPlace(c, n) ? "peer" : "direct";
-    default: return "direct";
+    case "allToAll":
+      return c.out === "self" && reducesByPlace(c, n) ? "peer" : "direct";
+    default:
+      return "direct";
   }
 }
 
@@ -175,18 +188,18 @@ export function expectedSends(c: Case, group: number[], me: number): { bytes: nu
         // inline, and by the ring the ones that cannot (every chunk but the next rank's).
         for (let r = 0; r < n; r++) if (r !== me) send(r, chunks[r]);
         if (c.kind === "reduceScatter") break;
-        if (gatheredByPlaceOrInline(c, n, me)) for (let r = 0; r < n; r++) if (r !== me) send(r, chunks[me]);
+        if (gatheredByPlaceOrInline(c, n, me)) { for (let r = 0; r < n; r++) if (r !== me) send(r, chunks[me]); }
         for (let k = 0; k < n; k++) if (k !== next && !gatheredByPlaceOrInline(c, n, k)) send(next, chunks[k]);
         break;
       }
       // Ring: reduce-scatter sends every chunk but its own; all-gather every chunk but the next rank's.
       for (let k = 0; k < n; k++) if (k !== me) send(next, chunks[k]);
-      if (c.kind === "allReduce") for (let k = 0; k < n; k++) if (k !== next) send(next, chunks[k]);
+      if (c.kind === "allReduce") { for (let k = 0; k < n; k++) if (k !== next) send(next, chunks[k]); }
       break;
     }
     case "allGather": {
       const delivered = (r: number) => inHeap(c, r) || c.sizes[r] * e <= INLINE_BYTES;
-      if (delivered(me)) for (let r = 0; r < n; r++) if (r !== me) send(r, size);
+      if (delivered(me)) { for (let r = 0; r < n; r++) if (r !== me) send(r, size); }
       for (let k = 0; k < n; k++) if (k !== next && !delivered(k)) send(next, c.sizes[k]);
       break;
     }
@@ -194,7 +207,9 @@ export function expectedSends(c: Case, group: number[], me: number): { bytes: nu
       for (let r = 0; r < n; r++) if (r !== me) send(r, c.sendCounts![me][r]);
       break;
     case "broadcast":
-      if ((algorithm === "direct" || algorithm === "peer") && me === c.root) for (let r = 0; r < n; r++) if (r !== me) send(r, size);
+      if ((algorithm === "direct" || algorithm === "peer") && me === c.root) {
+        for (let r = 0; r < n; r++) if (r !== me) send(r, size);
+      }
       if (algorithm === "chain" && next !== c.root) send(next, size);
       break;
     case "reduce":
@@ -206,7 +221,7 @@ export function expectedSends(c: Case, group: number[], me: number): { bytes: nu
       break;
     case "scatter": {
       const counts = c.counts ?? equalSplit(c.sizes[c.root!], n);
-      if (me === c.root) for (let r = 0; r < n; r++) if (r !== me) send(r, counts[r]);
+      if (me === c.root) { for (let r = 0; r < n; r++) if (r !== me) send(r, counts[r]); }
       break;
     }
     case "sendRecv":

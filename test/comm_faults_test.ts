@@ -94,7 +94,11 @@ Deno.test("faults: a rank in a busy loop is named within timeoutMs", async () =>
 // The watch on its own, with reports in the order a ring can deliver them.
 
 function timeoutReport(rank: number, waitingFor: number) {
-  return { name: "CollectiveTimeoutError", summary: `CollectiveTimeoutError: allReduce: rank ${rank} timed out after 50 ms waiting for rank ${waitingFor}`, blames: waitingFor };
+  return {
+    name: "CollectiveTimeoutError",
+    summary: `CollectiveTimeoutError: allReduce: rank ${rank} timed out after 50 ms waiting for rank ${waitingFor}`,
+    blames: waitingFor,
+  };
 }
 
 async function verdictError(watch: RankWatch): Promise<RankFailedError> {

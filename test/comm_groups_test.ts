@@ -57,7 +57,14 @@ Deno.test("nodeGroup() holds the ranks of this node, crossNodeGroup() this local
   assert.deepEqual([flat[2].nodeGroup().ranks, flat[2].crossNodeGroup().ranks], [[0, 1, 2], [2]]);
 });
 
-for (const sizes of [{ pp: 2, dp: 2, sp: 1, tp: 2 }, { pp: 1, dp: 2, sp: 2, tp: 2 }, { pp: 1, dp: 8, sp: 1, tp: 1 }, { pp: 2, dp: 1, sp: 4, tp: 1 }]) {
+for (
+  const sizes of [{ pp: 2, dp: 2, sp: 1, tp: 2 }, { pp: 1, dp: 2, sp: 2, tp: 2 }, { pp: 1, dp: 8, sp: 1, tp: 1 }, {
+    pp: 2,
+    dp: 1,
+    sp: 4,
+    tp: 1,
+  }]
+) {
   Deno.test(`mesh(${JSON.stringify(sizes)}) gives every rank its grid coordinates and the groups along each axis`, () => {
     const coords = gridCoords(sizes);
     worldComms(8, 4).forEach((comm, rank) => {
@@ -81,19 +88,43 @@ Deno.test("mesh, world and channel sizes that cannot be fail before anything sta
   assert.throws(() => mesh(comm, { dp: 0, tp: 8 }), /mesh: dp must be an integer >= 1, got 0/);
   assert.deepEqual(mesh(comm, { dp: 8 }).tp.ranks, [0]);
   assert.throws(() => createWorld({ ranks: 0 }), /world: ranks must be an integer >= 1, got 0/);
-  assert.throws(() => createWorld({ ranks: 8, ranksPerNode: 3 }), /ranksPerNode must be a positive integer that divides ranks \(8\), got 3/);
-  assert.throws(() => createWorld({ ranks: 2, channelBytes: 1000 }), /channelBytes must be a multiple of 256 and at least 16384 \(4 slots\), got 1000/);
+  assert.throws(
+    () => createWorld({ ranks: 8, ranksPerNode: 3 }),
+    /ranksPerNode must be a positive integer that divides ranks \(8\), got 3/,
+  );
+  assert.throws(
+    () => createWorld({ ranks: 2, channelBytes: 1000 }),
+    /channelBytes must be a multiple of 256 and at least 16384 \(4 slots\), got 1000/,
+  );
   const { memory } = createWorld({ ranks: 2 });
   assert.throws(() => openWorld(memory, 2), /openWorld: rank 2 is not in this world of 2 ranks \(valid: 0\.\.1\)/);
-  assert.throws(() => openWorld(new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }), 0), /openWorld: the memory was not made by createWorld\(\)/);
-  assert.throws(() => openWorld(new SharedArrayBuffer(64) as unknown as WebAssembly.Memory, 0), /openWorld: expected the world's shared WebAssembly.Memory/);
-  assert.throws(() => createWorld({ ranks: 2, heapBytes: 100 }), /world: heapBytes must be a non-negative multiple of 64, got 100/);
-  assert.throws(() => createWorld({ ranks: 2, heapBytes: 2 ** 31 }), /world: 2 ranks need \d+ bytes of shared memory .* more than the 4294967296 a shared WebAssembly.Memory holds; lower heapBytes or channelBytes/);
+  assert.throws(
+    () => openWorld(new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }), 0),
+    /openWorld: the memory was not made by createWorld\(\)/,
+  );
+  assert.throws(
+    () => openWorld(new SharedArrayBuffer(64) as unknown as WebAssembly.Memory, 0),
+    /openWorld: expected the world's shared WebAssembly.Memory/,
+  );
+  assert.throws(
+    () => createWorld({ ranks: 2, heapBytes: 100 }),
+    /world: heapBytes must be a non-negative multiple of 64, got 100/,
+  );
+  assert.throws(
+    () => createWorld({ ranks: 2, heapBytes: 2 ** 31 }),
+    /world: 2 ranks need \d+ bytes of shared memory .* more than the 4294967296 a shared WebAssembly.Memory holds; lower heapBytes or channelBytes/,
+  );
 });
 
 Deno.test("every mesh, node and cross-node group all-reduces at once on 8 ranks, 4 per node", async () => {
   const sizes = { pp: 2, dp: 2, sp: 1, tp: 2 };
-  const results = await launch<GroupReport>({ ranks: 8, ranksPerNode: 4, entry: new URL("./fixtures/comm_groups.ts", import.meta.url).href, args: { sizes }, backend: "cpu" });
+  const results = await launch<GroupReport>({
+    ranks: 8,
+    ranksPerNode: 4,
+    entry: new URL("./fixtures/comm_groups.ts", import.meta.url).href,
+    args: { sizes },
+    backend: "cpu",
+  });
   const coords = gridCoords(sizes);
   for (const { rank, value } of results) {
     assert.deepEqual(value.coords, coords[rank]);

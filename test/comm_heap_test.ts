@@ -32,7 +32,10 @@ Deno.test("heap: arrays lie in their rank's region of the world's memory, 64-byt
     for (const array of arrays) {
       assert.equal(array.buffer, worlds[rank].buffer);
       assert.equal(array.byteOffset % 64, 0);
-      assert.ok(array.byteOffset >= start && array.byteOffset + array.byteLength <= start + HEAP, `rank ${rank}: ${array.byteOffset}`);
+      assert.ok(
+        array.byteOffset >= start && array.byteOffset + array.byteLength <= start + HEAP,
+        `rank ${rank}: ${array.byteOffset}`,
+      );
       assert.ok(array.every((v) => v === 0));
     }
     const ends = arrays.map((a) => [a.byteOffset, a.byteOffset + Math.max(a.byteLength, 1)]).sort((a, b) => a[0] - b[0]);
@@ -45,7 +48,10 @@ Deno.test("heap: freed ranges are reused and merge with their neighbours; a free
   const { comms: [comm] } = ranksOf(1);
   const quarter = HEAP / 4 / 4;
   const [a, b, c, d] = [0, 1, 2, 3].map(() => comm.alloc(quarter));
-  assert.throws(() => comm.alloc(1), /alloc: 1 f32 elements \(64 bytes\) do not fit rank 0's heap of 65536 bytes \(0 free, largest free range 0\); launch with a larger heapBytes/);
+  assert.throws(
+    () => comm.alloc(1),
+    /alloc: 1 f32 elements \(64 bytes\) do not fit rank 0's heap of 65536 bytes \(0 free, largest free range 0\); launch with a larger heapBytes/,
+  );
   b.fill(7);
   comm.free(b);
   comm.free(c);
@@ -67,8 +73,14 @@ Deno.test("heap: bad requests name the value", () => {
   assert.throws(() => comm.alloc(4, "f64" as "f32"), /alloc: dtype must be one of f32, i32, u8, got "f64"/);
   const array = comm.alloc(4);
   comm.free(array);
-  assert.throws(() => comm.free(array), /free: the array \(Float32Array of 4 at byte \d+\) is not a live allocation of rank 0's heap/);
-  assert.throws(() => comm.free(new Float32Array(4)), /free: the array \(Float32Array of 4 at byte 0\) is not a live allocation of rank 0's heap/);
+  assert.throws(
+    () => comm.free(array),
+    /free: the array \(Float32Array of 4 at byte \d+\) is not a live allocation of rank 0's heap/,
+  );
+  assert.throws(
+    () => comm.free(new Float32Array(4)),
+    /free: the array \(Float32Array of 4 at byte 0\) is not a live allocation of rank 0's heap/,
+  );
   const { comms: [none] } = ranksOf(1, 0);
   assert.throws(() => none.alloc(1), /do not fit rank 0's heap of 0 bytes .*launch with a larger heapBytes/);
 });
@@ -80,7 +92,9 @@ type RankValue = { results: (CaseResult | null | "absent")[]; ledger: LedgerJSON
 /** Runs the cases in one world and returns how the ranks' results differ from the references (comm_expected.ts). */
 async function runCases(ranks: number, heapBytes: number, cases: Case[]): Promise<{ failures: string[]; ledgers: LedgerJSON[] }> {
   const args: CasesArgs = { cases, ledger: true };
-  const values = (await launch<RankValue>({ ranks, entry: ENTRY, args, backend: "cpu", heapBytes, timeoutMs: 10_000 })).map((r) => r.value);
+  const values = (await launch<RankValue>({ ranks, entry: ENTRY, args, backend: "cpu", heapBytes, timeoutMs: 10_000 })).map((r) =>
+    r.value
+  );
   const failures: string[] = [];
   cases.forEach((c, i) => {
     values.forEach(({ results }, rank) => {
@@ -89,7 +103,11 @@ async function runCases(ranks: number, heapBytes: number, cases: Case[]): Promis
       const got = results[i];
       if (expected === null) return void (got !== null && failures.push(`${c.name} rank ${rank}: expected nothing`));
       if (got === null || got === "absent") return void failures.push(`${c.name} rank ${rank}: no result`);
-      if (got.digest !== digest(expected)) failures.push(`${c.name} rank ${rank}: ${JSON.stringify(got.values ?? got.digest)}, expected ${JSON.stringify(Array.from(expected))}`);
+      if (got.digest !== digest(expected)) {
+        failures.push(
+          `${c.name} rank ${rank}: ${JSON.stringify(got.values ?? got.digest)}, expected ${JSON.stringify(Array.from(expected))}`,
+        );
+      }
       if (got.keptInput === false) failures.push(`${c.name} rank ${rank}: x changed, though the result went elsewhere`);
       if (got.returnedOut === false) failures.push(`${c.name} rank ${rank}: the result is not the array passed as out`);
     });
@@ -117,7 +135,11 @@ Deno.test("an all-to-all in place on some ranks only: every rank gets its blocks
       const [record] = ledger.collectives.filter((r) => r.tag === c.name);
       const { bytes } = expectedSends(c, [0, 1, 2], rank);
       assert.equal(record.algorithm, c.outRanks ? "direct" : "peer", `${c.name} rank ${rank}`);
-      assert.deepEqual(record.sends.map((s) => [s.dst, s.bytes]), bytes.flatMap((b, dst) => b > 0 ? [[dst, b]] : []), `${c.name} rank ${rank}`);
+      assert.deepEqual(
+        record.sends.map((s) => [s.dst, s.bytes]),
+        bytes.flatMap((b, dst) => b > 0 ? [[dst, b]] : []),
+        `${c.name} rank ${rank}`,
+      );
     });
   }
 });
@@ -132,7 +154,16 @@ Deno.test("collectives by place reach heaps that lie beyond 2 GiB of the world's
     { name: "allGather.inPlace", kind: "allGather", dtype: "i32", sizes: all(5000), seed: 3, heap: "all", out: "block" },
     { name: "reduceScatter", kind: "reduceScatter", dtype: "u8", sizes: all(65537), seed: 4, heap: "all", op: "max" },
     { name: "gather.fromFar", kind: "gather", dtype: "f32", sizes: all(13), seed: 5, root: 0, heap: "all" },
-    { name: "allToAll.swap", kind: "allToAll", dtype: "f32", sizes: all(30), seed: 6, sendCounts: all(30).map(() => all(10)), heap: "all", out: "self" },
+    {
+      name: "allToAll.swap",
+      kind: "allToAll",
+      dtype: "f32",
+      sizes: all(30),
+      seed: 6,
+      sendCounts: all(30).map(() => all(10)),
+      heap: "all",
+      out: "self",
+    },
   ];
   const { failures } = await runCases(ranks, 1 << 30, cases);
   assert.deepEqual(failures, []);

@@ -23,7 +23,14 @@ for (const [ranks, ranksPerNode] of [[1, 1], [2, 1], [4, 2], [8, 4]]) {
   Deno.test(`launch: ${ranks} rank(s), ${ranksPerNode} per node: results in rank order, every event in order per rank`, async () => {
     const args: EchoArgs = { events: 20, scale: 0.5, lockPrefix: crypto.randomUUID() };
     const received: RankEvent[] = [];
-    const results = await launch<Echo>({ ranks, ranksPerNode, entry: ECHO, args, backend: "cpu", onEvent: (event) => received.push(event) });
+    const results = await launch<Echo>({
+      ranks,
+      ranksPerNode,
+      entry: ECHO,
+      args,
+      backend: "cpu",
+      onEvent: (event) => received.push(event),
+    });
     assert.equal(results.length, ranks);
     results.forEach(({ rank, value }, index) => {
       assert.equal(rank, index);

@@ -49,14 +49,25 @@ function checkRecords(cases: Case[], ledgers: LedgerJSON[], ranksPerNode: number
       }
       const sending = records.find((r) => r.kind !== "recv")!;
       const { bytes, messages } = expectedSends(c, group, me);
-      const sends = group.flatMap((dst, r) => bytes[r] > 0 || messages[r] > 0 ? [{ dst, bytes: bytes[r], messages: messages[r] }] : [])
+      const sends = group.flatMap((dst, r) =>
+        bytes[r] > 0 || messages[r] > 0 ? [{ dst, bytes: bytes[r], messages: messages[r] }] : []
+      )
         .toSorted((a, b) => a.dst - b.dst)
-        .map((s) => ({ ...s, link: Math.floor(s.dst / ranksPerNode) === Math.floor(rank / ranksPerNode) ? "intra" as const : "inter" as const }));
+        .map((s) => ({
+          ...s,
+          link: Math.floor(s.dst / ranksPerNode) === Math.floor(rank / ranksPerNode) ? "intra" as const : "inter" as const,
+        }));
       const got = sending.sends.map(({ dst, bytes, messages, link }) => ({ dst, bytes, messages, link }));
-      if (JSON.stringify(got) !== JSON.stringify(sends)) failures.push(`${c.name} rank ${rank}: sends ${JSON.stringify(got)}, expected ${JSON.stringify(sends)}`);
-      if (sending.algorithm !== expectedAlgorithm(c, group.length)) failures.push(`${c.name} rank ${rank}: algorithm ${sending.algorithm}`);
+      if (JSON.stringify(got) !== JSON.stringify(sends)) {
+        failures.push(`${c.name} rank ${rank}: sends ${JSON.stringify(got)}, expected ${JSON.stringify(sends)}`);
+      }
+      if (sending.algorithm !== expectedAlgorithm(c, group.length)) {
+        failures.push(`${c.name} rank ${rank}: algorithm ${sending.algorithm}`);
+      }
       const ms = sends.reduce((sum, s) => sum + modelMs(LINKS[s.link], s.bytes, s.messages), 0);
-      if (Math.abs(sending.simulatedMs - ms) > 1e-12 * Math.max(1, ms)) failures.push(`${c.name} rank ${rank}: simulated ${sending.simulatedMs} ms, expected ${ms}`);
+      if (Math.abs(sending.simulatedMs - ms) > 1e-12 * Math.max(1, ms)) {
+        failures.push(`${c.name} rank ${rank}: simulated ${sending.simulatedMs} ms, expected ${ms}`);
+      }
       for (const record of records) checkRecordShape(c, record, group, failures);
       for (const s of sends) matrix[rank][s.dst] += s.bytes;
       byCase[i] += sends.reduce((sum, s) => sum + s.bytes, 0);
@@ -79,7 +90,15 @@ for (const [ranks, ranksPerNode] of [[3, 3], [4, 2], [8, 4]]) {
   Deno.test(`ledger counts every byte of every case exactly at ${ranks} ranks, ${ranksPerNode} per node; launch merges them`, async () => {
     const cases = casesFor(ranks);
     const args: CasesArgs = { cases, ledger: true };
-    const results = await launch<{ ledger: LedgerJSON }>({ ranks, ranksPerNode, entry: ENTRY, args, backend: "cpu", links: LINKS, heapBytes: HEAP_BYTES });
+    const results = await launch<{ ledger: LedgerJSON }>({
+      ranks,
+      ranksPerNode,
+      entry: ENTRY,
+      args,
+      backend: "cpu",
+      links: LINKS,
+      heapBytes: HEAP_BYTES,
+    });
     const ledgers = results.map((r) => r.value.ledger);
     const failures: string[] = [];
     const { matrix, byCase, simulated } = checkRecords(cases, ledgers, ranksPerNode, failures);
@@ -98,19 +117,27 @@ for (const [ranks, ranksPerNode] of [[3, 3], [4, 2], [8, 4]]) {
     assert.deepEqual(traffic.matrix, matrix);
     const total = matrix.flat().reduce((a, b) => a + b, 0);
     assert.equal(traffic.totalBytes, total);
-    const inter = matrix.flatMap((row, src) => row.filter((_, dst) => Math.floor(src / ranksPerNode) !== Math.floor(dst / ranksPerNode)));
+    const inter = matrix.flatMap((row, src) =>
+      row.filter((_, dst) => Math.floor(src / ranksPerNode) !== Math.floor(dst / ranksPerNode))
+    );
     assert.equal(traffic.byLink.inter, inter.reduce((a, b) => a + b, 0));
     assert.equal(traffic.byLink.intra, total - traffic.byLink.inter);
     assert.equal(Object.values(traffic.byKind).reduce((a, b) => a + b, 0), total);
     cases.forEach((c, i) => assert.equal(traffic.byTag[c.name] ?? 0, byCase[i], c.name));
-    const rankMs = ledgers.map((_, rank) => cases.reduce((sum, c, i) => {
-      if (Number.isNaN(simulated[i][rank])) return sum;
-      const members = groupOf(c, rank, ranks)!;
-      // A send and its recv are one transfer of the sender's time; a collective takes its slowest member's.
-      if (c.kind === "sendRecv") return sum + simulated[i][rank] + simulated[i][members[(members.indexOf(rank) + members.length - 1) % members.length]];
-      return sum + Math.max(...members.map((m) => simulated[i][m]));
-    }, 0));
-    rankMs.forEach((ms, rank) => assert.ok(Math.abs(traffic.rankSimulatedMs[rank] - ms) < 1e-9, `rank ${rank}: ${traffic.rankSimulatedMs[rank]} vs ${ms}`));
+    const rankMs = ledgers.map((_, rank) =>
+      cases.reduce((sum, c, i) => {
+        if (Number.isNaN(simulated[i][rank])) return sum;
+        const members = groupOf(c, rank, ranks)!;
+        // A send and its recv are one transfer of the sender's time; a collective takes its slowest member's.
+        if (c.kind === "sendRecv") {
+          return sum + simulated[i][rank] + simulated[i][members[(members.indexOf(rank) + members.length - 1) % members.length]];
+        }
+        return sum + Math.max(...members.map((m) => simulated[i][m]));
+      }, 0)
+    );
+    rankMs.forEach((ms, rank) =>
+      assert.ok(Math.abs(traffic.rankSimulatedMs[rank] - ms) < 1e-9, `rank ${rank}: ${traffic.rankSimulatedMs[rank]} vs ${ms}`)
+    );
     assert.ok(Math.abs(traffic.simulatedMs - Math.max(...rankMs)) < 1e-9);
     assert.deepEqual(JSON.parse(JSON.stringify(traffic)).matrix, matrix);
   });
@@ -120,7 +147,12 @@ Deno.test("ledger: ring all-reduce sends 2(n−1)/n·M per rank when n divides M
   // 4 ranks, M = 1 MiB of f32: 1.5 MiB per rank, all of it to the next rank, in 6 messages.
   const M = 1 << 20;
   const c: Case = { name: "ring", kind: "allReduce", dtype: "f32", sizes: [M / 4, M / 4, M / 4, M / 4], seed: 7 };
-  const results = await launch<{ ledger: LedgerJSON }>({ ranks: 4, entry: ENTRY, args: { cases: [c], ledger: true }, backend: "cpu" });
+  const results = await launch<{ ledger: LedgerJSON }>({
+    ranks: 4,
+    entry: ENTRY,
+    args: { cases: [c], ledger: true },
+    backend: "cpu",
+  });
   for (const { rank, value } of results) {
     const [record] = value.ledger.collectives;
     assert.equal(record.algorithm, "ring");
@@ -134,6 +166,12 @@ Deno.test("ledger: ring all-reduce sends 2(n−1)/n·M per rank when n divides M
 Deno.test("links: defaults, partial overrides and values that are not positive numbers", () => {
   assert.deepEqual(resolveLinks(), { intra: { bandwidthGBps: 300, latencyUs: 2 }, inter: { bandwidthGBps: 12.5, latencyUs: 5 } });
   assert.deepEqual(resolveLinks({ inter: { bandwidthGBps: 25 } }).inter, { bandwidthGBps: 25, latencyUs: 5 });
-  assert.throws(() => resolveLinks({ intra: { bandwidthGBps: 0 } }), /links\.intra\.bandwidthGBps must be a positive number, got 0/);
-  assert.throws(() => resolveLinks({ inter: { latencyUs: -1 } }), /links\.inter\.latencyUs must be a non-negative number, got -1/);
+  assert.throws(
+    () => resolveLinks({ intra: { bandwidthGBps: 0 } }),
+    /links\.intra\.bandwidthGBps must be a positive number, got 0/,
+  );
+  assert.throws(
+    () => resolveLinks({ inter: { latencyUs: -1 } }),
+    /links\.inter\.latencyUs must be a non-negative number, got -1/,
+  );
 });

@@ -16,7 +16,8 @@ export const HEAP_BYTES = 4 << 20;
 export function casesFor(ranks: number): Case[] {
   const cases: Case[] = [];
   let seed = ranks * 1000;
-  const add = (c: Omit<Case, "seed" | "name">) => cases.push({ ...c, seed: ++seed, name: `${c.kind}.${c.dtype}.${c.sizes.join("/")}.${seed}` });
+  const add = (c: Omit<Case, "seed" | "name">) =>
+    cases.push({ ...c, seed: ++seed, name: `${c.kind}.${c.dtype}.${c.sizes.join("/")}.${seed}` });
   const all = (size: number) => new Array<number>(ranks).fill(size);
   const root = ranks - 1;
   for (const dtype of DTYPES) {
@@ -39,7 +40,10 @@ export function casesFor(ranks: number): Case[] {
     const uneven = Array.from({ length: ranks }, (_, r) => [3, 5000, 0, 40000][r % 4]);
     add({ kind: "allGather", dtype, sizes: uneven });
     add({ kind: "gather", dtype, sizes: uneven, root: 0 });
-    const sendCounts = Array.from({ length: ranks }, (_, i) => Array.from({ length: ranks }, (_, j) => [0, 7, 3000, 20000][(i + 2 * j) % 4]));
+    const sendCounts = Array.from(
+      { length: ranks },
+      (_, i) => Array.from({ length: ranks }, (_, j) => [0, 7, 3000, 20000][(i + 2 * j) % 4]),
+    );
     add({ kind: "allToAll", dtype, sizes: sendCounts.map((row) => row.reduce((a, b) => a + b, 0)), sendCounts });
     const counts = Array.from({ length: ranks }, (_, r) => [9000, 0, 17, 30000][r % 4]);
     const total = counts.reduce((a, b) => a + b, 0);
@@ -60,13 +64,22 @@ export function casesFor(ranks: number): Case[] {
   add({ kind: "reduceScatter", dtype: "f32", sizes: all(65537), out: "separate" });
   // All-gather and all-to-all into the caller's array: equal and uneven blocks, inline and ringed or streamed.
   const unevenGather = Array.from({ length: ranks }, (_, r) => [3, 5000, 0, 40000][r % 4]);
-  const unevenSend = Array.from({ length: ranks }, (_, i) => Array.from({ length: ranks }, (_, j) => [0, 7, 3000, 20000][(i + 2 * j) % 4]));
+  const unevenSend = Array.from(
+    { length: ranks },
+    (_, i) => Array.from({ length: ranks }, (_, j) => [0, 7, 3000, 20000][(i + 2 * j) % 4]),
+  );
   const equalSend = all(65537).map(() => equalSplit(65537, ranks));
   add({ kind: "allGather", dtype: "f32", sizes: all(13), out: "separate" });
   add({ kind: "allGather", dtype: "i32", sizes: all(65537), out: "separate" });
   add({ kind: "allGather", dtype: "u8", sizes: unevenGather, out: "separate" });
   add({ kind: "allToAll", dtype: "f32", sizes: all(65537), sendCounts: equalSend, out: "separate" });
-  add({ kind: "allToAll", dtype: "i32", sizes: unevenSend.map((row) => row.reduce((a, b) => a + b, 0)), sendCounts: unevenSend, out: "separate" });
+  add({
+    kind: "allToAll",
+    dtype: "i32",
+    sizes: unevenSend.map((row) => row.reduce((a, b) => a + b, 0)),
+    sendCounts: unevenSend,
+    out: "separate",
+  });
   // Tensors on the rank's device keep dtype, device and (for reshaping collectives) whole rows.
   for (const dtype of DTYPES) {
     add({ kind: "allReduce", dtype, sizes: all(6 * 37), tensor: true, cols: 6 });
@@ -83,7 +96,10 @@ export function casesFor(ranks: number): Case[] {
     add({ kind: "broadcast", dtype: "f32", sizes: [65537, 65537, 65537], group: rotated, root: 2 });
   }
   if (ranks >= 4) {
-    const halves = [Array.from({ length: ranks / 2 | 0 }, (_, i) => 2 * i), Array.from({ length: ranks / 2 | 0 }, (_, i) => 2 * i + 1)];
+    const halves = [
+      Array.from({ length: ranks / 2 | 0 }, (_, i) => 2 * i),
+      Array.from({ length: ranks / 2 | 0 }, (_, i) => 2 * i + 1),
+    ];
     add({ kind: "allReduce", dtype: "f32", sizes: new Array(ranks / 2 | 0).fill(65537), group: halves });
     add({ kind: "allGather", dtype: "i32", sizes: new Array(ranks / 2 | 0).fill(5), group: halves });
   }
@@ -96,10 +112,23 @@ export function casesFor(ranks: number): Case[] {
     add({ kind: "allReduce", dtype, sizes: all(big), heap: "all" });
     add({ kind: "allReduce", dtype, sizes: all(big), heap: "all", out: "separate", op: "max" });
     add({ kind: "reduceScatter", dtype, sizes: all(big), heap: "all", out: "separate" });
-    add({ kind: "reduceScatter", dtype, sizes: all(unevenSplit.reduce((a, b) => a + b, 0)), counts: unevenSplit, heap: "all", op: "min" });
+    add({
+      kind: "reduceScatter",
+      dtype,
+      sizes: all(unevenSplit.reduce((a, b) => a + b, 0)),
+      counts: unevenSplit,
+      heap: "all",
+      op: "min",
+    });
     add({ kind: "allGather", dtype, sizes: all(big), heap: "all", out: "block" });
     add({ kind: "allGather", dtype, sizes: unevenGather, heap: "all" });
-    add({ kind: "allToAll", dtype, sizes: unevenSend.map((row) => row.reduce((a, b) => a + b, 0)), sendCounts: unevenSend, heap: "all" });
+    add({
+      kind: "allToAll",
+      dtype,
+      sizes: unevenSend.map((row) => row.reduce((a, b) => a + b, 0)),
+      sendCounts: unevenSend,
+      heap: "all",
+    });
     add({ kind: "broadcast", dtype, sizes: all(big), root, heap: "all" });
     add({ kind: "scatter", dtype, sizes: all(big), root: 0, heap: "all" });
     add({ kind: "gather", dtype, sizes: unevenGather, root, heap: "all" });
@@ -111,7 +140,10 @@ export function casesFor(ranks: number): Case[] {
   add({ kind: "allGather", dtype: "i32", sizes: all(5), heap: "all", out: "block" });
   // In place: a reduce-scatter into this rank's chunk of x, an all-to-all over x itself (the send
   // and receive counts agree, so the matrix is symmetric).
-  const symmetricSend = Array.from({ length: ranks }, (_, i) => Array.from({ length: ranks }, (_, j) => [3000, 7, 20000, 0][(i + j) % 4]));
+  const symmetricSend = Array.from(
+    { length: ranks },
+    (_, i) => Array.from({ length: ranks }, (_, j) => [3000, 7, 20000, 0][(i + j) % 4]),
+  );
   const symmetricSizes = symmetricSend.map((row) => row.reduce((a, b) => a + b, 0));
   for (const dtype of DTYPES) {
     add({ kind: "reduceScatter", dtype, sizes: all(big), out: "chunk" });
@@ -120,18 +152,26 @@ export function casesFor(ranks: number): Case[] {
     add({ kind: "allToAll", dtype, sizes: symmetricSizes, sendCounts: symmetricSend, heap: "all", out: "self" });
   }
   add({ kind: "reduceScatter", dtype: "f32", sizes: all(13), out: "chunk" });
-  add({ kind: "reduceScatter", dtype: "i32", sizes: all(unevenSplit.reduce((a, b) => a + b, 0)), counts: unevenSplit, heap: "all", out: "chunk" });
+  add({
+    kind: "reduceScatter",
+    dtype: "i32",
+    sizes: all(unevenSplit.reduce((a, b) => a + b, 0)),
+    counts: unevenSplit,
+    heap: "all",
+    out: "chunk",
+  });
   add({ kind: "allToAll", dtype: "u8", sizes: symmetricSizes, sendCounts: symmetricSend, heap: "first", out: "self" });
   add({ kind: "allReduce", dtype: "f32", sizes: all(big), heap: "first" });
   add({ kind: "reduceScatter", dtype: "i32", sizes: all(big), heap: "first" });
   add({ kind: "allGather", dtype: "f32", sizes: all(big), heap: "first" });
   add({ kind: "broadcast", dtype: "u8", sizes: all(big), root: 0, heap: "first" });
   add({ kind: "broadcast", dtype: "f32", sizes: all(big), root, heap: "first" });
-  if (ranks >= 3) add({ kind: "allReduce", dtype: "f32", sizes: [big, big, big], group: [ranks - 1, 0, 1], heap: "all", out: "self" });
+  if (ranks >= 3) {
+    add({ kind: "allReduce", dtype: "f32", sizes: [big, big, big], group: [ranks - 1, 0, 1], heap: "all", out: "self" });
+  }
   if (ranks === 2 || ranks === 4) {
     add({ kind: "allReduce", dtype: "f32", sizes: all(MIB16_F32) });
     add({ kind: "allGather", dtype: "f32", sizes: all(MIB16_F32 / ranks) });
   }
   return cases;
 }
-

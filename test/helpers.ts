@@ -57,7 +57,7 @@ export function testBothBackends(name: string, fn: (device: Device) => Promise<v
 
 export function randomValues(n: number, seed: number, scale = 1): Float32Array {
   const values = randnValues(n, seed);
-  if (scale !== 1) for (let i = 0; i < n; i++) values[i] *= scale;
+  if (scale !== 1) { for (let i = 0; i < n; i++) values[i] *= scale; }
   return values;
 }
 

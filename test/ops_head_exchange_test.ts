@@ -45,7 +45,11 @@ async function checkScatterAdd(device: Device, blocks: number, block: number, ta
   const shape = [blocks, 1, block];
   const y = ops.scatterAddBlocks(g, table, block, shape);
   assert.deepEqual(y.shape, shape);
-  assert.deepEqual(await readF32(y), scatterAddReference(values, table, block, blocks), `scatter-add of ${table.length} blocks of ${block} into ${blocks}`);
+  assert.deepEqual(
+    await readF32(y),
+    scatterAddReference(values, table, block, blocks),
+    `scatter-add of ${table.length} blocks of ${block} into ${blocks}`,
+  );
   disposeAll(g, y);
 }
 
@@ -88,14 +92,35 @@ testBothBackends("gatherBlocks: a dispatch of more than 65,535 workgroups", asyn
 
 testBothBackends("gatherBlocks / scatterAddBlocks: bad tables and shapes name the values", (device) => {
   const x = device.tensor(randomValues(12, 41), [3, 4]);
-  assert.throws(() => ops.gatherBlocks(x, new Int32Array([0, 3]), 4), (e) => e instanceof RangeError && /entry 3 at index 1/.test(e.message) && /3 blocks/.test(e.message));
-  assert.throws(() => ops.gatherBlocks(x, new Int32Array([-1]), 4), (e) => e instanceof RangeError && /entry -1 at index 0/.test(e.message));
-  assert.throws(() => ops.gatherBlocks(x, new Int32Array([0]), 5), (e) => e instanceof ShapeError && /12 elements/.test(e.message) && /blocks of 5/.test(e.message));
+  assert.throws(
+    () => ops.gatherBlocks(x, new Int32Array([0, 3]), 4),
+    (e) => e instanceof RangeError && /entry 3 at index 1/.test(e.message) && /3 blocks/.test(e.message),
+  );
+  assert.throws(
+    () => ops.gatherBlocks(x, new Int32Array([-1]), 4),
+    (e) => e instanceof RangeError && /entry -1 at index 0/.test(e.message),
+  );
+  assert.throws(
+    () => ops.gatherBlocks(x, new Int32Array([0]), 5),
+    (e) => e instanceof ShapeError && /12 elements/.test(e.message) && /blocks of 5/.test(e.message),
+  );
   assert.throws(() => ops.gatherBlocks(x, new Int32Array([0]), 0), (e) => e instanceof RangeError && /got 0/.test(e.message));
-  assert.throws(() => ops.gatherBlocks(x, new Int32Array([0, 1]), 4, [3, 4]), (e) => e instanceof ShapeError && /\[3, 4\]/.test(e.message) && /2 blocks of 4/.test(e.message));
-  assert.throws(() => ops.scatterAddBlocks(x, new Int32Array([0, 1]), 4, [2, 4]), (e) => e instanceof ShapeError && /3 blocks of 4/.test(e.message) && /2 entries/.test(e.message));
-  assert.throws(() => ops.scatterAddBlocks(x, new Int32Array([0, 1, 2]), 4, [2, 4]), (e) => e instanceof RangeError && /entry 2 at index 2/.test(e.message));
-  assert.throws(() => ops.scatterAddBlocks(x, new Int32Array([0, 1, 2]), 4, [2, 3]), (e) => e instanceof ShapeError && /\[2, 3\]/.test(e.message));
+  assert.throws(
+    () => ops.gatherBlocks(x, new Int32Array([0, 1]), 4, [3, 4]),
+    (e) => e instanceof ShapeError && /\[3, 4\]/.test(e.message) && /2 blocks of 4/.test(e.message),
+  );
+  assert.throws(
+    () => ops.scatterAddBlocks(x, new Int32Array([0, 1]), 4, [2, 4]),
+    (e) => e instanceof ShapeError && /3 blocks of 4/.test(e.message) && /2 entries/.test(e.message),
+  );
+  assert.throws(
+    () => ops.scatterAddBlocks(x, new Int32Array([0, 1, 2]), 4, [2, 4]),
+    (e) => e instanceof RangeError && /entry 2 at index 2/.test(e.message),
+  );
+  assert.throws(
+    () => ops.scatterAddBlocks(x, new Int32Array([0, 1, 2]), 4, [2, 3]),
+    (e) => e instanceof ShapeError && /\[2, 3\]/.test(e.message),
+  );
   x.dispose();
   return Promise.resolve();
 });

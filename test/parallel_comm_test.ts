@@ -24,7 +24,7 @@
 import assert from "node:assert/strict";
 import { launch, type LaunchResult } from "../src/comm/launch.ts";
 import type { CollectiveRecord } from "../src/comm/ledger.ts";
-import { headDim, type Phi3Config, paramCount, presetConfig } from "../src/nn/config.ts";
+import { headDim, paramCount, type Phi3Config, presetConfig } from "../src/nn/config.ts";
 import { ulyssesVolume } from "../src/parallel/ulysses.ts";
 import type { TrainConfig } from "../src/train/config.ts";
 import type { TrainRankResult } from "../src/train/train_rank.ts";
@@ -119,14 +119,22 @@ Deno.test("comm: the ZeRO-3 groups add up to the model's parameter count", () =>
 function zero3Step(dp: number): ExpectedCall[] {
   const groups = zero3Groups(MODEL).map(({ label, numel }) => ({ label, padded: paddedTo(numel, dp) }));
   const gather = (pass: string, g: { label: string; padded: number }) => ({
-    tag: `zero3.allgather.${pass}.${g.label}`, kind: "allGather", elements: g.padded / dp, ...allGatherCost(g.padded / dp, dp),
+    tag: `zero3.allgather.${pass}.${g.label}`,
+    kind: "allGather",
+    elements: g.padded / dp,
+    ...allGatherCost(g.padded / dp, dp),
   });
   const scalar = (tag: string) => ({ tag, kind: "allReduce", elements: 1, ...allReduceCost(1, dp, 0) });
   return [
     ...groups.map((g) => gather("fwd", g)),
     ...groups.toReversed().flatMap((g) => [
       gather("bwd", g),
-      { tag: `zero3.reducescatter.grads.${g.label}`, kind: "reduceScatter", elements: g.padded, ...reduceScatterCost(g.padded, dp) },
+      {
+        tag: `zero3.reducescatter.grads.${g.label}`,
+        kind: "reduceScatter",
+        elements: g.padded,
+        ...reduceScatterCost(g.padded, dp),
+      },
     ]),
     scalar("zero.allreduce.gradnorm"),
     scalar("engine.allreduce.loss"),
@@ -147,7 +155,11 @@ async function checkZero3(dp: number, batch: number): Promise<number> {
   for (const { rank, value } of results) {
     bySteps(value.collectives, `dp ${dp} rank ${rank}`).forEach((step, s) => {
       const what = `ZeRO-3 dp ${dp} rank ${rank} step ${s + 1}`;
-      assert.deepEqual(step.map((r) => r.tag), expected.map((e) => e.tag), `${what}: one of each collective per group, in schedule order`);
+      assert.deepEqual(
+        step.map((r) => r.tag),
+        expected.map((e) => e.tag),
+        `${what}: one of each collective per group, in schedule order`,
+      );
       step.forEach((record, i) => checkRecord(record, expected[i], `${what}: ${record.tag}`));
       assert.deepEqual(zero3Families(step), { fwd: perPass, bwd: perPass, grads: perPass }, what);
     });
@@ -173,7 +185,9 @@ async function ddpRun(dp: number): Promise<number> {
     for (const step of bySteps(value.collectives, `DDP dp ${dp} rank ${rank}`)) {
       const buckets = step.filter((r) => r.tag.startsWith("ddp.allreduce.bucket"));
       assert.equal(sum(buckets.map((r) => r.elements)), paramCount(MODEL), "the buckets hold every parameter once");
-      for (const r of buckets) assert.equal(r.bytes, allReduceCost(r.elements, dp, rank).bytes, `DDP dp ${dp} rank ${rank} ${r.tag}`);
+      for (const r of buckets) {
+        assert.equal(r.bytes, allReduceCost(r.elements, dp, rank).bytes, `DDP dp ${dp} rank ${rank} ${r.tag}`);
+      }
       perStep.add(sum(buckets.map((r) => r.bytes)));
     }
   }
@@ -285,7 +299,11 @@ async function ulyssesForward(S: number, seq: number): Promise<number> {
         assert.deepEqual(sent, new Array(MODEL.numLayers).fill(bytes), `sp ${S} rank ${rank} ${what}`);
       }
     }
-    assert.equal(expected["bwd.qkv"] + expected["bwd.out"], expected["fwd.qkv"] + expected["fwd.out"], "backward moves what forward moved");
+    assert.equal(
+      expected["bwd.qkv"] + expected["bwd.out"],
+      expected["fwd.qkv"] + expected["fwd.out"],
+      "backward moves what forward moved",
+    );
   }
   const rank0 = ulyssesLayerBytes(BASE.batch, seq, S, 0);
   return rank0["fwd.qkv"] + rank0["fwd.out"];
@@ -350,7 +368,12 @@ Deno.test("comm: Ulysses' per-layer volume stays bounded as N and sp grow togeth
 function tensorParallelStep(tp: number, seq: number, p: number): ExpectedCall[] {
   const N = BASE.batch * seq;
   const Nh = N * MODEL.hiddenSize;
-  const allReduce = (tag: string, elements: number): ExpectedCall => ({ tag, kind: "allReduce", elements, ...allReduceCost(elements, tp, p) });
+  const allReduce = (tag: string, elements: number): ExpectedCall => ({
+    tag,
+    kind: "allReduce",
+    elements,
+    ...allReduceCost(elements, tp, p),
+  });
   const layers = Array.from({ length: MODEL.numLayers }, (_, i) => i);
   return [
     allReduce("tp.allreduce.fwd.embed", Nh),

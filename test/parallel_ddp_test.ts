@@ -33,7 +33,10 @@ Deno.test("ddp: dp2 trains like one rank, in lockstep, with the ring volume of i
   for (const { rank, value } of results) {
     value.losses.forEach((loss, step) => {
       const expected = reference.losses[step];
-      assert.ok(Math.abs(loss - expected) <= 1e-4 * Math.abs(expected), `rank ${rank} step ${step + 1}: loss ${loss} vs one rank's ${expected}`);
+      assert.ok(
+        Math.abs(loss - expected) <= 1e-4 * Math.abs(expected),
+        `rank ${rank} step ${step + 1}: loss ${loss} vs one rank's ${expected}`,
+      );
     });
   }
   for (const [name, expected] of reference.params) {
@@ -46,7 +49,9 @@ Deno.test("ddp: dp2 trains like one rank, in lockstep, with the ring volume of i
 
   // The buckets cover every parameter once, in reverse order, each closing as soon as it reaches the cap.
   const sizes = new Map([...reference.params].map(([name, values]) => [name, values.length]));
-  const buckets = planBuckets([...sizes].map(([name, size]) => [name, { size }] as const), BUCKET_BYTES).map((bucket) => bucket.names);
+  const buckets = planBuckets([...sizes].map(([name, size]) => [name, { size }] as const), BUCKET_BYTES).map((bucket) =>
+    bucket.names
+  );
   assert.deepEqual(buckets.flat(), [...sizes.keys()].reverse());
   const bucketElements = buckets.map((names) => names.reduce((sum, name) => sum + sizes.get(name)!, 0));
   assert.ok(buckets.length >= 3, `expected several buckets at ${BUCKET_BYTES} bytes, got ${buckets.length}`);
@@ -77,17 +82,34 @@ Deno.test("ddp: dp2 trains like one rank, in lockstep, with the ring volume of i
 
 Deno.test("ddp: uneven bucket sizes over three ranks still follow the ring formula per rank", async () => {
   const config: TrainConfig = { ...CONFIG, steps: 2, batch: 3, dp: 3 };
-  const results = await launch<TrainRankResult>({ ranks: 3, entry: ENTRY, args: { config: { ...config, bucketCapMb: BUCKET_BYTES / 2 ** 20 } }, backend: "cpu" });
+  const results = await launch<TrainRankResult>({
+    ranks: 3,
+    entry: ENTRY,
+    args: { config: { ...config, bucketCapMb: BUCKET_BYTES / 2 ** 20 } },
+    backend: "cpu",
+  });
   for (const { rank, value } of results) {
     const calls = value.collectives.filter((record) => record.tag.startsWith("ddp.allreduce.bucket"));
-    assert.ok(calls.length >= 6 && calls.length % 2 === 0, `rank ${rank}: the same buckets in each of the 2 steps, got ${calls.length} calls`);
-    for (const call of calls) assert.equal(call.bytes, ringAllReduceBytes(call.elements, 3, rank), `rank ${rank} ${call.tag} (${call.elements} elements)`);
+    assert.ok(
+      calls.length >= 6 && calls.length % 2 === 0,
+      `rank ${rank}: the same buckets in each of the 2 steps, got ${calls.length} calls`,
+    );
+    for (const call of calls) {
+      assert.equal(
+        call.bytes,
+        ringAllReduceBytes(call.elements, 3, rank),
+        `rank ${rank} ${call.tag} (${call.elements} elements)`,
+      );
+    }
     assert.ok(calls.some((call) => call.elements % 3 !== 0), "at least one bucket splits unevenly");
   }
 });
 
 Deno.test("ddp: a batch that does not divide among the replicas is refused, naming both numbers", async () => {
-  assert.throws(() => replicaRows(5, 2, 0), (error) => error instanceof RangeError && /batch of 5 rows/.test(error.message) && /dp 2\b/.test(error.message));
+  assert.throws(
+    () => replicaRows(5, 2, 0),
+    (error) => error instanceof RangeError && /batch of 5 rows/.test(error.message) && /dp 2\b/.test(error.message),
+  );
   assert.deepEqual(replicaRows(6, 3, 2), { rowStart: 4, rowCount: 2 });
   const config: TrainConfig = { ...CONFIG, batch: 5 };
   await assert.rejects(launch({ ranks: 2, entry: ENTRY, args: { config }, backend: "cpu" }), (error) => {

@@ -59,11 +59,18 @@ async function checkEquivalent(layout: Case): Promise<void> {
   for (const { rank, value } of results) {
     value.losses.forEach((loss, step) => {
       const want = expected.losses[step];
-      assert.ok(Math.abs(loss - want) <= 1e-4 * Math.abs(want), `rank ${rank} step ${step + 1}: loss ${loss} vs one rank's ${want}`);
+      assert.ok(
+        Math.abs(loss - want) <= 1e-4 * Math.abs(want),
+        `rank ${rank} step ${step + 1}: loss ${loss} vs one rank's ${want}`,
+      );
     });
   }
   const params = results[0].value.params;
-  assert.deepEqual(Object.keys(params).sort(), [...expected.params.keys()].sort(), "every parameter, under its Hugging Face name");
+  assert.deepEqual(
+    Object.keys(params).sort(),
+    [...expected.params.keys()].sort(),
+    "every parameter, under its Hugging Face name",
+  );
   for (const [name, want] of expected.params) {
     const got = params[name];
     assert.equal(got.length, want.length, `${name}: consolidated size`);
@@ -118,7 +125,10 @@ Deno.test({
     const results = await launch<TrainRankResult>({ ranks: 4, entry: ENTRY, args: { config }, backend: "webgpu" });
     results[0].value.losses.forEach((loss, step) => {
       const want = expected.losses[step];
-      assert.ok(Math.abs(loss - want) <= 1e-3 * Math.abs(want), `step ${step + 1}: loss ${loss} on WebGPU vs ${want} on one CPU rank`);
+      assert.ok(
+        Math.abs(loss - want) <= 1e-3 * Math.abs(want),
+        `step ${step + 1}: loss ${loss} on WebGPU vs ${want} on one CPU rank`,
+      );
     });
   },
 });

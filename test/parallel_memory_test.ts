@@ -49,7 +49,9 @@ function zero3Groups(): number[] {
 }
 
 /** Every rank's memory after each step (from its events) and at the end (from its result). */
-async function memories(layout: Partial<TrainConfig>): Promise<{ results: LaunchResult<TrainRankResult>; figures: ZeroMemory[] }> {
+async function memories(
+  layout: Partial<TrainConfig>,
+): Promise<{ results: LaunchResult<TrainRankResult>; figures: ZeroMemory[] }> {
   const config: TrainConfig = { ...BASE, ...layout };
   const figures: ZeroMemory[] = [];
   const results = await launch<TrainRankResult>({
@@ -70,7 +72,12 @@ function assertEvery(figures: ZeroMemory[], expected: ZeroMemory, what: string):
 function zero3Expected(dp: number): ZeroMemory {
   const padded = sum(zero3Groups().map((g) => paddedTo(g, dp)));
   const partition = (F32 * padded) / dp;
-  return { parameters: partition, gradients: partition, optimizer: 2 * partition, gathered: 2 * F32 * Math.max(...zero3Groups()) };
+  return {
+    parameters: partition,
+    gradients: partition,
+    optimizer: 2 * partition,
+    gathered: 2 * F32 * Math.max(...zero3Groups()),
+  };
 }
 
 function total(memory: ZeroMemory): number {
@@ -94,7 +101,10 @@ for (const dp of [2, 4]) {
     assert.ok(zero3.gathered > 0);
     const padding = sum(zero3Groups().map((g) => paddedTo(g, dp) - g));
     // DDP's 16 bytes per parameter split dp ways, up to the padding.
-    assert.ok(total(zero3) <= total(ddp) / dp + 16 * padding, `ZeRO-3 dp ${dp}: ${total(zero3)} bytes vs DDP's ${total(ddp)} / ${dp} + padding ${padding}`);
+    assert.ok(
+      total(zero3) <= total(ddp) / dp + 16 * padding,
+      `ZeRO-3 dp ${dp}: ${total(zero3)} bytes vs DDP's ${total(ddp)} / ${dp} + padding ${padding}`,
+    );
     // The reported partition is the one the fragments describe: every parameter element on one rank.
     assert.equal(sum(results.flatMap(({ value }) => value.fragments.zero.map((f) => f.numel))), M);
   });
@@ -169,7 +179,14 @@ Deno.test("memory: over two nodes the step's bytes split into intra- and inter-n
 // state some strategies create lazily), every rank's device holds the same bytes after each step.
 Deno.test("memory: device bytes stay flat from step to step under every strategy", async () => {
   const layouts: Partial<TrainConfig>[] = [
-    { dp: 2 }, { dp: 2, zero: 1 }, { dp: 2, zero: 2 }, { dp: 2, zero: 3 }, { tp: 2 }, { sp: 2 }, { sp: 2, spImpl: "megatron" }, { dp: 2, tp: 2, zero: 1 },
+    { dp: 2 },
+    { dp: 2, zero: 1 },
+    { dp: 2, zero: 2 },
+    { dp: 2, zero: 3 },
+    { tp: 2 },
+    { sp: 2 },
+    { sp: 2, spImpl: "megatron" },
+    { dp: 2, tp: 2, zero: 1 },
   ];
   for (const layout of layouts) {
     const perRank = new Map<number, number[]>();
@@ -181,7 +198,11 @@ Deno.test("memory: device bytes stay flat from step to step under every strategy
       onEvent: ({ rank, event }) => perRank.set(rank, [...(perRank.get(rank) ?? []), (event as RankStepEvent).deviceBytes]),
     });
     for (const [rank, bytes] of perRank) {
-      assert.deepEqual(bytes.slice(2), bytes.slice(1, -1), `${JSON.stringify(layout)} rank ${rank}: device bytes after each step ${bytes.join(", ")}`);
+      assert.deepEqual(
+        bytes.slice(2),
+        bytes.slice(1, -1),
+        `${JSON.stringify(layout)} rank ${rank}: device bytes after each step ${bytes.join(", ")}`,
+      );
     }
   }
 });

@@ -14,13 +14,29 @@ import { headDim } from "../src/nn/config.ts";
 import { type ParameterFactory, type ParameterInit, seededParameters } from "../src/nn/parameter.ts";
 import { Phi3ForCausalLM } from "../src/nn/phi3.ts";
 import {
-  checkTensorParallel, shardValues, type TensorParallelShard, tensorParallelParameters, tensorParallelShards, unshardValues,
+  checkTensorParallel,
+  shardValues,
+  tensorParallelParameters,
+  type TensorParallelShard,
+  tensorParallelShards,
+  unshardValues,
 } from "../src/parallel/tp_shards.ts";
 import { ShapeError } from "../src/tensor/errors.ts";
 import * as ops from "../src/tensor/ops/index.ts";
 import { assertExact } from "./assertions.ts";
 import {
-  DOWN, EMBED, GATE_UP, LM_HEAD, MLP_SHAPE, sequenceBlock, swiglu, tpConfig, type TpProblem, tpProblem, type TpRankArgs, type TpRankResult,
+  DOWN,
+  EMBED,
+  GATE_UP,
+  LM_HEAD,
+  MLP_SHAPE,
+  sequenceBlock,
+  swiglu,
+  tpConfig,
+  type TpProblem,
+  tpProblem,
+  type TpRankArgs,
+  type TpRankResult,
   VOCAB_SHAPE,
 } from "./fixtures/tp_rank.ts";
 import { assertClose, cpuDevice, randomValues, readF32 } from "./helpers.ts";
@@ -82,9 +98,21 @@ Deno.test("tp shards: a layout the model cannot take is refused, naming the numb
   const refuses = (config: typeof TINY, tp: number, pattern: RegExp) =>
     assert.throws(() => tensorParallelShards(config, tp, 0), (e) => e instanceof RangeError && pattern.test(e.message));
   refuses(TINY, 3, /numHeads 4 does not divide among tp 3 ranks \(numHeads % tp = 1\)/);
-  refuses({ ...TINY, numHeads: 12, numKvHeads: 4, hiddenSize: 96 }, 6, /tp 6 is more than numKvHeads 4 but not a multiple of it \(tp % numKvHeads = 2\)/);
-  refuses({ ...TINY, numHeads: 12, numKvHeads: 6, hiddenSize: 96 }, 4, /numKvHeads 6 does not divide among tp 4 ranks \(numKvHeads % tp = 2\)/);
-  refuses({ ...TINY, intermediateSize: 190 }, 4, /intermediateSize 190 does not divide among tp 4 ranks \(intermediateSize % tp = 2\)/);
+  refuses(
+    { ...TINY, numHeads: 12, numKvHeads: 4, hiddenSize: 96 },
+    6,
+    /tp 6 is more than numKvHeads 4 but not a multiple of it \(tp % numKvHeads = 2\)/,
+  );
+  refuses(
+    { ...TINY, numHeads: 12, numKvHeads: 6, hiddenSize: 96 },
+    4,
+    /numKvHeads 6 does not divide among tp 4 ranks \(numKvHeads % tp = 2\)/,
+  );
+  refuses(
+    { ...TINY, intermediateSize: 190 },
+    4,
+    /intermediateSize 190 does not divide among tp 4 ranks \(intermediateSize % tp = 2\)/,
+  );
   refuses(TINY, 0, /tp must be an integer ≥ 1, got 0/);
   assert.throws(() => tensorParallelShards(TINY, 2, 2), /tp rank must be an integer in \[0, 2\), got 2/);
   checkTensorParallel({ ...TINY, numHeads: 8, numKvHeads: 2, hiddenSize: 128, intermediateSize: 64 }, 8);
@@ -99,12 +127,20 @@ function heldIndices(kind: string, tp: number, r: number, config: typeof TINY): 
     case "qkv": {
       const kvHeads = tp <= Hkv ? range(r * Hkv / tp, Hkv / tp) : [Math.floor(r * Hkv / tp)];
       const kv = kvHeads.flatMap((head) => range(head * D, D));
-      return [...range(r * (Hq / tp) * D, (Hq / tp) * D), ...kv.map((row) => Hq * D + row), ...kv.map((row) => (Hq + Hkv) * D + row)];
+      return [
+        ...range(r * (Hq / tp) * D, (Hq / tp) * D),
+        ...kv.map((row) => Hq * D + row),
+        ...kv.map((row) => (Hq + Hkv) * D + row),
+      ];
     }
-    case "gate_up": return [...range(r * I / tp, I / tp), ...range(I + r * I / tp, I / tp)];
-    case "vocab": return range(r * Math.ceil(V / tp), Math.ceil(V / tp));
-    case "o_proj": return range(r * h / tp, h / tp);
-    default: return range(r * I / tp, I / tp);
+    case "gate_up":
+      return [...range(r * I / tp, I / tp), ...range(I + r * I / tp, I / tp)];
+    case "vocab":
+      return range(r * Math.ceil(V / tp), Math.ceil(V / tp));
+    case "o_proj":
+      return range(r * h / tp, h / tp);
+    default:
+      return range(r * I / tp, I / tp);
   }
 }
 
@@ -116,8 +152,15 @@ Deno.test("tp shards: slicing follows the split rules and consolidating gives th
       const shards = byRank.map((shards) => shards.get(name)!);
       const pieces = shards.map((shard) => shardValues(full, shard));
       const [rows, cols] = shape;
-      const kind = name.includes("qkv") ? "qkv" : name.includes("gate_up") ? "gate_up" : name.includes("o_proj") ? "o_proj"
-        : name.includes("down_proj") ? "down_proj" : shards[0].kind;
+      const kind = name.includes("qkv")
+        ? "qkv"
+        : name.includes("gate_up")
+        ? "gate_up"
+        : name.includes("o_proj")
+        ? "o_proj"
+        : name.includes("down_proj")
+        ? "down_proj"
+        : shards[0].kind;
       pieces.forEach((piece, r) => {
         const label = `${name} tp ${tp} rank ${r}`;
         if (kind === "replicated") return assertExact(piece, full, label);
@@ -162,7 +205,11 @@ Deno.test("tp shards: the factory's pieces are slices of seededParameters' full 
         const fullTensor = seeded(name, shape, init)!;
         const piece = factory(name, shards.get(name)!.shape, init)!;
         assert.equal(piece.requiresGrad, true);
-        assertExact(await readF32(piece), shardValues(await readF32(fullTensor), shards.get(name)!), `${name} tp ${tp} rank ${r}`);
+        assertExact(
+          await readF32(piece),
+          shardValues(await readF32(fullTensor), shards.get(name)!),
+          `${name} tp ${tp} rank ${r}`,
+        );
         fullTensor.dispose();
         piece.dispose();
       }
@@ -171,9 +218,14 @@ Deno.test("tp shards: the factory's pieces are slices of seededParameters' full 
   const factory = tensorParallelParameters(device, seed, TINY, 2, 1);
   assert.throws(
     () => factory("model.layers.0.mlp.down_proj.weight", [64, 192], "normal"),
-    (e) => e instanceof ShapeError && /declared \[64, 192\], but tp rank 1 of 2 holds \[64, 96\] of its full \[64, 192\]/.test(e.message),
+    (e) =>
+      e instanceof ShapeError &&
+      /declared \[64, 192\], but tp rank 1 of 2 holds \[64, 96\] of its full \[64, 192\]/.test(e.message),
   );
-  assert.throws(() => factory("model.layers.9.mlp.down_proj.weight", [64, 96], "normal"), /model.layers.9.mlp.down_proj.weight is not a parameter/);
+  assert.throws(
+    () => factory("model.layers.9.mlp.down_proj.weight", [64, 96], "normal"),
+    /model.layers.9.mlp.down_proj.weight is not a parameter/,
+  );
 });
 
 /** The single-device forward and gradients of the three problems, on the full weights. */
@@ -186,14 +238,24 @@ async function reference(problem: TpProblem, vocabSize: number) {
   const [x, gateUp, down] = [leaf(problem.x, shape), leaf(problem.gateUp, [2 * I, h]), leaf(problem.down, [h, I])];
   const y = swiglu(x, gateUp, down);
   await ops.sum(ops.mul(y, device.tensor(problem.upstream, shape))).backward();
-  const mlp = { y: await readF32(y), xGrad: await readF32(x.grad!), gateUpGrad: await readF32(gateUp.grad!), downGrad: await readF32(down.grad!) };
+  const mlp = {
+    y: await readF32(y),
+    xGrad: await readF32(x.grad!),
+    gateUpGrad: await readF32(gateUp.grad!),
+    downGrad: await readF32(down.grad!),
+  };
 
   const [embed, lmHead] = [leaf(problem.embed, [vocabSize, h]), leaf(problem.lmHead, [vocabSize, h])];
   const embedded = ops.embedding(embed, problem.ids);
   const loss = ops.crossEntropy(ops.matmul(embedded, lmHead, { transB: true }), problem.targets);
   const lossValue = (await readF32(loss))[0];
   await loss.backward();
-  const vocab = { loss: lossValue, embedded: await readF32(embedded), embedGrad: await readF32(embed.grad!), lmHeadGrad: await readF32(lmHead.grad!) };
+  const vocab = {
+    loss: lossValue,
+    embedded: await readF32(embedded),
+    embedGrad: await readF32(embed.grad!),
+    lmHeadGrad: await readF32(lmHead.grad!),
+  };
   return { mlp, vocab };
 }
 
@@ -283,7 +345,11 @@ async function checkLayers(dp: number, tp: number, vocabSize: number): Promise<v
       ["tp.allreduce.fwd.loss_sp.max", "allReduce", N],
       ["tp.allreduce.fwd.loss_sp.sumexp_target", "allReduce", 2 * N],
     ];
-    assert.deepEqual(value.collectives.map((c) => c.tag).sort(), calls.map(([tag]) => tag).sort(), `${at}: the tags of every call`);
+    assert.deepEqual(
+      value.collectives.map((c) => c.tag).sort(),
+      calls.map(([tag]) => tag).sort(),
+      `${at}: the tags of every call`,
+    );
     for (const [tag, kind, elements] of calls) {
       const record = value.collectives.find((c: CollectiveRecord) => c.tag === tag)!;
       const traffic = expectedTraffic(kind, elements, tp, r);
@@ -294,7 +360,11 @@ async function checkLayers(dp: number, tp: number, vocabSize: number): Promise<v
       );
     }
   }
-  assert.equal(heldTargets.size, Math.min(tp, Math.ceil(vocabSize / Math.ceil(vocabSize / tp))), "targets fall in every rank's real vocabulary rows");
+  assert.equal(
+    heldTargets.size,
+    Math.min(tp, Math.ceil(vocabSize / Math.ceil(vocabSize / tp))),
+    "targets fall in every rank's real vocabulary rows",
+  );
 }
 
 Deno.test("tp layers: one rank (tp 1) gives the single-device values", () => checkLayers(1, 1, 96));

@@ -30,14 +30,43 @@ interface Case {
   dp?: number;
 }
 
-const dims = (numHeads: number, numKvHeads: number, headDim: number): AttentionHeads => ({ numHeads, numKvHeads, headDim, ropeTheta: 10000 });
+const dims = (numHeads: number, numKvHeads: number, headDim: number): AttentionHeads => ({
+  numHeads,
+  numKvHeads,
+  headDim,
+  ropeTheta: 10000,
+});
 
 const CASES: Case[] = [
   { name: "sp 2, kv heads split", sp: 2, B: 2, T: 8, dims: dims(4, 2, 16), q: [[0, 1], [2, 3]], kv: [[0], [1]] },
   { name: "dp 2 × sp 2", sp: 2, dp: 2, B: 1, T: 4, dims: dims(4, 2, 8), q: [[0, 1], [2, 3]], kv: [[0], [1]] },
-  { name: "sp 4, kv heads replicated", sp: 4, B: 2, T: 8, dims: dims(4, 2, 16), q: [[0], [1], [2], [3]], kv: [[0], [0], [1], [1]] },
-  { name: "sp 4, uneven heads", sp: 4, B: 1, T: 8, dims: dims(6, 2, 8), q: [[0, 1], [2, 3], [4], [5]], kv: [[0], [0, 1], [1], [1]] },
-  { name: "sp 3, expanded kv heads", sp: 3, B: 1, T: 12, dims: dims(8, 2, 8), q: [[0, 1, 2], [3, 4, 5], [6, 7]], kv: [[0], [0, 1, 1], [1]] },
+  {
+    name: "sp 4, kv heads replicated",
+    sp: 4,
+    B: 2,
+    T: 8,
+    dims: dims(4, 2, 16),
+    q: [[0], [1], [2], [3]],
+    kv: [[0], [0], [1], [1]],
+  },
+  {
+    name: "sp 4, uneven heads",
+    sp: 4,
+    B: 1,
+    T: 8,
+    dims: dims(6, 2, 8),
+    q: [[0, 1], [2, 3], [4], [5]],
+    kv: [[0], [0, 1], [1], [1]],
+  },
+  {
+    name: "sp 3, expanded kv heads",
+    sp: 3,
+    B: 1,
+    T: 12,
+    dims: dims(8, 2, 8),
+    q: [[0, 1, 2], [3, 4, 5], [6, 7]],
+    kv: [[0], [0, 1, 1], [1]],
+  },
   { name: "sp 2, one kv head", sp: 2, B: 2, T: 6, dims: dims(3, 1, 8), q: [[0, 1], [2]], kv: [[0], [0]] },
   { name: "sp 1", sp: 1, B: 2, T: 5, dims: dims(4, 2, 8), q: [[0, 1, 2, 3]], kv: [[0, 1]] },
 ];
@@ -85,7 +114,13 @@ for (const [index, c] of CASES.entries()) {
       const first = rank * tokens;
       const what = `${c.name}, rank ${worldRank}`;
       assertClose(value.out, tokenSlice(reference.out, c.B, c.T, H * D, first, tokens), 1e-5, 1e-5, `${what}: output`);
-      assertClose(value.grad, tokenSlice(reference.grad, c.B, c.T, (H + 2 * Hkv) * D, first, tokens), 1e-5, 1e-5, `${what}: qkv gradient`);
+      assertClose(
+        value.grad,
+        tokenSlice(reference.grad, c.B, c.T, (H + 2 * Hkv) * D, first, tokens),
+        1e-5,
+        1e-5,
+        `${what}: qkv gradient`,
+      );
       assert.equal(value.leakedBytes, 0, `${what}: device bytes left behind`);
       assert.match(value.shapeError, /^ShapeError: ulyssesAttention bad: qkv must be \[B, T\/sp, \d+\]/);
 
@@ -98,14 +133,24 @@ for (const [index, c] of CASES.entries()) {
         "bwd.layer0.out": headBytes * others(rank).reduce((sum, r) => sum + c.q[r].length, 0),
       };
       const ulysses = value.collectives.filter((record) => record.tag.startsWith("ulysses."));
-      assert.deepEqual(ulysses.map((record) => record.tag).sort(), Object.keys(expected).map((key) => `ulysses.alltoall.${key}`).sort());
+      assert.deepEqual(
+        ulysses.map((record) => record.tag).sort(),
+        Object.keys(expected).map((key) => `ulysses.alltoall.${key}`).sort(),
+      );
       for (const record of ulysses) {
         assert.equal(record.kind, "allToAll");
         assert.deepEqual(record.group, group);
         assert.equal(record.algorithm, c.sp === 1 ? "local" : "direct");
-        assert.equal(record.bytes, expected[record.tag.slice("ulysses.alltoall.".length) as keyof typeof expected], `${what}: ${record.tag}`);
+        assert.equal(
+          record.bytes,
+          expected[record.tag.slice("ulysses.alltoall.".length) as keyof typeof expected],
+          `${what}: ${record.tag}`,
+        );
       }
-      assert.deepEqual(ulyssesVolume(c.B, c.T, c.dims, c.sp, rank), { qkvBytes: expected["fwd.layer0.qkv"], outBytes: expected["fwd.layer0.out"] });
+      assert.deepEqual(ulyssesVolume(c.B, c.T, c.dims, c.sp, rank), {
+        qkvBytes: expected["fwd.layer0.qkv"],
+        outBytes: expected["fwd.layer0.out"],
+      });
     }
   });
 }
@@ -143,11 +188,17 @@ Deno.test("ulysses: every rank's heads form valid grouped-query attention, kv he
           const local = a.kv[r].length;
           assert.equal(count % local, 0, `${what}: rank ${r}: ${count} q heads over ${local} kv heads`);
           for (let i = 0; i < count; i++) {
-            assert.equal(a.kv[r][Math.floor(i / (count / local))], Math.floor((start + i) / group), `${what}: rank ${r} q head ${start + i}`);
+            assert.equal(
+              a.kv[r][Math.floor(i / (count / local))],
+              Math.floor((start + i) / group),
+              `${what}: rank ${r} q head ${start + i}`,
+            );
           }
           const distinct = new Set(a.kv[r]).size;
           assert.equal(a.expanded[r], distinct < local, `${what}: rank ${r} expanded flag`);
-          if ((H % sp === 0 && Hkv % sp === 0) || (sp % Hkv === 0 && H % sp === 0)) assert.equal(local, distinct, `${what}: rank ${r} repeats a kv head`);
+          if ((H % sp === 0 && Hkv % sp === 0) || (sp % Hkv === 0 && H % sp === 0)) {
+            assert.equal(local, distinct, `${what}: rank ${r} repeats a kv head`);
+          }
         }
         assert.equal(next, H, `${what}: the q heads are covered`);
       }
@@ -156,7 +207,8 @@ Deno.test("ulysses: every rank's heads form valid grouped-query attention, kv he
 });
 
 Deno.test("ulysses: sequences and heads that cannot be split are refused, naming the numbers", () => {
-  const named = (...parts: RegExp[]) => (error: unknown) => error instanceof RangeError && parts.every((p) => p.test(error.message));
+  const named = (...parts: RegExp[]) => (error: unknown) =>
+    error instanceof RangeError && parts.every((p) => p.test(error.message));
   assert.throws(() => checkUlyssesSequence(10, 4), named(/10 tokens/, /sp 4\b/));
   assert.throws(() => ulyssesVolume(1, 10, dims(4, 2, 8), 4, 0), named(/10 tokens/, /sp 4\b/));
   assert.throws(() => ulyssesHeads(2, 1, 4), named(/2 query heads/, /sp 4\b/));

@@ -20,7 +20,13 @@ import { groupPieces, partitionParameters, type ZeroPartition } from "../src/par
 import { ShapeError } from "../src/tensor/errors.ts";
 import { keep } from "../src/tensor/scope.ts";
 import type { Tensor } from "../src/tensor/tensor.ts";
-import zeroRank, { initialValues, referenceRun, type ZeroCase, type ZeroCaseResult, type ZeroRankArgs } from "./fixtures/zero_rank.ts";
+import zeroRank, {
+  initialValues,
+  referenceRun,
+  type ZeroCase,
+  type ZeroCaseResult,
+  type ZeroRankArgs,
+} from "./fixtures/zero_rank.ts";
 import { cpuDevice, skipWebGpu, webgpuDevice } from "./helpers.ts";
 
 const ENTRY = new URL("./fixtures/zero_rank.ts", import.meta.url).href;
@@ -35,7 +41,14 @@ function partitionsOf(sizes: number[], groups: number[][], dp: number): ZeroPart
 
 Deno.test("partition: a hand-worked layout of three parameters over dp 3", () => {
   const [r0, r1, r2] = partitionsOf([5, 4, 2], [[0, 1, 2]], 3);
-  assert.deepEqual(r0.groups, [{ names: ["p0", "p1", "p2"], sizes: [5, 4, 2], numel: 11, paddedNumel: 12, partStart: 0, partNumel: 4 }]);
+  assert.deepEqual(r0.groups, [{
+    names: ["p0", "p1", "p2"],
+    sizes: [5, 4, 2],
+    numel: 11,
+    paddedNumel: 12,
+    partStart: 0,
+    partNumel: 4,
+  }]);
   assert.deepEqual(r0.fragments, [{ name: "p0", group: 0, start: 0, numel: 4, paramOffset: 0 }]);
   assert.deepEqual(r1.fragments, [
     { name: "p0", group: 0, start: 0, numel: 1, paramOffset: 4 },
@@ -45,7 +58,11 @@ Deno.test("partition: a hand-worked layout of three parameters over dp 3", () =>
     { name: "p1", group: 0, start: 0, numel: 1, paramOffset: 3 },
     { name: "p2", group: 0, start: 1, numel: 2, paramOffset: 0 },
   ]);
-  assert.deepEqual(groupPieces(r2, 0).map(({ at, numel, fragment }) => [at, numel, fragment?.name ?? "pad"]), [[0, 1, "p1"], [1, 2, "p2"], [3, 1, "pad"]]);
+  assert.deepEqual(groupPieces(r2, 0).map(({ at, numel, fragment }) => [at, numel, fragment?.name ?? "pad"]), [[0, 1, "p1"], [
+    1,
+    2,
+    "p2",
+  ], [3, 1, "pad"]]);
   for (const p of [r0, r1, r2]) assert.equal(p.numel, 4);
 });
 
@@ -92,7 +109,9 @@ Deno.test("partition: dp 1..4, uneven sizes and several groups cover every eleme
       // Rebuild every group by concatenating the ranks' parts, as an all-gather would, and compare with the parameters.
       partitions[0].groups.forEach((g) => {
         const joined = partitions.flatMap((_, r) => [...flats[r].subarray(g.partStart, g.partStart + g.partNumel)]);
-        const expected = g.names.flatMap((name) => Array.from({ length: sizes[Number(name.slice(1))] }, (_, e) => values(Number(name.slice(1)), e)));
+        const expected = g.names.flatMap((name) =>
+          Array.from({ length: sizes[Number(name.slice(1))] }, (_, e) => values(Number(name.slice(1)), e))
+        );
         assert.deepEqual(joined.slice(0, g.numel), expected);
         assert.ok(joined.slice(g.numel).every((v) => v === -1), "padding holds no parameter");
       });
@@ -106,8 +125,14 @@ Deno.test("partition: bad dp, ranks and groups are refused, naming the values", 
   assert.throws(() => partitionParameters(params, [["a", "b"]], 1.5, 0), /dp must be an integer ≥ 1, got 1.5/);
   assert.throws(() => partitionParameters(params, [["a", "b"]], 3, 3), /dpRank must be an integer in 0..2, got 3/);
   assert.throws(() => partitionParameters(params, [["a"]], 2, 0), /the groups miss parameter "b"/);
-  assert.throws(() => partitionParameters(params, [["a", "b"], ["a"]], 2, 0), /"a" appears more than once in the groups \(group 0 and group 1\)/);
-  assert.throws(() => partitionParameters(params, [["a", "b", "c"]], 2, 0), /group 0 names "c", which is not a parameter \(parameters: a, b\)/);
+  assert.throws(
+    () => partitionParameters(params, [["a", "b"], ["a"]], 2, 0),
+    /"a" appears more than once in the groups \(group 0 and group 1\)/,
+  );
+  assert.throws(
+    () => partitionParameters(params, [["a", "b", "c"]], 2, 0),
+    /group 0 names "c", which is not a parameter \(parameters: a, b\)/,
+  );
   assert.throws(() => partitionParameters(params, [["a", "b"], []], 2, 0), /group 1 is empty/);
   assert.throws(() => partitionParameters([["a", 3], ["a", 2]], [["a"]], 2, 0), /"a" appears more than once/);
 });
@@ -130,7 +155,12 @@ function cases(shapes: [string, number[]][]): ZeroCase[] {
 }
 const CASES = [...cases(SMALL), ...cases(LARGE)];
 
-function assertCloseParams(actual: Record<string, Float32Array>, expected: Map<string, Float32Array>, what: string, tolerance = 1e-6): void {
+function assertCloseParams(
+  actual: Record<string, Float32Array>,
+  expected: Map<string, Float32Array>,
+  what: string,
+  tolerance = 1e-6,
+): void {
   assert.deepEqual(Object.keys(actual).sort(), [...expected.keys()].sort(), what);
   for (const [name, values] of expected) {
     let worst = 0;
@@ -151,7 +181,9 @@ function ringChunk(m: number, n: number, k: number): number {
 
 /** Bytes rank p sends in one call of `kind` over n ranks on m elements in all (padded), by algorithm. */
 function expectedBytes(kind: string, algorithm: string, m: number, n: number, p: number): number {
-  if (kind === "allReduce") return F32 * (algorithm === "ring" ? 2 * m - ringChunk(m, n, p) - ringChunk(m, n, p + 1) : (n - 1) * m);
+  if (kind === "allReduce") {
+    return F32 * (algorithm === "ring" ? 2 * m - ringChunk(m, n, p) - ringChunk(m, n, p + 1) : (n - 1) * m);
+  }
   if (kind === "reduceScatter") return F32 * (m - ringChunk(m, n, p));
   // All-gather of equal blocks: the ring forwards every block but the next rank's; direct sends its own block to each peer.
   return F32 * (algorithm === "ring" ? m - m / n : (n - 1) * (m / n));
@@ -160,11 +192,16 @@ function expectedBytes(kind: string, algorithm: string, m: number, n: number, p:
 /** The collectives of one step of a case, in order: [tag, kind, padded elements of the whole collective]. */
 function expectedCalls(c: ZeroCase, partition: ZeroPartition): [string, string, number][] {
   const padded = partition.groups.map((g) => g.paddedNumel);
-  if (c.stage === 1) return [["zero1.reducescatter.grads", "reduceScatter", padded[0]], ["zero1.allgather.params", "allGather", padded[0]]];
-  if (c.stage === 2) return [["zero2.reducescatter.grads", "reduceScatter", padded[0]], ["zero2.allgather.params", "allGather", padded[0]]];
+  if (c.stage === 1) {
+    return [["zero1.reducescatter.grads", "reduceScatter", padded[0]], ["zero1.allgather.params", "allGather", padded[0]]];
+  }
+  if (c.stage === 2) {
+    return [["zero2.reducescatter.grads", "reduceScatter", padded[0]], ["zero2.allgather.params", "allGather", padded[0]]];
+  }
   const fwd = padded.map((m, g): [string, string, number] => [`zero3.allgather.fwd.layer${g}`, "allGather", m]);
   const bwd = padded.map((m, g): [string, string, number] => [`zero3.allgather.bwd.layer${g}`, "allGather", m]).reverse();
-  const rs = padded.map((m, g): [string, string, number] => [`zero3.reducescatter.grads.layer${g}`, "reduceScatter", m]).reverse();
+  const rs = padded.map((m, g): [string, string, number] => [`zero3.reducescatter.grads.layer${g}`, "reduceScatter", m])
+    .reverse();
   return [...fwd, ...bwd.flatMap((call, i) => [call, rs[i]])];
 }
 
@@ -172,7 +209,9 @@ function checkLedger(c: ZeroCase, result: ZeroCaseResult, dp: number, rank: numb
   const calls = result.collectives.filter((record: CollectiveRecord) => record.tag.startsWith(`zero${c.stage}.`));
   const perStep = expectedCalls(c, result.partition);
   // Stage 3 ends with consolidated(): one all-gather per group.
-  const consolidate = c.stage === 3 ? result.partition.groups.map((g): [string, string, number] => ["zero3.allgather.consolidate", "allGather", g.paddedNumel]) : [];
+  const consolidate = c.stage === 3
+    ? result.partition.groups.map((g): [string, string, number] => ["zero3.allgather.consolidate", "allGather", g.paddedNumel])
+    : [];
   const expected = [...Array.from({ length: ARGS.steps }, () => perStep).flat(), ...consolidate];
   assert.equal(calls.length, expected.length, `stage ${c.stage} rank ${rank}: ${calls.map((r) => r.tag).join(", ")}`);
   calls.forEach((record, i) => {
@@ -205,7 +244,11 @@ function checkMemory(c: ZeroCase, result: ZeroCaseResult, dp: number): void {
     assert.equal(memory.optimizer, 3 * F32 * part, what);
     assert.equal(memory.gathered, 0, what);
   }
-  assert.equal(result.heldBytes, memory.parameters + memory.gradients + memory.optimizer, `${what}: the device holds ${result.heldBytes} bytes`);
+  assert.equal(
+    result.heldBytes,
+    memory.parameters + memory.gradients + memory.optimizer,
+    `${what}: the device holds ${result.heldBytes} bytes`,
+  );
 }
 
 for (const dp of [2, 3, 4]) {
@@ -219,7 +262,10 @@ for (const dp of [2, 3, 4]) {
         assertCloseParams(result.params, expected[i].params, `dp ${dp} stage ${c.stage} ${size} rank ${rank}`);
         result.losses.forEach((loss, step) => {
           const reference = expected[i].losses[rank][step];
-          assert.ok(Math.abs(loss - reference) <= 1e-5 * Math.abs(reference), `dp ${dp} stage ${c.stage} rank ${rank} step ${step}: loss ${loss} vs ${reference}`);
+          assert.ok(
+            Math.abs(loss - reference) <= 1e-5 * Math.abs(reference),
+            `dp ${dp} stage ${c.stage} rank ${rank} step ${step}: loss ${loss} vs ${reference}`,
+          );
         });
         checkLedger(c, result, dp, rank, size === "large");
         checkMemory(c, result, dp);
@@ -243,7 +289,9 @@ Deno.test("zero: the test problem moves every parameter, clips, and decays only 
   for (const name of initial.keys()) assert.ok(gap(plain.params, initial, name) > 1e-2, `${name} moves`);
   assert.ok(gap(plain.params, unclipped.params, "w1") > 1e-4, "maxNorm 0.5 clips");
   // Without clipping the parameters evolve independently: decay changes the matrices by far more than the tolerance, the vector not at all.
-  assert.ok(gap(unclipped.params, unclippedNoDecay.params, "w1") > 1e-3 && gap(unclipped.params, unclippedNoDecay.params, "w2") > 1e-3);
+  assert.ok(
+    gap(unclipped.params, unclippedNoDecay.params, "w1") > 1e-3 && gap(unclipped.params, unclippedNoDecay.params, "w2") > 1e-3,
+  );
   assert.equal(gap(unclipped.params, unclippedNoDecay.params, "b"), 0);
 });
 
@@ -272,7 +320,8 @@ Deno.test("zero: partitionGradSquares weights each parameter's share as asked", 
   const weights: Record<string, number> = { w1: 0.5, b: 1, w2: 0.25 };
   const expected = shapes.reduce((sum, [name]) => sum + weights[name] * grads.get(name)!.reduce((s, g) => s + g * g, 0), 0);
   const plain = shapes.reduce((sum, [name]) => sum + grads.get(name)!.reduce((s, g) => s + g * g, 0), 0);
-  const close = (actual: number, wanted: number) => assert.ok(Math.abs(actual - wanted) <= 1e-6 * wanted, `${actual} vs ${wanted}`);
+  const close = (actual: number, wanted: number) =>
+    assert.ok(Math.abs(actual - wanted) <= 1e-6 * wanted, `${actual} vs ${wanted}`);
 
   const named: [string, Tensor][] = shapes.map(([name, shape]) => [name, keep(device.zeros(shape, { requiresGrad: true }))]);
   const zero = new ZeroOptimizer(comm, named, { stage: 2, groups: [shapes.map(([name]) => name)] });
@@ -283,7 +332,9 @@ Deno.test("zero: partitionGradSquares weights each parameter's share as asked", 
   zero.dispose();
   for (const [, param] of named) param.dispose();
 
-  const slots = shapes.map(([name, shape]) => new Parameter(name, shape, "normal", () => keep(device.zeros(shape, { requiresGrad: true }))));
+  const slots = shapes.map(([name, shape]) =>
+    new Parameter(name, shape, "normal", () => keep(device.zeros(shape, { requiresGrad: true })))
+  );
   const zero3 = new Zero3Parameters(comm, slots, [["w1"], ["b", "w2"]]);
   for (const g of [1, 0]) {
     await zero3.gather(g, "bwd", `layer${g}`);
@@ -316,14 +367,30 @@ Deno.test("zero: a gradient of the wrong shape, stage 3 for ZeroOptimizer and mi
   const w = keep(device.tensor(new Float32Array(6), [2, 3], { requiresGrad: true }));
   const zero = new ZeroOptimizer(comm, [["w", w]], { stage: 2, groups: [["w"]] });
   w.grad = keep(device.zeros([3, 2]));
-  await assert.rejects(zero.reduceGradients(), (error) => error instanceof ShapeError && /zero2\.reduceGradients: the gradient of "w" has shape \[3, 2\], the parameter \[2, 3\]/.test(error.message));
+  await assert.rejects(
+    zero.reduceGradients(),
+    (error) =>
+      error instanceof ShapeError &&
+      /zero2\.reduceGradients: the gradient of "w" has shape \[3, 2\], the parameter \[2, 3\]/.test(error.message),
+  );
   zero.zeroGrad();
   zero.dispose();
-  assert.throws(() => new ZeroOptimizer(comm, [["w", w]], { stage: 3, groups: [["w"]] }), /stage must be 1 or 2 .*Zero3Parameters.*got 3/);
-  assert.throws(() => new ZeroOptimizer(comm, [["w", w]], { stage: 1, groups: [["v"]] }), /group 0 names "v", which is not a parameter/);
+  assert.throws(
+    () => new ZeroOptimizer(comm, [["w", w]], { stage: 3, groups: [["w"]] }),
+    /stage must be 1 or 2 .*Zero3Parameters.*got 3/,
+  );
+  assert.throws(
+    () => new ZeroOptimizer(comm, [["w", w]], { stage: 1, groups: [["v"]] }),
+    /group 0 names "v", which is not a parameter/,
+  );
   w.dispose();
 
-  const slot = new Parameter("w", [2, 3], "normal", () => keep(device.tensor(new Float32Array(6), [2, 3], { requiresGrad: true })));
+  const slot = new Parameter(
+    "w",
+    [2, 3],
+    "normal",
+    () => keep(device.tensor(new Float32Array(6), [2, 3], { requiresGrad: true })),
+  );
   const zero3 = new Zero3Parameters(comm, [slot], [["w"]]);
   assert.equal(slot.value, null, "the full value is freed once partitioned");
   await assert.rejects(zero3.reduceScatterGradients(0, "layer0"), /group 0 is not gathered \("w" holds no value\)/);
@@ -331,7 +398,10 @@ Deno.test("zero: a gradient of the wrong shape, stage 3 for ZeroOptimizer and mi
   await assert.rejects(zero3.gather(0, "bwd", "layer0"), /group 0 is already gathered/);
   await assert.rejects(zero3.gather(1, "fwd", "layer1"), /group must be an integer in 0..0, got 1/);
   slot.tensor.grad = keep(device.zeros([6]));
-  await assert.rejects(zero3.reduceScatterGradients(0, "layer0"), (error) => error instanceof ShapeError && /the gradient of "w" has shape \[6\], the parameter \[2, 3\]/.test(error.message));
+  await assert.rejects(
+    zero3.reduceScatterGradients(0, "layer0"),
+    (error) => error instanceof ShapeError && /the gradient of "w" has shape \[6\], the parameter \[2, 3\]/.test(error.message),
+  );
   zero3.dispose();
   assert.equal(slot.value, null);
   const unallocated = new Parameter("u", [4], "ones", () => null);

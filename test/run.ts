@@ -1,8 +1,9 @@
-// `npm test`: type-checks and lints the whole tree once, then runs every test file under test/ with
-// deno test and ends with one line, `N passed, N failed`, totalling every suite (a failed type
-// check and lint findings count as one failure each). Extra arguments are passed to deno test (for
-// example a single file, or --filter NAME). The tests run with --no-check because the tree was
-// checked up front: rank workers would otherwise type-check themselves one by one as each starts.
+// `npm test`: checks the formatting, type-checks and lints the whole tree once, then runs every test
+// file under test/ with deno test and ends with one line, `N passed, N failed`, totalling every
+// suite (unformatted files, a failed type check and lint findings count as one failure each). Extra
+// arguments are passed to deno test (for example a single file, or --filter NAME). The tests run
+// with --no-check because the tree was checked up front: rank workers would otherwise type-check
+// themselves one by one as each starts.
 
 import { stripVTControlCharacters } from "node:util";
 
@@ -16,6 +17,7 @@ async function deno(args: string[], what: string): Promise<boolean> {
   return success;
 }
 
+const formatted = await deno(["fmt", "--check"], "deno fmt --check (run `deno fmt` to format)");
 const checked = await deno(["check", ...CHECKED], `type check of ${CHECKED.join(" ")}`);
 const linted = await deno(["lint"], "deno lint");
 
@@ -39,8 +41,9 @@ const summary = plain.match(/(?:ok|FAILED) \| (\d+) passed[^|]*\| (\d+) failed(?
 const passed = summary ? Number(summary[1]) : 0;
 let failed = summary ? Number(summary[2]) : 0;
 if (!status.success && failed === 0) failed = 1;
+if (!formatted) failed += 1;
 if (!checked) failed += 1;
 if (!linted) failed += 1;
 const ignored = summary?.[3] ? `, ${summary[3]} skipped` : "";
 console.log(`${passed} passed, ${failed} failed${ignored}`);
-Deno.exit(status.success && checked && linted ? 0 : 1);
+Deno.exit(status.success && formatted && checked && linted ? 0 : 1);

@@ -30,7 +30,10 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 testBothBackends("trainer: the loss falls from ln(vocab) toward the corpus floor", async (device) => {
   const history = await run(device, {});
   const losses = history.map((m) => m.loss);
-  assert.ok(Math.abs(losses[0] - Math.log(96)) < 0.3, `the first loss ${losses[0]} should be near ln(96) = ${Math.log(96).toFixed(3)}`);
+  assert.ok(
+    Math.abs(losses[0] - Math.log(96)) < 0.3,
+    `the first loss ${losses[0]} should be near ln(96) = ${Math.log(96).toFixed(3)}`,
+  );
   const first = mean(losses.slice(0, 5)), last = mean(losses.slice(-5));
   assert.ok(last < first - 1, `the loss did not fall: first five ${first.toFixed(3)}, last five ${last.toFixed(3)}`);
   assert.ok(last > corpusFloor(BASE.seq) - 0.05, `the loss ${last.toFixed(3)} went below the corpus floor`);

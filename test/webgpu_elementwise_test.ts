@@ -98,7 +98,10 @@ async function checkBinary(ctx: GpuContext, aShape: number[], bShape: number[], 
   const n = numel(outShape);
   for (const op of BINARY_OPS) {
     const out = binary(ctx, op, a, aShape, b, bShape, outShape);
-    const expected = await readCpu(cpu.binary(op, cpu.upload(aValues, "f32"), aShape, cpu.upload(bValues, "f32"), bShape, outShape), n);
+    const expected = await readCpu(
+      cpu.binary(op, cpu.upload(aValues, "f32"), aShape, cpu.upload(bValues, "f32"), bShape, outShape),
+      n,
+    );
     assertClose(await readGpu(ctx, out, n), expected, 1e-6, 0, `${op} [${aShape}] with [${bShape}]`);
     ctx.release(out);
   }
@@ -139,7 +142,9 @@ gpuTest("binary ops broadcast in any dimension, including more than 8", async (c
 
 gpuTest("empty elementwise ops dispatch nothing", async (ctx) => {
   const x = ctx.upload(new Float32Array(4));
-  for (const out of [unary(ctx, "exp", x, 0), activationGrad(ctx, "gelu", x, x, 0), binary(ctx, "add", x, [0, 3], x, [3], [0, 3])]) {
+  for (
+    const out of [unary(ctx, "exp", x, 0), activationGrad(ctx, "gelu", x, x, 0), binary(ctx, "add", x, [0, 3], x, [3], [0, 3])]
+  ) {
     assert.equal((await ctx.read(out, 0)).byteLength, 0);
     ctx.release(out);
   }
@@ -153,16 +158,72 @@ function castSource(dtype: DType): RawArray {
   switch (dtype) {
     case "f32":
       return new Float32Array([
-        0, -0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999997, 126.5, 127.5, 128.5, 254.5, 255.5, 256, -127.5, -128.5, -129,
-        1e10, -1e10, 2147483520, 2147483648, -2147483648, -2147483904, NaN, Infinity, -Infinity, 65504, 65519.99,
-        65520, -65520, 1e-8, 2.98e-8, 5.96e-8, 3e-5, 6.1e-5, 1 / 3, 1e-40, 16777217, ...randomValues(1000, 11, 300),
+        0,
+        -0,
+        0.5,
+        1.5,
+        2.5,
+        -0.5,
+        -1.5,
+        -2.5,
+        0.49999997,
+        126.5,
+        127.5,
+        128.5,
+        254.5,
+        255.5,
+        256,
+        -127.5,
+        -128.5,
+        -129,
+        1e10,
+        -1e10,
+        2147483520,
+        2147483648,
+        -2147483648,
+        -2147483904,
+        NaN,
+        Infinity,
+        -Infinity,
+        65504,
+        65519.99,
+        65520,
+        -65520,
+        1e-8,
+        2.98e-8,
+        5.96e-8,
+        3e-5,
+        6.1e-5,
+        1 / 3,
+        1e-40,
+        16777217,
+        ...randomValues(1000, 11, 300),
       ]);
     case "f16":
       return Uint16Array.from({ length: 65536 }, (_, i) => i);
     case "i32":
       return new Int32Array([
-        0, 1, -1, 127, 128, -128, -129, 255, 256, 2047, 2049, 65504, 65519, 65520, 16777216, 16777217, -16777217,
-        2147483647, -2147483648, 2147483584, ...Array.from(randomValues(1000, 12, 1e6), Math.round),
+        0,
+        1,
+        -1,
+        127,
+        128,
+        -128,
+        -129,
+        255,
+        256,
+        2047,
+        2049,
+        65504,
+        65519,
+        65520,
+        16777216,
+        16777217,
+        -16777217,
+        2147483647,
+        -2147483648,
+        2147483584,
+        ...Array.from(randomValues(1000, 12, 1e6), Math.round),
       ]);
     case "u8":
       return Uint8Array.from({ length: 256 }, (_, i) => i);
@@ -192,7 +253,11 @@ gpuTest("cast between every pair of dtypes matches the CPU exactly", async (ctx)
         for (let i = 0; i < n; i++) {
           const got = castElement(to, actual, i);
           const want = castElement(to, expected, i);
-          if (got !== want) assert.fail(`cast ${from} → ${to}, n=${n}: element ${i} (${castElement(from, values, i)}) gave ${got}, expected ${want}`);
+          if (got !== want) {
+            assert.fail(
+              `cast ${from} → ${to}, n=${n}: element ${i} (${castElement(from, values, i)}) gave ${got}, expected ${want}`,
+            );
+          }
         }
         ctx.release(out);
       }
@@ -225,11 +290,25 @@ function rowMajorStrides(shape: readonly number[]): number[] {
 function transposeCopy(shape: number[], axes: number[], dstOffset = 0): StridedCopy {
   const srcStrides = rowMajorStrides(shape);
   const outShape = axes.map((a) => shape[a]);
-  return { shape: outShape, srcOffset: 0, srcStrides: axes.map((a) => srcStrides[a]), dstOffset, dstStrides: rowMajorStrides(outShape) };
+  return {
+    shape: outShape,
+    srcOffset: 0,
+    srcStrides: axes.map((a) => srcStrides[a]),
+    dstOffset,
+    dstStrides: rowMajorStrides(outShape),
+  };
 }
 
-async function checkCopy(ctx: GpuContext, copy: StridedCopy, srcSize: number, dstSize: number, dtype: "f32" | "i32"): Promise<void> {
-  const srcValues = dtype === "f32" ? randomValues(srcSize, srcSize) : Int32Array.from({ length: srcSize }, (_, i) => (i * 2654435761) | 0);
+async function checkCopy(
+  ctx: GpuContext,
+  copy: StridedCopy,
+  srcSize: number,
+  dstSize: number,
+  dtype: "f32" | "i32",
+): Promise<void> {
+  const srcValues = dtype === "f32"
+    ? randomValues(srcSize, srcSize)
+    : Int32Array.from({ length: srcSize }, (_, i) => (i * 2654435761) | 0);
   const dstValues = dtype === "f32" ? randomValues(dstSize, dstSize + 1) : new Int32Array(dstSize).fill(-7);
   const src = ctx.upload(srcValues);
   const dst = ctx.upload(dstValues);
@@ -239,7 +318,9 @@ async function checkCopy(ctx: GpuContext, copy: StridedCopy, srcSize: number, ds
   const expected = new Uint32Array((await cpu.read(dstCpu, dstSize, dtype)).buffer);
   const actual = new Uint32Array(await ctx.read(dst, dstSize * 4));
   for (let i = 0; i < dstSize; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`copy [${copy.shape}] ${dtype}: dst word ${i} is ${actual[i]}, expected ${expected[i]}`);
+    if (actual[i] !== expected[i]) {
+      assert.fail(`copy [${copy.shape}] ${dtype}: dst word ${i} is ${actual[i]}, expected ${expected[i]}`);
+    }
   }
   ctx.release(src);
   ctx.release(dst);
@@ -279,7 +360,10 @@ gpuTest("a cast over more than 65,535 workgroups covers every element", async (c
   const values = randomValues(n, 1, 1000);
   const x = ctx.upload(values);
   const ints = cast(ctx, x, n, "f32", "i32");
-  assert.deepEqual(new Int32Array(await ctx.read(ints, n * 4)), await cpu.read(cpu.cast(cpu.upload(values, "f32"), n, "f32", "i32"), n, "i32"));
+  assert.deepEqual(
+    new Int32Array(await ctx.read(ints, n * 4)),
+    await cpu.read(cpu.cast(cpu.upload(values, "f32"), n, "f32", "i32"), n, "i32"),
+  );
   ctx.release(ints);
   ctx.release(x);
 });

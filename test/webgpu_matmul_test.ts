@@ -30,7 +30,12 @@ async function check(ctx: GpuContext, c: Case, transA: boolean, transB: boolean,
   const { M, N, K } = c;
   const batch = c.batch ?? 1;
   const p: MatmulParams = {
-    batch, M, N, K, transA, transB,
+    batch,
+    M,
+    N,
+    K,
+    transA,
+    transB,
     aBatchStride: c.broadcastA ? 0 : M * K,
     bBatchStride: c.broadcastB ? 0 : K * N,
   };
@@ -41,7 +46,9 @@ async function check(ctx: GpuContext, c: Case, transA: boolean, transB: boolean,
   const bGpu = ctx.upload(b);
   const out = matmul(ctx, aGpu, bGpu, p, c.slices);
   const actual = await readGpu(ctx, out, batch * M * N);
-  const what = `batch ${batch} ${M}×${K}${transA ? "ᵀ" : ""} · ${K}×${N}${transB ? "ᵀ" : ""}${c.slices ? ` in ${c.slices} slices` : ""}`;
+  const what = `batch ${batch} ${M}×${K}${transA ? "ᵀ" : ""} · ${K}×${N}${transB ? "ᵀ" : ""}${
+    c.slices ? ` in ${c.slices} slices` : ""
+  }`;
   assertClose(actual, expected, 1e-5, 2e-6 * Math.sqrt(K) + 1e-7, what);
   for (const storage of [aGpu, bGpu, out]) ctx.release(storage);
 }

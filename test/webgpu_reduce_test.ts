@@ -40,7 +40,10 @@ async function checkReduce(ctx: GpuContext, values: Float32Array, outer: number,
 }
 
 gpuTest("rows (inner == 1) reduce to the CPU's values for any length", async (ctx) => {
-  const shapes: [number, number][] = [[1, 1], [3, 1], [1, 7], [5, 4], [4, 13], [2, 255], [3, 256], [2, 257], [7, 1000], [3, 1003]];
+  const shapes: [number, number][] = [[1, 1], [3, 1], [1, 7], [5, 4], [4, 13], [2, 255], [3, 256], [2, 257], [7, 1000], [
+    3,
+    1003,
+  ]];
   for (const [outer, length] of shapes) await checkReduce(ctx, randomValues(outer * length, outer + length, 5), outer, length, 1);
 });
 
@@ -59,7 +62,15 @@ gpuTest("long axes are reduced in pieces, then the pieces", async (ctx) => {
 
 gpuTest("columns (inner > 1) reduce to the CPU's values, with and without vec4", async (ctx) => {
   const shapes: [number, number, number][] = [
-    [1, 1, 2], [1, 7, 3], [3, 5, 4], [2, 9, 7], [7, 1, 5], [1, 100, 300], [4, 33, 8], [5, 17, 1001], [1, 2000, 13],
+    [1, 1, 2],
+    [1, 7, 3],
+    [3, 5, 4],
+    [2, 9, 7],
+    [7, 1, 5],
+    [1, 100, 300],
+    [4, 33, 8],
+    [5, 17, 1001],
+    [1, 2000, 13],
   ];
   for (const [outer, length, inner] of shapes) {
     await checkReduce(ctx, randomValues(outer * length * inner, outer * 7 + length * 3 + inner, 5), outer, length, inner);

@@ -52,7 +52,13 @@ gpuTest("rope matches the CPU to ~1e-6, forward and inverse, at positions in the
     for (const inverse of [false, true]) {
       const expected = await readCpu(cpu.rope(cpu.upload(values, "f32"), rows, T, D, theta, offset, inverse), n);
       const y = rope(ctx, x, rows, T, D, theta, offset, inverse);
-      assertClose(await readGpu(ctx, y, n), expected, 1e-5, 2e-6, `rope [${rows}, ${T}, ${D}] offset ${offset} inverse ${inverse}`);
+      assertClose(
+        await readGpu(ctx, y, n),
+        expected,
+        1e-5,
+        2e-6,
+        `rope [${rows}, ${T}, ${D}] offset ${offset} inverse ${inverse}`,
+      );
       ctx.release(y);
     }
     ctx.release(x);
@@ -79,7 +85,14 @@ function awkwardIds(n: number, vocab: number): Int32Array {
 gpuTest("embedding lookup and its backward are bit-exact against the CPU", async (ctx) => {
   // The last two go in several dispatches of ids (more than 65,535 ids; rows of 700 columns).
   const cases: [n: number, vocab: number, dim: number][] = [
-    [1, 1, 1], [5, 3, 7], [40, 11, 8], [1000, 17, 5], [2048, 1000, 64], [300, 70000, 3], [70000, 50, 1], [6000, 37, 700],
+    [1, 1, 1],
+    [5, 3, 7],
+    [40, 11, 8],
+    [1000, 17, 5],
+    [2048, 1000, 64],
+    [300, 70000, 3],
+    [70000, 50, 1],
+    [6000, 37, 700],
   ];
   for (const [n, vocab, dim] of cases) {
     const table = randomValues(vocab * dim, vocab + dim);
@@ -101,7 +114,10 @@ gpuTest("embedding backward with every id the same: each dispatch of ids stays i
   const [n, vocab, dim] = [40000, 10, 3];
   const idValues = new Int32Array(n).fill(7);
   const dyValues = randomValues(n * dim, 12);
-  const expected = await readCpu(cpu.embeddingGrad(cpu.upload(idValues, "i32"), cpu.upload(dyValues, "f32"), n, vocab, dim), vocab * dim);
+  const expected = await readCpu(
+    cpu.embeddingGrad(cpu.upload(idValues, "i32"), cpu.upload(dyValues, "f32"), n, vocab, dim),
+    vocab * dim,
+  );
   const [ids, dy] = [ctx.upload(idValues), ctx.upload(dyValues)];
   const dw = embeddingGrad(ctx, ids, dy, n, vocab, dim);
   assert.deepEqual(await readGpu(ctx, dw, vocab * dim), expected);

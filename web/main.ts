@@ -14,7 +14,9 @@ let worker: Worker | null = null;
 
 function configFromUrl(): TrainConfig {
   const params = new URLSearchParams(location.search);
-  const number = (name: keyof TrainConfig) => (params.has(name) ? Number(params.get(name)) : DEFAULT_TRAIN_CONFIG[name] as number);
+  const number = (
+    name: keyof TrainConfig,
+  ) => (params.has(name) ? Number(params.get(name)) : DEFAULT_TRAIN_CONFIG[name] as number);
   return {
     ...DEFAULT_TRAIN_CONFIG,
     preset: params.get("preset") ?? DEFAULT_TRAIN_CONFIG.preset,

@@ -118,7 +118,14 @@ export interface Backend {
   /** dx = op'(x)·dy. */
   activationGrad(op: ActivationOp, x: Storage, dy: Storage, n: number): Storage;
   /** out = a op b with numpy broadcasting; shapes are right-aligned and already checked compatible. */
-  binary(op: BinaryOp, a: Storage, aShape: readonly number[], b: Storage, bShape: readonly number[], outShape: readonly number[]): Storage;
+  binary(
+    op: BinaryOp,
+    a: Storage,
+    aShape: readonly number[],
+    b: Storage,
+    bShape: readonly number[],
+    outShape: readonly number[],
+  ): Storage;
   /** Converts n elements between any two dtypes. Float → integer rounds to nearest and saturates to the target range. */
   cast(x: Storage, n: number, from: DType, to: DType): Storage;
   /** In place: dst gains src's elements as described by copy. dtype is f32 or i32. */
@@ -147,8 +154,23 @@ export interface Backend {
   rmsNorm(x: Storage, w: Storage, rows: number, cols: number, eps: number): { y: Storage; rstd: Storage };
   rmsNormGrad(x: Storage, w: Storage, rstd: Storage, dy: Storage, rows: number, cols: number): { dx: Storage; dw: Storage };
   /** y = (x − mean) · rstd · w + b; mean and rstd [rows] are saved for the backward. */
-  layerNorm(x: Storage, w: Storage, b: Storage, rows: number, cols: number, eps: number): { y: Storage; mean: Storage; rstd: Storage };
-  layerNormGrad(x: Storage, w: Storage, mean: Storage, rstd: Storage, dy: Storage, rows: number, cols: number): { dx: Storage; dw: Storage; db: Storage };
+  layerNorm(
+    x: Storage,
+    w: Storage,
+    b: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): { y: Storage; mean: Storage; rstd: Storage };
+  layerNormGrad(
+    x: Storage,
+    w: Storage,
+    mean: Storage,
+    rstd: Storage,
+    dy: Storage,
+    rows: number,
+    cols: number,
+  ): { dx: Storage; dw: Storage; db: Storage };
 
   // ---- transformer pieces ----
   /** y[i] = w[ids[i]] for n ids (i32 storage) into a [vocab, dim] table; an id outside [0, vocab) gives a zero row. */
@@ -165,7 +187,15 @@ export interface Backend {
   /** Fused attention: o [B, Hq, T, D] and the log-sum-exp of each scaled score row, lse [B, Hq, T]. Causal masks keys after the query. */
   attention(q: Storage, k: Storage, v: Storage, p: AttentionParams): { o: Storage; lse: Storage };
   /** Recomputes probabilities from lse; dk and dv sum over the query heads that share a kv head. */
-  attentionGrad(q: Storage, k: Storage, v: Storage, o: Storage, lse: Storage, dO: Storage, p: AttentionParams): { dq: Storage; dk: Storage; dv: Storage };
+  attentionGrad(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    o: Storage,
+    lse: Storage,
+    dO: Storage,
+    p: AttentionParams,
+  ): { dq: Storage; dk: Storage; dv: Storage };
   /** Per-row loss [rows]: logsumexp(logits[r]) − logits[r, targets[r]] (targets i32). */
   crossEntropy(logits: Storage, targets: Storage, rows: number, vocab: number): Storage;
   /** dlogits = (softmax(logits) − onehot(targets)) · dloss[0] · scale, where dloss is a one-element storage. */

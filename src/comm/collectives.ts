@@ -27,14 +27,43 @@ import { Ports } from "./channel.ts";
 import { resolveLinks } from "./cost_model.ts";
 import type { Descriptor, Kind, WireDType } from "./descriptor.ts";
 import {
-  allGatherDirect, bytesOf, type Call, directAllReduce, directBroadcast, directReduce, directReduceScatter, exchangeBlocks,
-  exchangeOnly, fitsInline, largeAllReduce, peerReduceScatter, recvFrom, sendTo,
+  allGatherDirect,
+  bytesOf,
+  type Call,
+  directAllReduce,
+  directBroadcast,
+  directReduce,
+  directReduceScatter,
+  exchangeBlocks,
+  exchangeOnly,
+  fitsInline,
+  largeAllReduce,
+  peerReduceScatter,
+  recvFrom,
+  sendTo,
 } from "./direct.ts";
 import { Heap, type HeapArray, type HeapDType } from "./heap.ts";
 import {
-  ARRAYS, block, checkAllGatherOut, checkAllToAllOut, checkCounts, checkOp, checkOut, checkReduceScatterOut, checkTag, type CommData, type CommDType, dtypeOf,
-  isCommData, isViewAt, newLike, sameLengthOutput,
-  splitCounts, toHost, total, wrapLike,
+  ARRAYS,
+  block,
+  checkAllGatherOut,
+  checkAllToAllOut,
+  checkCounts,
+  checkOp,
+  checkOut,
+  checkReduceScatterOut,
+  checkTag,
+  type CommData,
+  type CommDType,
+  dtypeOf,
+  isCommData,
+  isViewAt,
+  newLike,
+  sameLengthOutput,
+  splitCounts,
+  toHost,
+  total,
+  wrapLike,
 } from "./host.ts";
 import { type CallInfo, Ledger } from "./ledger.ts";
 import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
@@ -90,7 +119,16 @@ export class Comm {
       if (!(timeoutMs > 0)) throw new RangeError(`Comm: timeoutMs must be a positive number, got ${timeoutMs}`);
       this.ledger = new Ledger(world.rank, world.layout.ranksPerNode, resolveLinks(options.links));
       const zeros = () => new Array<number>(world.layout.ranks).fill(0);
-      this.state = { world, ports: new Ports(world, this.ledger), heap: new Heap(world), timeoutMs, queue: Promise.resolve(), groups: new Map(), sendSeq: zeros(), recvSeq: zeros() };
+      this.state = {
+        world,
+        ports: new Ports(world, this.ledger),
+        heap: new Heap(world),
+        timeoutMs,
+        queue: Promise.resolve(),
+        groups: new Map(),
+        sendSeq: zeros(),
+        recvSeq: zeros(),
+      };
     }
     this.worldSize = world.layout.ranks;
     this.ranksPerNode = world.layout.ranksPerNode;
@@ -108,7 +146,9 @@ export class Comm {
   group(ranks: readonly number[]): Comm {
     const valid = Array.isArray(ranks) && ranks.length > 0 && new Set(ranks).size === ranks.length &&
       ranks.every((r) => Number.isInteger(r) && r >= 0 && r < this.worldSize);
-    if (!valid) throw new RangeError(`group: ranks must be distinct integers in 0..${this.worldSize - 1}, got ${JSON.stringify(ranks)}`);
+    if (!valid) {
+      throw new RangeError(`group: ranks must be distinct integers in 0..${this.worldSize - 1}, got ${JSON.stringify(ranks)}`);
+    }
     const key = ranks.join(",");
     let comm = this.state.groups.get(key);
     if (!comm) {
@@ -167,15 +207,25 @@ export class Comm {
   async reduceScatter<T extends CommData>(x: T, options: ReduceOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     const op = checkOp("reduceScatter", options.op, x);
     checkReduceScatterOut(this.size, this.rank, x, options.out, options.counts);
-    return await this.collective("reduceScatter", options, x, (input) => ({ op, counts: splitCounts(this.size, "reduceScatter", x, input!, options.counts, "counts") }), (call, input) => {
-      const layout = chunkLayout(call.descriptor.counts);
-      const output = options.out ?? newLike(input, layout.sizes[call.me]);
-      if (call.members.length === 1) output.set(input);
-      else if (fitsInline(call.ports, input.byteLength)) this.use("direct", () => directReduceScatter(call, op, input, output, layout));
-      else if (peerReduceScatter(call, op, input, output, layout)) this.ledger.setAlgorithm("peer");
-      else this.use("ring", () => ringReduceScatter(call, op, input, output, layout.sizes));
-      return wrapLike(x, output, "reduceScatter", false) as T;
-    });
+    return await this.collective(
+      "reduceScatter",
+      options,
+      x,
+      (input) => ({ op, counts: splitCounts(this.size, "reduceScatter", x, input!, options.counts, "counts") }),
+      (call, input) => {
+        const layout = chunkLayout(call.descriptor.counts);
+        const output = options.out ?? newLike(input, layout.sizes[call.me]);
+        if (call.members.length === 1) output.set(input);
+        else if (fitsInline(call.ports, input.byteLength)) {
+          this.use(
+            "direct",
+            () => directReduceScatter(call, op, input, output, layout),
+          );
+        } else if (peerReduceScatter(call, op, input, output, layout)) this.ledger.setAlgorithm("peer");
+        else this.use("ring", () => ringReduceScatter(call, op, input, output, layout.sizes));
+        return wrapLike(x, output, "reduceScatter", false) as T;
+      },
+    );
   }
 
   /**
@@ -185,13 +235,19 @@ export class Comm {
   async allGather<T extends CommData>(x: T, options: TagOptions & OutOptions & { counts?: number[] } = {}): Promise<T> {
     if (options.counts) checkCounts(this.size, "allGather", options.counts, "counts");
     checkAllGatherOut(this.rank, x, options.out, options.counts);
-    return await this.collective("allGather", options, x, () => ({ counts: options.counts ? [...options.counts] : [] }), (call, input) => {
-      const { output, ringLayout, placed } = allGatherDirect(call, input, options.out);
-      const ringed = call.members.length > 1 && ringLayout.sizes.some((size) => size > 0);
-      this.ledger.setAlgorithm(call.members.length === 1 ? "local" : ringed ? "ring" : placed ? "peer" : "direct");
-      if (ringed) ringAllGather(call, output, ringLayout);
-      return wrapLike(x, output, "allGather", false) as T;
-    });
+    return await this.collective(
+      "allGather",
+      options,
+      x,
+      () => ({ counts: options.counts ? [...options.counts] : [] }),
+      (call, input) => {
+        const { output, ringLayout, placed } = allGatherDirect(call, input, options.out);
+        const ringed = call.members.length > 1 && ringLayout.sizes.some((size) => size > 0);
+        this.ledger.setAlgorithm(call.members.length === 1 ? "local" : ringed ? "ring" : placed ? "peer" : "direct");
+        if (ringed) ringAllGather(call, output, ringLayout);
+        return wrapLike(x, output, "allGather", false) as T;
+      },
+    );
   }
 
   /**
@@ -200,11 +256,17 @@ export class Comm {
    * to the same rank (recvCounts equal to sendCounts); when every member works in place on heap
    * arrays, each pair swaps its two blocks where they lie.
    */
-  async allToAll<T extends CommData>(x: T, options: TagOptions & OutOptions & { sendCounts?: number[]; recvCounts?: number[] } = {}): Promise<T> {
+  async allToAll<T extends CommData>(
+    x: T,
+    options: TagOptions & OutOptions & { sendCounts?: number[]; recvCounts?: number[] } = {},
+  ): Promise<T> {
     const { out, recvCounts } = options;
     if (recvCounts) checkCounts(this.size, "allToAll", recvCounts, "recvCounts");
     const inPlace = checkAllToAllOut(this.size, x, out, options.sendCounts, recvCounts);
-    const fields = (input: CommArray | null) => ({ counts: splitCounts(this.size, "allToAll", x, input!, options.sendCounts, "sendCounts"), recvCounts: recvCounts ? [...recvCounts] : [] });
+    const fields = (input: CommArray | null) => ({
+      counts: splitCounts(this.size, "allToAll", x, input!, options.sendCounts, "sendCounts"),
+      recvCounts: recvCounts ? [...recvCounts] : [],
+    });
     return await this.collective("allToAll", options, x, fields, (call, input) => {
       const sent = chunkLayout(call.descriptor.counts);
       let output = input;
@@ -273,12 +335,18 @@ export class Comm {
   async scatter<T extends CommData>(x: T | null, options: RootOptions & { counts?: number[] }): Promise<T> {
     const root = this.checkRoot("scatter", options);
     const isRoot = this.rank === root;
-    if (isRoot && x === null) throw new TypeError(`scatter: the root (rank ${this.globalRank}) must pass the values to scatter, got null`);
+    if (isRoot && x === null) {
+      throw new TypeError(`scatter: the root (rank ${this.globalRank}) must pass the values to scatter, got null`);
+    }
     if (!isRoot && options.counts) checkCounts(this.size, "scatter", options.counts, "counts");
     const fields = (input: CommArray | null) => ({
       root,
       count: isRoot ? input!.length : -1,
-      counts: isRoot ? splitCounts(this.size, "scatter", x!, input!, options.counts, "counts") : options.counts ? [...options.counts] : [],
+      counts: isRoot
+        ? splitCounts(this.size, "scatter", x!, input!, options.counts, "counts")
+        : options.counts
+        ? [...options.counts]
+        : [],
     });
     return await this.collective("scatter", options, x, fields, (call, input) => {
       const layout = isRoot ? chunkLayout(call.descriptor.counts) : null;
@@ -303,13 +371,26 @@ export class Comm {
       const input = await toHost(x);
       const seq = this.state.sendSeq[dst]++;
       const descriptor = this.descriptor("send", seq, tag, dtype, input.length, [this.globalRank, dst]);
-      const info = { id: `${this.globalRank}>${dst}#${seq}`, kind: "send", tag, group: [this.globalRank, dst], dtype, elements: input.length };
-      this.execute(info, (context) => this.use("direct", () => sendTo(this.state.ports, dst, descriptor, bytesOf(input), context)));
+      const info = {
+        id: `${this.globalRank}>${dst}#${seq}`,
+        kind: "send",
+        tag,
+        group: [this.globalRank, dst],
+        dtype,
+        elements: input.length,
+      };
+      this.execute(
+        info,
+        (context) => this.use("direct", () => sendTo(this.state.ports, dst, descriptor, bytesOf(input), context)),
+      );
     });
   }
 
   /** Receives what group rank `src` sends; the result takes the kind, shape and dtype of `like`. */
-  async recv<T extends CommData>(like: T | { length: number; dtype: "f32" | "i32" | "u8" }, options: TagOptions & { src: number }): Promise<T> {
+  async recv<T extends CommData>(
+    like: T | { length: number; dtype: "f32" | "i32" | "u8" },
+    options: TagOptions & { src: number },
+  ): Promise<T> {
     const src = this.checkPeer("recv", options?.src, "src");
     const tag = checkTag("recv", options.tag);
     const template = isCommData(like) ? like : null;
@@ -317,14 +398,26 @@ export class Comm {
     const dtype = template ? dtypeOf("recv", template) : shapeOnly.dtype;
     const length = template ? (template instanceof Tensor ? template.size : template.length) : shapeOnly.length;
     if (!(dtype in ARRAYS) || !Number.isInteger(length) || length < 0) {
-      throw new TypeError(`recv: like must be a Tensor, a typed array or { length, dtype: "f32" | "i32" | "u8" }, got length ${length}, dtype ${dtype}`);
+      throw new TypeError(
+        `recv: like must be a Tensor, a typed array or { length, dtype: "f32" | "i32" | "u8" }, got length ${length}, dtype ${dtype}`,
+      );
     }
     return await this.enqueue(() => {
       const seq = this.state.recvSeq[src]++;
       const expected = this.descriptor("send", seq, tag, dtype, length, [src, this.globalRank]);
       const output = new ARRAYS[dtype](length);
-      const info = { id: `${src}>${this.globalRank}#${seq}`, kind: "recv", tag, group: [src, this.globalRank], dtype, elements: length };
-      this.execute(info, (context) => this.use("direct", () => recvFrom(this.state.ports, src, expected, bytesOf(output), context)));
+      const info = {
+        id: `${src}>${this.globalRank}#${seq}`,
+        kind: "recv",
+        tag,
+        group: [src, this.globalRank],
+        dtype,
+        elements: length,
+      };
+      this.execute(
+        info,
+        (context) => this.use("direct", () => recvFrom(this.state.ports, src, expected, bytesOf(output), context)),
+      );
       return (template ? wrapLike(template, output, "recv", true) : output) as T;
     });
   }
@@ -337,7 +430,6 @@ export class Comm {
   }
 
   // ---- plumbing ----
-
 
   private collective<R>(
     kind: Kind,
@@ -354,11 +446,21 @@ export class Comm {
       const seq = this.seq++;
       const descriptor = { ...this.descriptor(kind, seq, tag, dtype, input?.length ?? -1, this.ranks), ...fields(input) };
       const info = { id: `${this.key}#${seq}`, kind, tag, group: this.ranks, dtype, elements: input?.length ?? 0 };
-      return this.execute(info, (context) => body({ ports: this.state.ports, members: this.ranks, me: this.rank, context, descriptor }, input!));
+      return this.execute(
+        info,
+        (context) => body({ ports: this.state.ports, members: this.ranks, me: this.rank, context, descriptor }, input!),
+      );
     });
   }
 
-  private descriptor(kind: Kind, seq: number, tag: string, dtype: WireDType, count: number, group: readonly number[]): Descriptor {
+  private descriptor(
+    kind: Kind,
+    seq: number,
+    tag: string,
+    dtype: WireDType,
+    count: number,
+    group: readonly number[],
+  ): Descriptor {
     return { kind, seq, tag, dtype, op: "none", root: -1, count, group, counts: [], recvCounts: [] };
   }
 

@@ -33,7 +33,9 @@ export function resolveLinks(links: Partial<Record<LinkClass, Partial<LinkSpec>>
       const value = spec[field];
       const valid = field === "latencyUs" ? value >= 0 : value > 0;
       if (typeof value !== "number" || !Number.isFinite(value) || !valid) {
-        throw new RangeError(`links.${link}.${field} must be a ${field === "latencyUs" ? "non-negative" : "positive"} number, got ${value}`);
+        throw new RangeError(
+          `links.${link}.${field} must be a ${field === "latencyUs" ? "non-negative" : "positive"} number, got ${value}`,
+        );
       }
     }
     resolved[link] = spec;
@@ -84,7 +86,9 @@ export interface Traffic extends TrafficJSON {
 export function mergeLedgers(ledgers: readonly LedgerJSON[]): Traffic {
   const ranks = ledgers.length;
   ledgers.forEach((ledger, i) => {
-    if (ledger.rank !== i) throw new RangeError(`mergeLedgers: ledger ${i} belongs to rank ${ledger.rank}; pass them in rank order`);
+    if (ledger.rank !== i) {
+      throw new RangeError(`mergeLedgers: ledger ${i} belongs to rank ${ledger.rank}; pass them in rank order`);
+    }
   });
   const matrix = ledgers.map(() => new Array<number>(ranks).fill(0));
   const byKind: Record<string, number> = {};

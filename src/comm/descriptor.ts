@@ -6,7 +6,16 @@
 import { CollectiveMismatchError } from "./errors.ts";
 
 export const KINDS = [
-  "allReduce", "reduceScatter", "allGather", "allToAll", "broadcast", "reduce", "gather", "scatter", "send", "barrier",
+  "allReduce",
+  "reduceScatter",
+  "allGather",
+  "allToAll",
+  "broadcast",
+  "reduce",
+  "gather",
+  "scatter",
+  "send",
+  "barrier",
 ] as const;
 export type Kind = typeof KINDS[number];
 
@@ -74,7 +83,7 @@ export function encodeDescriptor(descriptor: Descriptor, words: Int32Array): num
 export function decodeDescriptor(words: Int32Array): Descriptor {
   let i = 0;
   const take = () => words[i++];
-  const takeList = () => Array.from(words.subarray(i + 1, (i += 1 + words[i])));
+  const takeList = () => Array.from(words.subarray(i + 1, i += 1 + words[i]));
   const kind = KINDS[take()];
   const seq = take();
   const dtype = WIRE_DTYPES[take()];
@@ -108,7 +117,8 @@ export function checkDescriptors(descriptors: readonly Descriptor[]): void {
     const expected = value(descriptors[reference]);
     const differing = descriptors.flatMap((d, r) => !skip(d) && value(d) !== expected ? [r] : []);
     if (differing.length === 0) return;
-    const describe = (r: number) => `rank ${ranks[r]} ${field === "size" ? `passes ${value(descriptors[r])} elements` : value(descriptors[r])}`;
+    const describe = (r: number) =>
+      `rank ${ranks[r]} ${field === "size" ? `passes ${value(descriptors[r])} elements` : value(descriptors[r])}`;
     fail([reference, ...differing], `${field} differs: ${[reference, ...differing].map(describe).join(", ")}`);
   };
 
@@ -135,7 +145,12 @@ export function checkDescriptors(descriptors: readonly Descriptor[]): void {
       if (declared < 0) break;
       descriptors.forEach((d, r) => {
         if (d.count !== descriptors[declared].counts[r]) {
-          fail([declared, r], `counts differ: rank ${ranks[declared]} expects ${descriptors[declared].counts[r]} elements from rank ${ranks[r]}, which passes ${d.count}`);
+          fail(
+            [declared, r],
+            `counts differ: rank ${ranks[declared]} expects ${descriptors[declared].counts[r]} elements from rank ${
+              ranks[r]
+            }, which passes ${d.count}`,
+          );
         }
       });
       break;
@@ -145,7 +160,12 @@ export function checkDescriptors(descriptors: readonly Descriptor[]): void {
         if (receiver.recvCounts.length === 0) return;
         descriptors.forEach((sender, i) => {
           if (receiver.recvCounts[i] !== sender.counts[j]) {
-            fail([j, i], `counts differ: rank ${ranks[j]} expects ${receiver.recvCounts[i]} elements from rank ${ranks[i]}, which sends it ${sender.counts[j]}`);
+            fail(
+              [j, i],
+              `counts differ: rank ${ranks[j]} expects ${receiver.recvCounts[i]} elements from rank ${ranks[i]}, which sends it ${
+                sender.counts[j]
+              }`,
+            );
           }
         });
       });

@@ -12,10 +12,20 @@
 
 import type { Ports } from "./channel.ts";
 import type { Descriptor } from "./descriptor.ts";
-import { byPlace, encodeForSlots, type Envelope, exchangeEnvelopes, inlineLimit, receiveEnvelope, releaseAll, sendEnvelope, settle } from "./envelope.ts";
+import {
+  byPlace,
+  encodeForSlots,
+  type Envelope,
+  exchangeEnvelopes,
+  inlineLimit,
+  receiveEnvelope,
+  releaseAll,
+  sendEnvelope,
+  settle,
+} from "./envelope.ts";
 import { CollectiveMismatchError } from "./errors.ts";
 import { isViewAt } from "./host.ts";
-import { type CommArray, combine, finishAvg, type ReduceOp } from "./reduce_kernels.ts";
+import { combine, type CommArray, finishAvg, type ReduceOp } from "./reduce_kernels.ts";
 import { type ChunkLayout, chunkLayout, equalSplit, ringAllGather, ringAllReduce, type RingGroup } from "./ring.ts";
 
 export interface Call extends RingGroup {
@@ -61,7 +71,14 @@ export function directAllReduce(call: Call, op: ReduceOp, input: CommArray, outp
 /** `output` may be this rank's own chunk of `input` (in place). */
 export function directReduceScatter(call: Call, op: ReduceOp, input: CommArray, output: CommArray, layout: ChunkLayout): void {
   const block = (array: CommArray, r: number) => array.subarray(layout.offsets[r], layout.offsets[r] + layout.sizes[r]);
-  const envelopes = exchangeEnvelopes(call.ports, call.members, call.me, call.descriptor, (to) => bytesOf(block(input, to)), call.context);
+  const envelopes = exchangeEnvelopes(
+    call.ports,
+    call.members,
+    call.me,
+    call.descriptor,
+    (to) => bytesOf(block(input, to)),
+    call.context,
+  );
   const ownChunk = block(input, call.me);
   const own = isViewAt(output, input, layout.offsets[call.me]) ? ownChunk.slice() : ownChunk;
   reduceInOrder(call.members.length, op, output, (r) => r === call.me ? own : payloadAs(input, envelopes[r]));
@@ -103,7 +120,8 @@ export function peerReduceScatter(call: Call, op: ReduceOp, input: CommArray, ou
   // Every member decides alike: its own input and, through their envelopes, every other member's.
   const delivered = inWorld && envelopes.every((envelope, r) => r === me || envelope!.payload !== null);
   if (delivered) {
-    const valueOf = (r: number) => r === me ? input.subarray(layout.offsets[me], layout.offsets[me] + layout.sizes[me]) : payloadAs(input, envelopes[r]);
+    const valueOf = (r: number) =>
+      r === me ? input.subarray(layout.offsets[me], layout.offsets[me] + layout.sizes[me]) : payloadAs(input, envelopes[r]);
     ports.reducer.combine(op, output, valueOf(me), valueOf((me + 1) % n));
     for (let step = 2; step < n; step++) ports.reducer.combine(op, output, output, valueOf((me + step) % n));
     if (op === "avg") finishAvg(output as Float32Array, n);
@@ -115,8 +133,17 @@ export function peerReduceScatter(call: Call, op: ReduceOp, input: CommArray, ou
 
 /** Non-roots send their values to the root, which reduces in group order into `output`. */
 export function directReduce(call: Call, root: number, op: ReduceOp, input: CommArray, output: CommArray): void {
-  const envelopes = exchangeEnvelopes(call.ports, call.members, call.me, call.descriptor, (to) => to === root ? bytesOf(input) : null, call.context);
-  if (call.me === root) reduceInOrder(call.members.length, op, output, (r) => r === root ? input : payloadAs(input, envelopes[r]));
+  const envelopes = exchangeEnvelopes(
+    call.ports,
+    call.members,
+    call.me,
+    call.descriptor,
+    (to) => to === root ? bytesOf(input) : null,
+    call.context,
+  );
+  if (call.me === root) {
+    reduceInOrder(call.members.length, op, output, (r) => r === root ? input : payloadAs(input, envelopes[r]));
+  }
   releaseAll(envelopes);
 }
 
@@ -163,7 +190,8 @@ export function allGatherDirect(
   });
   releaseAll(envelopes);
   settle(ports, members, me, () => own, envelopes, true, context);
-  const delivered = (r: number) => r === me ? byPlace(ports, own) || fitsInline(ports, own.length) : envelopes[r]!.payload !== null;
+  const delivered = (r: number) =>
+    r === me ? byPlace(ports, own) || fitsInline(ports, own.length) : envelopes[r]!.payload !== null;
   const placed = envelopes.some((envelope, r) => r === me ? byPlace(ports, own) : envelope!.placed);
   return { output, ringLayout: { offsets, sizes: sizes.map((size, r) => delivered(r) ? 0 : size) }, placed };
 }
@@ -206,11 +234,13 @@ export function exchangeBlocks(
 ): boolean {
   const { ports, members, me, context } = call;
   const n = members.length;
-  const delivered = (block: Uint8Array | null): boolean => block !== null && (byPlace(ports, block) || fitsInline(ports, block.length));
+  const delivered = (block: Uint8Array | null): boolean =>
+    block !== null && (byPlace(ports, block) || fitsInline(ports, block.length));
   const envelopes = exchangeEnvelopes(ports, members, me, call.descriptor, outgoing, context, inPlace ? "inPlace" : "placed");
-  const swaps = inPlace && envelopes.every((envelope) =>
-    envelope ? envelope.inPlace && envelope.placed : members.every((_, r) => r === me || byPlace(ports, outgoing(r)))
-  );
+  const swaps = inPlace &&
+    envelopes.every((envelope) =>
+      envelope ? envelope.inPlace && envelope.placed : members.every((_, r) => r === me || byPlace(ports, outgoing(r)))
+    );
   if (swaps) {
     envelopes.forEach((envelope, r) => {
       if (!envelope) return;
@@ -230,8 +260,9 @@ export function exchangeBlocks(
     const block = into[r];
     if (!envelope || !block) return;
     if (!envelope.payload) streamedIn[r] = block;
-    else if (envelope.payload.length !== block.length) mismatch ??= blockSizeMismatch(call, r, block.length, envelope.payload.length);
-    else block.set(envelope.payload);
+    else if (envelope.payload.length !== block.length) {
+      mismatch ??= blockSizeMismatch(call, r, block.length, envelope.payload.length);
+    } else block.set(envelope.payload);
   });
   releaseAll(envelopes);
   settle(ports, members, me, outgoing, envelopes, mismatch === null, context);
@@ -289,14 +320,27 @@ export function recvFrom(ports: Ports, src: number, expected: Descriptor, into: 
   const got = envelope.descriptor;
   const differences = [
     got.kind !== "send" ? `kind: rank ${src} calls ${got.kind}` : "",
-    got.seq !== expected.seq ? `sequence: rank ${src} sends its message #${got.seq} to rank ${ports.world.rank}, which receives #${expected.seq}` : "",
-    got.tag !== expected.tag ? `tag: rank ${src} sends ${JSON.stringify(got.tag)}, rank ${ports.world.rank} receives ${JSON.stringify(expected.tag)}` : "",
-    got.dtype !== expected.dtype ? `dtype: rank ${src} sends ${got.dtype}, rank ${ports.world.rank} receives ${expected.dtype}` : "",
-    got.count !== expected.count ? `size: rank ${src} sends ${got.count} elements, rank ${ports.world.rank} receives ${expected.count}` : "",
+    got.seq !== expected.seq
+      ? `sequence: rank ${src} sends its message #${got.seq} to rank ${ports.world.rank}, which receives #${expected.seq}`
+      : "",
+    got.tag !== expected.tag
+      ? `tag: rank ${src} sends ${JSON.stringify(got.tag)}, rank ${ports.world.rank} receives ${JSON.stringify(expected.tag)}`
+      : "",
+    got.dtype !== expected.dtype
+      ? `dtype: rank ${src} sends ${got.dtype}, rank ${ports.world.rank} receives ${expected.dtype}`
+      : "",
+    got.count !== expected.count
+      ? `size: rank ${src} sends ${got.count} elements, rank ${ports.world.rank} receives ${expected.count}`
+      : "",
   ].filter(Boolean);
   if (differences.length > 0) {
     envelope.release();
-    throw new CollectiveMismatchError({ ranks: [src, ports.world.rank], kind: "send", tag: expected.tag, difference: differences.join("; ") });
+    throw new CollectiveMismatchError({
+      ranks: [src, ports.world.rank],
+      kind: "send",
+      tag: expected.tag,
+      difference: differences.join("; "),
+    });
   }
   if (envelope.payload) into.set(envelope.payload);
   envelope.release();

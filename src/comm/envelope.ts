@@ -18,7 +18,7 @@
 // few dozen integers and decodes nothing.
 
 import type { Ports } from "./channel.ts";
-import { checkDescriptors, COUNT_WORD, type Descriptor, decodeDescriptor, encodeDescriptor, encodedWords } from "./descriptor.ts";
+import { checkDescriptors, COUNT_WORD, decodeDescriptor, type Descriptor, encodeDescriptor, encodedWords } from "./descriptor.ts";
 import { CollectiveMismatchError } from "./errors.ts";
 import type { WaitContext } from "./world.ts";
 
@@ -63,7 +63,14 @@ export function encodeForSlots(descriptor: Descriptor, slotBytes: number): Int32
  * Writes an envelope to global rank `dst` and hands it over, with `payload` by place when `passing`
  * allows it and it lies in the world's memory, else inline when it fits, and otherwise not at all.
  */
-export function sendEnvelope(ports: Ports, dst: number, words: Int32Array, payload: Uint8Array | null, context: WaitContext, passing: Passing = "inline"): void {
+export function sendEnvelope(
+  ports: Ports,
+  dst: number,
+  words: Int32Array,
+  payload: Uint8Array | null,
+  context: WaitContext,
+  passing: Passing = "inline",
+): void {
   const place = passing !== "inline" && byPlace(ports, payload) ? payload : null;
   const inline = !place && payload !== null && payload.length <= inlineLimit(ports.slotBytes) ? payload : null;
   const channel = ports.out[dst];
@@ -102,7 +109,9 @@ export function receiveEnvelope(ports: Ports, src: number, context: WaitContext)
   const channel = ports.in[src];
   const slot = channel.peek(context);
   const header = new Int32Array(ports.world.buffer, slot, HEADER_WORDS);
-  if (header[0] === DONE) throw new Error(`envelope: rank ${ports.world.rank} expected an envelope from rank ${src} and got a done word`);
+  if (header[0] === DONE) {
+    throw new Error(`envelope: rank ${ports.world.rank} expected an envelope from rank ${src} and got a done word`);
+  }
   const words = new Int32Array(ports.world.buffer, slot + HEADER_WORDS * 4, header[0]);
   const payloadBytes = header[1];
   const place = header[2] >>> 0;
@@ -173,7 +182,9 @@ export function exchangeEnvelopes(
     }
   }
   // Identical descriptors agree, except where a member's counts must match what the others send.
-  const crossChecks = descriptor.kind === "allToAll" ? descriptor.recvCounts.length > 0 : descriptor.counts.length > 0 && !countMayDiffer && (descriptor.kind === "allGather" || descriptor.kind === "gather");
+  const crossChecks = descriptor.kind === "allToAll"
+    ? descriptor.recvCounts.length > 0
+    : descriptor.counts.length > 0 && !countMayDiffer && (descriptor.kind === "allGather" || descriptor.kind === "gather");
   if (agree && !crossChecks) return envelopes;
   try {
     checkDescriptors(envelopes.map((envelope) => envelope?.descriptor ?? descriptor));

@@ -39,8 +39,12 @@ export class Heap {
   /** A zero-filled array of `length` elements in this rank's heap. */
   alloc(length: number, dtype: HeapDType = "f32"): CommArray {
     const Type = ARRAY_TYPES[dtype];
-    if (!Type) throw new TypeError(`alloc: dtype must be one of ${Object.keys(ARRAY_TYPES).join(", ")}, got ${JSON.stringify(dtype)}`);
-    if (!Number.isInteger(length) || length < 0) throw new RangeError(`alloc: length must be a non-negative integer, got ${length}`);
+    if (!Type) {
+      throw new TypeError(`alloc: dtype must be one of ${Object.keys(ARRAY_TYPES).join(", ")}, got ${JSON.stringify(dtype)}`);
+    }
+    if (!Number.isInteger(length) || length < 0) {
+      throw new RangeError(`alloc: length must be a non-negative integer, got ${length}`);
+    }
     const bytes = Math.max(ALIGN, Math.ceil((length * Type.BYTES_PER_ELEMENT) / ALIGN) * ALIGN);
     const index = this.gaps.findIndex((range) => range.bytes >= bytes);
     if (index < 0) {
@@ -65,7 +69,9 @@ export class Heap {
     const start = array.byteOffset;
     const bytes = array.buffer === this.world.buffer ? this.live.get(start) : undefined;
     if (bytes === undefined) {
-      throw new RangeError(`free: the array (${array.constructor.name} of ${array.length} at byte ${start}) is not a live allocation of rank ${this.world.rank}'s heap`);
+      throw new RangeError(
+        `free: the array (${array.constructor.name} of ${array.length} at byte ${start}) is not a live allocation of rank ${this.world.rank}'s heap`,
+      );
     }
     this.live.delete(start);
     let index = this.gaps.findIndex((range) => range.start > start);
@@ -74,6 +80,8 @@ export class Heap {
     const next = this.gaps[index + 1];
     if (next && start + bytes === next.start) this.gaps.splice(index, 2, { start, bytes: bytes + next.bytes });
     const previous = this.gaps[index - 1];
-    if (previous && previous.start + previous.bytes === start) this.gaps.splice(index - 1, 2, { start: previous.start, bytes: previous.bytes + this.gaps[index].bytes });
+    if (previous && previous.start + previous.bytes === start) {
+      this.gaps.splice(index - 1, 2, { start: previous.start, bytes: previous.bytes + this.gaps[index].bytes });
+    }
   }
 }

@@ -21,7 +21,9 @@ export function checkTag(kind: string, tag: unknown): string {
 export function checkOp(kind: string, op: ReduceOp | undefined, x: CommData): ReduceOp {
   const chosen = op ?? "sum";
   if (!OPS.includes(chosen)) throw new RangeError(`${kind}: unknown op "${chosen}" (valid: ${OPS.join(", ")})`);
-  if (chosen === "avg" && dtypeOf(kind, x) !== "f32") throw new DTypeError(`${kind}: op "avg" needs f32 values, got ${dtypeOf(kind, x)}`);
+  if (chosen === "avg" && dtypeOf(kind, x) !== "f32") {
+    throw new DTypeError(`${kind}: op "avg" needs f32 values, got ${dtypeOf(kind, x)}`);
+  }
   return chosen;
 }
 
@@ -58,15 +60,29 @@ export function newLike(array: CommArray, length: number): CommArray {
  * type; it may be x itself only where `inPlace` allows, and may not otherwise share memory with x
  * (`whyNotX`, if given, says why the collective cannot write over x).
  */
-export function checkOut(kind: string, x: CommData, out: CommArray | undefined, length: number, inPlace: boolean, whyNotX = ""): void {
+export function checkOut(
+  kind: string,
+  x: CommData,
+  out: CommArray | undefined,
+  length: number,
+  inPlace: boolean,
+  whyNotX = "",
+): void {
   if (out === undefined) return;
   if (x instanceof Tensor) throw new TypeError(`${kind}: out is for typed arrays; a Tensor's result is a new Tensor`);
-  if (out.constructor !== x.constructor) throw new TypeError(`${kind}: out must be a ${x.constructor.name} like x, got ${describe(out)}`);
+  if (out.constructor !== x.constructor) {
+    throw new TypeError(`${kind}: out must be a ${x.constructor.name} like x, got ${describe(out)}`);
+  }
   if (out.length !== length) throw new RangeError(`${kind}: out has ${out.length} elements, the result has ${length}`);
-  const shared = out.buffer === x.buffer && out.byteOffset < x.byteOffset + x.byteLength && x.byteOffset < out.byteOffset + out.byteLength;
+  const shared = out.buffer === x.buffer && out.byteOffset < x.byteOffset + x.byteLength &&
+    x.byteOffset < out.byteOffset + out.byteLength;
   const same = out.byteOffset === x.byteOffset && out.length === x.length && out.buffer === x.buffer;
   if (shared && !(inPlace && same)) {
-    throw new RangeError(`${kind}: out overlaps x${inPlace ? " without being x itself" : ""}; pass a separate array${whyNotX ? ` (${whyNotX})` : ""}`);
+    throw new RangeError(
+      `${kind}: out overlaps x${inPlace ? " without being x itself" : ""}; pass a separate array${
+        whyNotX ? ` (${whyNotX})` : ""
+      }`,
+    );
   }
 }
 
@@ -82,16 +98,31 @@ export function sameLengthOutput(x: CommData, input: CommArray, out: CommArray |
  * Checks `out` of a collective whose result length other ranks decide (all-gather, all-to-all): the
  * length comes from the per-rank counts passed as option `name`, which `out` therefore needs.
  */
-export function checkOutByCounts(kind: string, x: CommData, out: CommArray | undefined, counts: number[] | undefined, name: string, whyNotX: string): void {
+export function checkOutByCounts(
+  kind: string,
+  x: CommData,
+  out: CommArray | undefined,
+  counts: number[] | undefined,
+  name: string,
+  whyNotX: string,
+): void {
   if (out === undefined) return;
   if (!(x instanceof Tensor) && counts === undefined) {
-    throw new TypeError(`${kind}: out needs ${name} (one per group rank): without them the result's length is known only after the call`);
+    throw new TypeError(
+      `${kind}: out needs ${name} (one per group rank): without them the result's length is known only after the call`,
+    );
   }
   checkOut(kind, x, out, (counts ?? []).reduce((a, b) => a + b, 0), false, whyNotX);
 }
 
 /** Checks a reduce-scatter's `out`: this rank's chunk of the result, a separate array or this rank's chunk of x (in place). */
-export function checkReduceScatterOut(n: number, rank: number, x: CommData, out: CommArray | undefined, counts: number[] | undefined): void {
+export function checkReduceScatterOut(
+  n: number,
+  rank: number,
+  x: CommData,
+  out: CommArray | undefined,
+  counts: number[] | undefined,
+): void {
   if (out === undefined) return;
   const split = x instanceof Tensor ? [] : splitCounts(n, "reduceScatter", x, x, counts, "counts");
   const length = split[rank] ?? 0;
@@ -102,13 +133,22 @@ export function checkReduceScatterOut(n: number, rank: number, x: CommData, out:
 /** Checks an all-gather's `out`: a separate array, or one whose block for this rank is x (in place). */
 export function checkAllGatherOut(rank: number, x: CommData, out: CommArray | undefined, counts: number[] | undefined): void {
   const layout = counts ? chunkLayout(counts) : null;
-  const inPlace = out !== undefined && layout !== null && !(x instanceof Tensor) && x.length === layout.sizes[rank] && isViewAt(x, out, layout.offsets[rank]);
-  if (inPlace && out.length !== total(layout)) throw new RangeError(`allGather: out has ${out.length} elements, the result has ${total(layout)}`);
+  const inPlace = out !== undefined && layout !== null && !(x instanceof Tensor) && x.length === layout.sizes[rank] &&
+    isViewAt(x, out, layout.offsets[rank]);
+  if (inPlace && out.length !== total(layout)) {
+    throw new RangeError(`allGather: out has ${out.length} elements, the result has ${total(layout)}`);
+  }
   if (!inPlace) checkOutByCounts("allGather", x, out, counts, "counts", "x cannot be out: the gathered result is longer than x");
 }
 
 /** Checks an all-to-all's `out` and returns whether it is x itself (in place, where the receive counts must equal the send counts). */
-export function checkAllToAllOut(n: number, x: CommData, out: CommArray | undefined, sendCounts: number[] | undefined, recvCounts: number[] | undefined): boolean {
+export function checkAllToAllOut(
+  n: number,
+  x: CommData,
+  out: CommArray | undefined,
+  sendCounts: number[] | undefined,
+  recvCounts: number[] | undefined,
+): boolean {
   const inPlace = out !== undefined && !(x instanceof Tensor) && out.length === x.length && isViewAt(x, out, 0);
   if (!inPlace) {
     checkOutByCounts("allToAll", x, out, recvCounts, "recvCounts", "x may be out itself only (in place)");
@@ -116,7 +156,11 @@ export function checkAllToAllOut(n: number, x: CommData, out: CommArray | undefi
   }
   const sends = splitCounts(n, "allToAll", x, x, sendCounts, "sendCounts");
   if (JSON.stringify(sends) !== JSON.stringify(recvCounts)) {
-    throw new RangeError(`allToAll: in place needs recvCounts equal to sendCounts, got recvCounts ${JSON.stringify(recvCounts)} and sendCounts ${JSON.stringify(sends)}`);
+    throw new RangeError(
+      `allToAll: in place needs recvCounts equal to sendCounts, got recvCounts ${JSON.stringify(recvCounts)} and sendCounts ${
+        JSON.stringify(sends)
+      }`,
+    );
   }
   return true;
 }
@@ -124,12 +168,21 @@ export function checkAllToAllOut(n: number, x: CommData, out: CommArray | undefi
 /** Checks per-rank counts of a group of n ranks, passed as option `name`. */
 export function checkCounts(n: number, kind: string, counts: readonly number[], name: string): void {
   if (!Array.isArray(counts) || counts.length !== n || !counts.every((c) => Number.isInteger(c) && c >= 0)) {
-    throw new RangeError(`${kind}: ${name} must list ${n} non-negative integers (one per group rank), got ${JSON.stringify(counts)}`);
+    throw new RangeError(
+      `${kind}: ${name} must list ${n} non-negative integers (one per group rank), got ${JSON.stringify(counts)}`,
+    );
   }
 }
 
 /** The given per-rank counts (checked to add up to x's size), or x split equally by rows over n ranks. */
-export function splitCounts(n: number, kind: string, x: CommData, input: CommArray, counts: number[] | undefined, name: string): number[] {
+export function splitCounts(
+  n: number,
+  kind: string,
+  x: CommData,
+  input: CommArray,
+  counts: number[] | undefined,
+  name: string,
+): number[] {
   if (counts) {
     checkCounts(n, kind, counts, name);
     const sum = counts.reduce((a, b) => a + b, 0);
@@ -168,7 +221,9 @@ function rowsShape(kind: string, shape: readonly number[], count: number): numbe
   const trailing = shape.slice(1);
   const row = trailing.reduce((a, b) => a * b, 1);
   if (count % row !== 0) {
-    throw new ShapeError(`${kind}: ${count} elements do not form whole rows of [${trailing.join(", ")}] (x has shape [${shape.join(", ")}])`);
+    throw new ShapeError(
+      `${kind}: ${count} elements do not form whole rows of [${trailing.join(", ")}] (x has shape [${shape.join(", ")}])`,
+    );
   }
   return [count / row, ...trailing];
 }

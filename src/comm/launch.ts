@@ -77,10 +77,14 @@ function checkOptions(options: LaunchOptions): CheckedOptions {
     throw new RangeError(`launch: ranksPerNode must be an integer ≥ 1 that divides ranks (${ranks}), got ${ranksPerNode}`);
   }
   if (options.entry === undefined || options.entry === null || options.entry === "") {
-    throw new TypeError("launch: entry is required: the absolute URL of a module whose default export is async (ctx, args) => result");
+    throw new TypeError(
+      "launch: entry is required: the absolute URL of a module whose default export is async (ctx, args) => result",
+    );
   }
   if (!URL.canParse(String(options.entry))) {
-    throw new TypeError(`launch: entry must be an absolute module URL (e.g. new URL("./train.ts", import.meta.url)), got "${options.entry}"`);
+    throw new TypeError(
+      `launch: entry must be an absolute module URL (e.g. new URL("./train.ts", import.meta.url)), got "${options.entry}"`,
+    );
   }
   const { timeoutMs } = options;
   if (timeoutMs !== undefined && (typeof timeoutMs !== "number" || !(timeoutMs > 0) || timeoutMs === Infinity)) {
@@ -122,7 +126,10 @@ class RankHandle {
       event.preventDefault();
       watch.exited(rank, `uncaught error in the rank's worker: ${event.message}`);
     });
-    this.worker.addEventListener("messageerror", () => watch.exited(rank, "the rank's worker sent a message that could not be read"));
+    this.worker.addEventListener(
+      "messageerror",
+      () => watch.exited(rank, "the rank's worker sent a message that could not be read"),
+    );
     const sink: EventSink = { emit: (event) => options.onEvent?.({ rank, event }) };
     Comlink.expose(sink, this.events.port1);
     this.start(options, world.memory, `shardlab.launch.${launchId}.rank.${rank}`, watch).catch((error: Error) => {
@@ -168,7 +175,12 @@ class RankHandle {
  */
 export async function launch<T = unknown>(options: LaunchOptions): Promise<LaunchResult<T>> {
   const checked = checkOptions(options);
-  const world = createWorld({ ranks: checked.ranks, ranksPerNode: checked.ranksPerNode, channelBytes: options.channelBytes, heapBytes: options.heapBytes });
+  const world = createWorld({
+    ranks: checked.ranks,
+    ranksPerNode: checked.ranksPerNode,
+    channelBytes: options.channelBytes,
+    heapBytes: options.heapBytes,
+  });
   const watch = new RankWatch(checked.ranks, WAIT_REPORT_GRACE_MS);
   const launchId = crypto.randomUUID();
   const ranks: RankHandle[] = [];

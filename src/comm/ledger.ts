@@ -117,7 +117,10 @@ export class Ledger {
     record.wallMs = performance.now() - start;
     record.sends = [...sends.values()].sort((a, b) => a.dst - b.dst);
     record.bytes = record.sends.reduce((sum, send) => sum + send.bytes, 0);
-    record.simulatedMs = record.sends.reduce((sum, send) => sum + sendTimeMs(this.links[send.link], send.bytes, send.messages), 0);
+    record.simulatedMs = record.sends.reduce(
+      (sum, send) => sum + sendTimeMs(this.links[send.link], send.bytes, send.messages),
+      0,
+    );
     this.collectives.push(record);
     this.current = null;
     return record;
@@ -141,7 +144,11 @@ export class Ledger {
       links: this.links,
       bytesSent: this.bytesSent,
       totals: [...this.totals.values()].flatMap((byDst) => [...byDst.values()].map((total) => ({ ...total }))),
-      collectives: this.collectives.map((record) => ({ ...record, group: [...record.group], sends: record.sends.map((s) => ({ ...s })) })),
+      collectives: this.collectives.map((record) => ({
+        ...record,
+        group: [...record.group],
+        sends: record.sends.map((s) => ({ ...s })),
+      })),
     };
   }
 
@@ -163,7 +170,9 @@ export class Ledger {
   private total(dst: number): LedgerTotal {
     const { record, totals } = this.open();
     let total = totals.get(dst);
-    if (!total) totals.set(dst, total = { dst, link: this.linkTo(dst), kind: record.kind, tag: record.tag, bytes: 0, messages: 0 });
+    if (!total) {
+      totals.set(dst, total = { dst, link: this.linkTo(dst), kind: record.kind, tag: record.tag, bytes: 0, messages: 0 });
+    }
     return total;
   }
 }

@@ -47,6 +47,18 @@ export function mesh(comm: Comm, sizes: Partial<MeshSizes>): Mesh {
   const coords = {} as MeshSizes;
   for (const axis of MESH_AXES) coords[axis] = Math.floor(comm.rank / stride[axis]) % full[axis];
   const spanning = (axes: readonly MeshAxis[]) =>
-    comm.group(comm.ranks.filter((_, r) => MESH_AXES.every((axis) => axes.includes(axis) || Math.floor(r / stride[axis]) % full[axis] === coords[axis])));
-  return { dp: spanning(["dp"]), tp: spanning(["tp"]), sp: spanning(["sp"]), pp: spanning(["pp"]), coords, sizes: full, spanning };
+    comm.group(
+      comm.ranks.filter((_, r) =>
+        MESH_AXES.every((axis) => axes.includes(axis) || Math.floor(r / stride[axis]) % full[axis] === coords[axis])
+      ),
+    );
+  return {
+    dp: spanning(["dp"]),
+    tp: spanning(["tp"]),
+    sp: spanning(["sp"]),
+    pp: spanning(["pp"]),
+    coords,
+    sizes: full,
+    spanning,
+  };
 }

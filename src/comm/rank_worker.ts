@@ -75,7 +75,9 @@ function eventChannel(port: MessagePort): { emit(event: unknown): void; flush():
 async function importEntry(url: string): Promise<RankEntry> {
   const module = await import(url);
   if (typeof module.default !== "function") {
-    throw new TypeError(`launch: the entry module ${url} must export default an async function (ctx, args), got ${typeof module.default}`);
+    throw new TypeError(
+      `launch: the entry module ${url} must export default an async function (ctx, args), got ${typeof module.default}`,
+    );
   }
   return module.default;
 }

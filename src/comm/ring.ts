@@ -19,7 +19,7 @@
 // each forwarding piece by piece to the next; a reduce accumulates ((x[root+1] + x[root+2]) + …) + x[root].
 
 import type { Ports } from "./channel.ts";
-import { type CommArray, combine, finishAvg, type ReduceOp } from "./reduce_kernels.ts";
+import { combine, type CommArray, finishAvg, type ReduceOp } from "./reduce_kernels.ts";
 import type { WaitContext } from "./world.ts";
 
 export interface RingGroup {
@@ -147,7 +147,13 @@ export function ringAllReduce(group: RingGroup, op: ReduceOp, input: CommArray, 
 }
 
 /** Ring reduce-scatter: `output` receives chunk `me` of the reduction; chunk sizes are `counts`. */
-export function ringReduceScatter(group: RingGroup, op: ReduceOp, input: CommArray, output: CommArray, counts: readonly number[]): void {
+export function ringReduceScatter(
+  group: RingGroup,
+  op: ReduceOp,
+  input: CommArray,
+  output: CommArray,
+  counts: readonly number[],
+): void {
   const layout = chunkLayout(counts);
   runRing(group, { reduce: true, gather: false, op, input, output, outputBase: layout.offsets[group.me], layout });
 }

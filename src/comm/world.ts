@@ -54,7 +54,16 @@ const DEFAULT_TOTAL_CHANNEL_BYTES = 256 << 20;
 const MAGIC = 0x5348_4c42; // "SHLB"
 const HEADER_WORDS = 16;
 const PAIR_WORDS = 16;
-const Header = { Magic: 0, Ranks: 1, RanksPerNode: 2, Slots: 3, SlotBytes: 4, AbortRank: 5, AbortReason: 6, HeapBytes: 7 } as const;
+const Header = {
+  Magic: 0,
+  Ranks: 1,
+  RanksPerNode: 2,
+  Slots: 3,
+  SlotBytes: 4,
+  AbortRank: 5,
+  AbortReason: 6,
+  HeapBytes: 7,
+} as const;
 const PAGE_BYTES = 65536;
 /** A shared WebAssembly.Memory holds at most 65,536 pages. */
 const MAX_MEMORY_BYTES = 65536 * PAGE_BYTES;
@@ -150,7 +159,13 @@ export class World {
       this.throwIfAborted(context);
       const left = deadline - performance.now();
       if (left <= 0) {
-        throw new CollectiveTimeoutError({ rank: this.rank, waitingFor: peer, kind: context.kind, tag: context.tag, timeoutMs: context.timeoutMs });
+        throw new CollectiveTimeoutError({
+          rank: this.rank,
+          waitingFor: peer,
+          kind: context.kind,
+          tag: context.tag,
+          timeoutMs: context.timeoutMs,
+        });
       }
       Atomics.wait(this.control, index, value, Math.min(left, WAIT_SLICE_MS));
     }
@@ -209,7 +224,9 @@ export function worldLayout(options: WorldOptions): WorldLayout {
   const slotBytes = channelBytes / SLOTS;
   if (!Number.isInteger(slotBytes) || slotBytes % 64 !== 0 || slotBytes < MIN_SLOT_BYTES) {
     throw new RangeError(
-      `world: channelBytes must be a multiple of ${SLOTS * 64} and at least ${SLOTS * MIN_SLOT_BYTES} (${SLOTS} slots), got ${channelBytes}`,
+      `world: channelBytes must be a multiple of ${SLOTS * 64} and at least ${
+        SLOTS * MIN_SLOT_BYTES
+      } (${SLOTS} slots), got ${channelBytes}`,
     );
   }
   const { heapBytes = 0 } = options;
@@ -221,11 +238,24 @@ export function worldLayout(options: WorldOptions): WorldLayout {
   const bytes = Math.ceil((heapStart + ranks * heapBytes) / PAGE_BYTES) * PAGE_BYTES;
   if (bytes > MAX_MEMORY_BYTES) {
     throw new RangeError(
-      `world: ${ranks} ranks need ${bytes} bytes of shared memory (channels ${pairs * channelBytes}, heaps ${ranks * heapBytes}), ` +
+      `world: ${ranks} ranks need ${bytes} bytes of shared memory (channels ${pairs * channelBytes}, heaps ${
+        ranks * heapBytes
+      }), ` +
         `more than the ${MAX_MEMORY_BYTES} a shared WebAssembly.Memory holds; lower heapBytes or channelBytes`,
     );
   }
-  return { ranks, ranksPerNode, nodes: ranks / ranksPerNode, slots: SLOTS, slotBytes, channelBytes, controlBytes, heapBytes, heapStart, bytes };
+  return {
+    ranks,
+    ranksPerNode,
+    nodes: ranks / ranksPerNode,
+    slots: SLOTS,
+    slotBytes,
+    channelBytes,
+    controlBytes,
+    heapBytes,
+    heapStart,
+    bytes,
+  };
 }
 
 function defaultChannelBytes(pairs: number): number {

@@ -25,7 +25,12 @@ export type CutBackward = (gradients: Tensor[]) => Promise<(Tensor | null)[]>;
  * of its input's shape. The cut's backward runs even when no input needs a gradient (it may make
  * gradients elsewhere). The caller owns the results.
  */
-export async function cut(name: string, inputs: Tensor[], forward: (inputs: Tensor[]) => Promise<Tensor[]>, backward: CutBackward): Promise<Tensor[]> {
+export async function cut(
+  name: string,
+  inputs: Tensor[],
+  forward: (inputs: Tensor[]) => Promise<Tensor[]>,
+  backward: CutBackward,
+): Promise<Tensor[]> {
   const values = await forward(inputs);
   const shapes = values.map((value) => value.shape);
   const sizes = values.map((value) => value.size);
@@ -37,7 +42,7 @@ export async function cut(name: string, inputs: Tensor[], forward: (inputs: Tens
       ? values[0].view(shapes[0])
       : ops.noGrad(() => ops.tidy(() => ops.concat(values.map((value) => ops.reshape(value, [-1])), 0))),
   );
-  if (values.length > 1) for (const value of values) if (!inputs.includes(value)) value.dispose();
+  if (values.length > 1) { for (const value of values) if (!inputs.includes(value)) value.dispose(); }
 
   recordAsyncOp(name, joined, inputs, async (gradient) => {
     const gradients = values.length === 1 ? [gradient] : ops.noGrad(() => ops.tidy(() => splitFlat(gradient, sizes, shapes)));

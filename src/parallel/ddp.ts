@@ -38,7 +38,9 @@ export interface Bucket {
 export function replicaRows(batch: number, dp: number, dpRank: number): { rowStart: number; rowCount: number } {
   if (batch % dp !== 0) {
     throw new RangeError(
-      `ddp: the global batch of ${batch} rows does not divide among dp ${dp} replicas; --batch must be a multiple of dp (${batch} % ${dp} = ${batch % dp})`,
+      `ddp: the global batch of ${batch} rows does not divide among dp ${dp} replicas; --batch must be a multiple of dp (${batch} % ${dp} = ${
+        batch % dp
+      })`,
     );
   }
   const rowCount = batch / dp;

@@ -24,9 +24,9 @@ import type { ParallelLayout } from "./layout.ts";
 import { type ModelBlock, ParallelPhi3, type TokenBatch } from "./parallel_model.ts";
 import { gradientSquares, gradientWeights, sumReplicatedGradients } from "./replicated_gradients.ts";
 import { cut } from "./cut.ts";
-import { type TensorParallelShard, tensorParallelParameters, tensorParallelShards, unshardValues } from "./tp_shards.ts";
+import { tensorParallelParameters, type TensorParallelShard, tensorParallelShards, unshardValues } from "./tp_shards.ts";
 import type { ZeroFragment } from "./zero_partition.ts";
-import { ZeroOptimizer, type ZeroMemory } from "./zero.ts";
+import { type ZeroMemory, ZeroOptimizer } from "./zero.ts";
 import { Zero3Parameters } from "./zero3.ts";
 
 export interface EngineOptions {
@@ -78,7 +78,11 @@ export class ParallelEngine {
       this.adamw = new AdamW(this.named, adamwOptions);
       this.ddp = new DataParallel(data, options.ddp);
     } else {
-      this.zero = new ZeroOptimizer(data, this.named, { stage: layout.zero, groups: [this.named.map(([name]) => name)], adamw: adamwOptions });
+      this.zero = new ZeroOptimizer(data, this.named, {
+        stage: layout.zero,
+        groups: [this.named.map(([name]) => name)],
+        adamw: adamwOptions,
+      });
     }
   }
 
@@ -99,7 +103,12 @@ export class ParallelEngine {
     const rowCount = batch / this.layout.dp;
     const ulysses = this.groups.ulysses;
     const tokenCount = ulysses ? seq / ulysses.size : seq;
-    return { rowStart: this.groups.dp.rank * rowCount, rowCount, tokenStart: ulysses ? ulysses.rank * tokenCount : 0, tokenCount };
+    return {
+      rowStart: this.groups.dp.rank * rowCount,
+      rowCount,
+      tokenStart: ulysses ? ulysses.rank * tokenCount : 0,
+      tokenCount,
+    };
   }
 
   /** Forward and backward of this rank's tokens; returns its mean loss over them. */
@@ -177,7 +186,9 @@ export class ParallelEngine {
 
   /** Every parameter's full value by Hugging Face name, put together from all ranks' pieces (collective). */
   async consolidated(): Promise<Map<string, Float32Array>> {
-    const local = this.zero3 ? await this.zero3.consolidated() : new Map(await Promise.all(this.named.map(async ([name, p]) => [name, (await p.read()) as Float32Array] as const)));
+    const local = this.zero3
+      ? await this.zero3.consolidated()
+      : new Map(await Promise.all(this.named.map(async ([name, p]) => [name, (await p.read()) as Float32Array] as const)));
     const { shards } = this.groups;
     const full = new Map<string, Float32Array>();
     for (const [name, values] of local) {
@@ -187,7 +198,10 @@ export class ParallelEngine {
       }
       const gathered = await shards.allGather(values, { tag: "engine.allgather.consolidate" });
       const pieces = Array.from({ length: shards.size }, (_, r) => gathered.subarray(r * values.length, (r + 1) * values.length));
-      const shardsOf = Array.from({ length: shards.size }, (_, r) => tensorParallelShards(this.config, shards.size, r).get(name)!);
+      const shardsOf = Array.from(
+        { length: shards.size },
+        (_, r) => tensorParallelShards(this.config, shards.size, r).get(name)!,
+      );
       full.set(name, unshardValues(pieces, shardsOf));
     }
     return full;

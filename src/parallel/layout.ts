@@ -58,10 +58,14 @@ export function resolveLayout(options: Partial<ParallelLayout>): ParallelLayout 
   }
   const world = worldSize(layout);
   if (world % layout.nodes !== 0) {
-    throw new RangeError(`parallel: ${world} ranks (dp ${layout.dp} × tp ${layout.tp} × sp ${layout.sp}) do not split into ${layout.nodes} nodes of equal size`);
+    throw new RangeError(
+      `parallel: ${world} ranks (dp ${layout.dp} × tp ${layout.tp} × sp ${layout.sp}) do not split into ${layout.nodes} nodes of equal size`,
+    );
   }
   if (layout.zero > 0 && dataParallelSize(layout) === 1) {
-    throw new RangeError(`parallel: --zero ${layout.zero} partitions over data-parallel ranks, but there is only one (dp ${layout.dp}); use --dp 2 or more, or --zero 0`);
+    throw new RangeError(
+      `parallel: --zero ${layout.zero} partitions over data-parallel ranks, but there is only one (dp ${layout.dp}); use --dp 2 or more, or --zero 0`,
+    );
   }
   if (layout.spImpl === "megatron" && layout.sp > 1 && layout.tp > 1) {
     throw new RangeError(
@@ -74,10 +78,18 @@ export function resolveLayout(options: Partial<ParallelLayout>): ParallelLayout 
 /** Checks that the model and the batch divide as the layout needs, naming the numbers that do not. */
 export function checkLayoutFits(layout: ParallelLayout, model: Phi3Config, batch: number, seq: number): void {
   if (batch % layout.dp !== 0) {
-    throw new RangeError(`parallel: the global batch of ${batch} rows does not divide among dp ${layout.dp} replicas (${batch} % ${layout.dp} = ${batch % layout.dp})`);
+    throw new RangeError(
+      `parallel: the global batch of ${batch} rows does not divide among dp ${layout.dp} replicas (${batch} % ${layout.dp} = ${
+        batch % layout.dp
+      })`,
+    );
   }
   if (seq % layout.sp !== 0) {
-    throw new RangeError(`parallel: a sequence of ${seq} tokens does not divide among sp ${layout.sp} ranks (${seq} % ${layout.sp} = ${seq % layout.sp})`);
+    throw new RangeError(
+      `parallel: a sequence of ${seq} tokens does not divide among sp ${layout.sp} ranks (${seq} % ${layout.sp} = ${
+        seq % layout.sp
+      })`,
+    );
   }
   const shards = weightShards(layout);
   const { numHeads, numKvHeads, intermediateSize } = model;
@@ -88,7 +100,9 @@ export function checkLayoutFits(layout: ParallelLayout, model: Phi3Config, batch
       `parallel: ${numKvHeads} key/value heads fit ${what} only when one divides the other (each rank holds a share of them, or one replicated head)`,
     );
   }
-  if (intermediateSize % shards !== 0) throw new RangeError(`parallel: an MLP width of ${intermediateSize} does not split evenly over ${what}`);
+  if (intermediateSize % shards !== 0) {
+    throw new RangeError(`parallel: an MLP width of ${intermediateSize} does not split evenly over ${what}`);
+  }
 }
 
 function dropUndefined<T extends object>(options: T): Partial<T> {

@@ -22,8 +22,12 @@ import type { Parameter, ParameterFactory } from "../nn/parameter.ts";
 import * as ops from "../tensor/ops/index.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import {
-  copyToTensorParallel, gatherFromSequenceParallel, reduceFromTensorParallel, reduceScatterToSequenceParallel,
-  vocabParallelCrossEntropy, vocabParallelEmbedding,
+  copyToTensorParallel,
+  gatherFromSequenceParallel,
+  reduceFromTensorParallel,
+  reduceScatterToSequenceParallel,
+  vocabParallelCrossEntropy,
+  vocabParallelEmbedding,
 } from "./tp_layers.ts";
 import { type TensorParallelShard, tensorParallelShards } from "./tp_shards.ts";
 import { ulyssesAttention } from "./ulysses.ts";
@@ -95,7 +99,9 @@ export class ParallelPhi3 {
   private async embed(embedTokens: Embedding, batch: TokenBatch): Promise<Tensor> {
     const { shards, sequenceParallel } = this.parallelism;
     const shape: [number, number] = [batch.rows, batch.tokens];
-    if (!this.tensorParallel) return ops.tidy(() => ops.reshape(ops.embedding(embedTokens.weight.tensor, batch.ids), [...shape, this.config.hiddenSize]));
+    if (!this.tensorParallel) {
+      return ops.tidy(() => ops.reshape(ops.embedding(embedTokens.weight.tensor, batch.ids), [...shape, this.config.hiddenSize]));
+    }
     const shard = this.shards.get("model.embed_tokens.weight")!;
     return await vocabParallelEmbedding(shards, embedTokens.weight.tensor, shard, batch.ids, shape, { sequenceParallel });
   }
@@ -112,10 +118,20 @@ export class ParallelPhi3 {
     const intermediate = local(`${prefix}.mlp.down_proj`)[1];
     const mlp = new Phi3MLP(factory, `${prefix}.mlp`, { ...config, intermediateSize: intermediate });
     const inputLayernorm = new RMSNorm(factory, `${prefix}.input_layernorm`, config.hiddenSize, config.rmsNormEps);
-    const postAttentionLayernorm = new RMSNorm(factory, `${prefix}.post_attention_layernorm`, config.hiddenSize, config.rmsNormEps);
+    const postAttentionLayernorm = new RMSNorm(
+      factory,
+      `${prefix}.post_attention_layernorm`,
+      config.hiddenSize,
+      config.rmsNormEps,
+    );
 
     const numHeads = oShape[1] / D;
-    const heads: AttentionHeads = { numHeads, numKvHeads: (qkvShape[0] / D - numHeads) / 2, headDim: D, ropeTheta: config.ropeTheta };
+    const heads: AttentionHeads = {
+      numHeads,
+      numKvHeads: (qkvShape[0] / D - numHeads) / 2,
+      headDim: D,
+      ropeTheta: config.ropeTheta,
+    };
     const forward = async (x: Tensor): Promise<Tensor> => {
       const attnIn = await this.enterTensorParallel(ops.tidy(() => inputLayernorm.forward(x)), `layer${i}.attn`);
       const qkv = ops.tidy(() => qkvProj.forward(attnIn));
@@ -134,8 +150,11 @@ export class ParallelPhi3 {
       return out;
     };
     const parameters = [
-      ...oProj.parameters(), ...qkvProj.parameters(), ...mlp.parameters(),
-      ...inputLayernorm.parameters(), ...postAttentionLayernorm.parameters(),
+      ...oProj.parameters(),
+      ...qkvProj.parameters(),
+      ...mlp.parameters(),
+      ...inputLayernorm.parameters(),
+      ...postAttentionLayernorm.parameters(),
     ];
     return { forward, parameters };
   }
@@ -146,7 +165,13 @@ export class ParallelPhi3 {
     hidden.dispose();
     try {
       if (!this.tensorParallel) return ops.crossEntropy(logits, batch.targets);
-      return await vocabParallelCrossEntropy(this.parallelism.shards, logits, this.shards.get("lm_head.weight")!, batch.targets, "head");
+      return await vocabParallelCrossEntropy(
+        this.parallelism.shards,
+        logits,
+        this.shards.get("lm_head.weight")!,
+        batch.targets,
+        "head",
+      );
     } finally {
       logits.dispose();
     }
@@ -174,4 +199,3 @@ export class ParallelPhi3 {
     return reduced;
   }
 }
-

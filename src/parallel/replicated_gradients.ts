@@ -11,7 +11,7 @@
 // one over the number of ranks that hold it, and the ranks' sums are added over the group.
 
 import type { Comm } from "../comm/collectives.ts";
-import { weightedSquareSum, type WeightedRun } from "../optim/clip.ts";
+import { type WeightedRun, weightedSquareSum } from "../optim/clip.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { ParallelPhi3 } from "./parallel_model.ts";
 import type { TensorParallelShard } from "./tp_shards.ts";
@@ -66,7 +66,9 @@ export async function sumReplicatedGradients(
 async function sumRows(group: Comm, pieces: ReplicatedRows[], params: Map<string, Tensor>, tag: string): Promise<void> {
   // A parameter may have several pieces (its k and v rows): read and upload each gradient once.
   const names = [...new Set(pieces.map(({ name }) => name))];
-  const grads = new Map(await Promise.all(names.map(async (name) => [name, (await params.get(name)!.grad!.read()) as Float32Array] as const)));
+  const grads = new Map(
+    await Promise.all(names.map(async (name) => [name, (await params.get(name)!.grad!.read()) as Float32Array] as const)),
+  );
   const spans = pieces.map(({ name, start, count }) => {
     const width = rowWidth(params.get(name)!);
     return { values: grads.get(name)!, begin: start * width, end: (start + count) * width };
@@ -123,7 +125,11 @@ export function gradientWeights(model: ParallelPhi3, shardCount: number): Gradie
  * This rank's weighted Σ g² over its whole parameters (every element counted once across the
  * tensor-parallel group when the group's sums are added), computed on the device and read once.
  */
-export async function gradientSquares(model: ParallelPhi3, named: readonly [string, Tensor][], shardCount: number): Promise<number> {
+export async function gradientSquares(
+  model: ParallelPhi3,
+  named: readonly [string, Tensor][],
+  shardCount: number,
+): Promise<number> {
   const weightOf = gradientWeights(model, shardCount);
   const parts = named.flatMap(([name, param]) => {
     if (!param.grad) return [];

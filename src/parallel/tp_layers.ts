@@ -48,7 +48,9 @@ export async function reduceFromTensorParallel(tp: Comm, x: Tensor, where: strin
 function checkVocabShard(op: string, shard: TensorParallelShard, width: number): void {
   if (shard.kind !== "vocab") throw new RangeError(`${op}: expects a "vocab" shard, got "${shard.kind}"`);
   if (width !== shard.shape[0]) {
-    throw new ShapeError(`${op}: the shard holds ${shard.shape[0]} rows of the vocabulary ${formatShape(shard.shape)}, but the tensor has ${width}`);
+    throw new ShapeError(
+      `${op}: the shard holds ${shard.shape[0]} rows of the vocabulary ${formatShape(shard.shape)}, but the tensor has ${width}`,
+    );
   }
 }
 
@@ -116,10 +118,14 @@ export async function vocabParallelCrossEntropy(
   where: string,
 ): Promise<Tensor> {
   const op = "vocabParallelCrossEntropy";
-  if (logitsShard.shape.length !== 2) throw new ShapeError(`${op}: logits must be [N, ${shard.shape[0]}], got ${formatShape(logitsShard.shape)}`);
+  if (logitsShard.shape.length !== 2) {
+    throw new ShapeError(`${op}: logits must be [N, ${shard.shape[0]}], got ${formatShape(logitsShard.shape)}`);
+  }
   const [N, cols] = logitsShard.shape;
   checkVocabShard(op, shard, cols);
-  if (targets.length !== N) throw new ShapeError(`${op}: ${targets.length} targets for logits ${formatShape(logitsShard.shape)} (need ${N})`);
+  if (targets.length !== N) {
+    throw new ShapeError(`${op}: ${targets.length} targets for logits ${formatShape(logitsShard.shape)} (need ${N})`);
+  }
   if (N === 0) throw new ShapeError(`${op}: the mean over zero rows is undefined`);
   const vocab = shard.fullShape[0];
   const start = shard.index * cols;
@@ -128,7 +134,9 @@ export async function vocabParallelCrossEntropy(
   const picks = new Int32Array(N);
   const held = new Float32Array(N);
   targets.forEach((target, n) => {
-    if (target < 0 || target >= vocab) throw new RangeError(`${op}: target ${target} at index ${n} is outside the vocabulary [0, ${vocab})`);
+    if (target < 0 || target >= vocab) {
+      throw new RangeError(`${op}: target ${target} at index ${n} is outside the vocabulary [0, ${vocab})`);
+    }
     const column = target - start;
     const here = column >= 0 && column < cols;
     picks[n] = n * cols + (here ? column : 0);
@@ -198,7 +206,9 @@ export async function reduceScatterToSequenceParallel(tp: Comm, x: Tensor, where
   const op = "reduceScatterToSequenceParallel";
   checkSequence(op, x);
   const T = x.shape[1];
-  if (T % tp.size !== 0) throw new ShapeError(`${op}: sequence length ${T} of ${formatShape(x.shape)} does not divide among tp ${tp.size} ranks`);
+  if (T % tp.size !== 0) {
+    throw new ShapeError(`${op}: sequence length ${T} of ${formatShape(x.shape)} does not divide among tp ${tp.size} ranks`);
+  }
   const timeMajor = swapBatchAndTime(x);
   const [block] = await cut(
     `tp.sp.scatter.${where}`,

@@ -65,7 +65,9 @@ export function checkTensorParallel(config: Phi3Config, tp: number): void {
   if (!Number.isInteger(tp) || tp < 1) throw new RangeError(`tensor parallel: tp must be an integer ≥ 1, got ${tp}`);
   const { numHeads, numKvHeads, intermediateSize } = config;
   if (numHeads % tp !== 0) {
-    throw new RangeError(`tensor parallel: numHeads ${numHeads} does not divide among tp ${tp} ranks (numHeads % tp = ${numHeads % tp})`);
+    throw new RangeError(
+      `tensor parallel: numHeads ${numHeads} does not divide among tp ${tp} ranks (numHeads % tp = ${numHeads % tp})`,
+    );
   }
   if (tp <= numKvHeads && numKvHeads % tp !== 0) {
     throw new RangeError(
@@ -74,13 +76,17 @@ export function checkTensorParallel(config: Phi3Config, tp: number): void {
   }
   if (tp > numKvHeads && tp % numKvHeads !== 0) {
     throw new RangeError(
-      `tensor parallel: tp ${tp} is more than numKvHeads ${numKvHeads} but not a multiple of it (tp % numKvHeads = ${tp % numKvHeads}), ` +
+      `tensor parallel: tp ${tp} is more than numKvHeads ${numKvHeads} but not a multiple of it (tp % numKvHeads = ${
+        tp % numKvHeads
+      }), ` +
         "so each kv head cannot be replicated on the same number of ranks",
     );
   }
   if (intermediateSize % tp !== 0) {
     throw new RangeError(
-      `tensor parallel: intermediateSize ${intermediateSize} does not divide among tp ${tp} ranks (intermediateSize % tp = ${intermediateSize % tp})`,
+      `tensor parallel: intermediateSize ${intermediateSize} does not divide among tp ${tp} ranks (intermediateSize % tp = ${
+        intermediateSize % tp
+      })`,
     );
   }
 }
@@ -159,7 +165,8 @@ function heldRow(sub: SubParam, index: number): number {
 
 /** The sub-parameters of a column shard; one spanning every row when the shard names none. */
 function subParamsOf(shard: TensorParallelShard): SubParam[] {
-  return shard.subParams ?? [{ name: "", fullStart: 0, fullRows: shard.fullShape[0], localStart: 0, localRows: shard.shape[0], replicas: 1 }];
+  return shard.subParams ??
+    [{ name: "", fullStart: 0, fullRows: shard.fullShape[0], localStart: 0, localRows: shard.shape[0], replicas: 1 }];
 }
 
 /** vocab: the first row this rank holds, and how many of its rows are real (not padding). */
@@ -171,7 +178,9 @@ function vocabRows(shard: TensorParallelShard): { start: number; real: number } 
 
 function checkLength(op: string, values: Float32Array, shape: number[], what: string): void {
   if (values.length !== sizeOf(shape)) {
-    throw new ShapeError(`${op}: ${what} has ${values.length} values, but its shape ${formatShape(shape)} needs ${sizeOf(shape)}`);
+    throw new ShapeError(
+      `${op}: ${what} has ${values.length} values, but its shape ${formatShape(shape)} needs ${sizeOf(shape)}`,
+    );
   }
 }
 
@@ -217,10 +226,15 @@ export function unshardValues(pieces: Float32Array[], shards: TensorParallelShar
   }
   const first = shards[0];
   shards.forEach((shard, i) => {
-    if (shard.index !== i || shard.parts !== shards.length || shard.kind !== first.kind || !sameShape(shard.fullShape, first.fullShape)) {
+    if (
+      shard.index !== i || shard.parts !== shards.length || shard.kind !== first.kind ||
+      !sameShape(shard.fullShape, first.fullShape)
+    ) {
       throw new RangeError(
         `unshardValues: shard ${i} (${shard.kind} ${shard.index} of ${shard.parts}, full ${formatShape(shard.fullShape)}) ` +
-          `does not follow shard 0 (${first.kind} of ${first.parts}, full ${formatShape(first.fullShape)}) as tp rank ${i} of ${shards.length}`,
+          `does not follow shard 0 (${first.kind} of ${first.parts}, full ${
+            formatShape(first.fullShape)
+          }) as tp rank ${i} of ${shards.length}`,
       );
     }
     checkLength("unshardValues", pieces[i], shard.shape, `piece ${i}`);
@@ -254,13 +268,18 @@ export function unshardValues(pieces: Float32Array[], shards: TensorParallelShar
   return full;
 }
 
-
 /**
  * A ParameterFactory for modules built with tp rank `tpRank`'s local sizes: each parameter is this
  * rank's piece of the value seededParameters(device, seed) gives the full parameter (the same f32
  * bits), as a leaf with requiresGrad that belongs to the model (outside any tidy()).
  */
-export function tensorParallelParameters(device: Device, seed: number, config: Phi3Config, tp: number, tpRank: number): ParameterFactory {
+export function tensorParallelParameters(
+  device: Device,
+  seed: number,
+  config: Phi3Config,
+  tp: number,
+  tpRank: number,
+): ParameterFactory {
   if (!Number.isSafeInteger(seed)) throw new RangeError(`tensorParallelParameters: seed must be a safe integer, got ${seed}`);
   const shards = tensorParallelShards(config, tp, tpRank);
   return (name, shape, init) => {

@@ -53,7 +53,9 @@ export function ulyssesHeads(numHeads: number, numKvHeads: number, sp: number): 
     throw new RangeError(`ulysses: ${numHeads} query heads are not a multiple of ${numKvHeads} kv heads`);
   }
   if (numHeads < sp) {
-    throw new RangeError(`ulysses: ${numHeads} query heads cannot be split over sp ${sp} ranks (each rank needs at least one head)`);
+    throw new RangeError(
+      `ulysses: ${numHeads} query heads cannot be split over sp ${sp} ranks (each rank needs at least one head)`,
+    );
   }
   const group = numHeads / numKvHeads;
   const assignment: HeadAssignment = { numHeads, numKvHeads, sp, q: [], kv: [], expanded: [] };
@@ -82,7 +84,11 @@ export function checkUlyssesSequence(seq: number, sp: number): void {
 
 /** Bytes (f32) rank `rank` sends per layer forward: the q, k, v all-to-all and the output all-to-all. */
 export function ulyssesVolume(
-  B: number, T: number, dims: AttentionHeads, sp: number, rank: number,
+  B: number,
+  T: number,
+  dims: AttentionHeads,
+  sp: number,
+  rank: number,
 ): { qkvBytes: number; outBytes: number } {
   checkUlyssesSequence(T, sp);
   if (!Number.isInteger(rank) || rank < 0 || rank >= sp) throw new RangeError(`ulysses: rank ${rank} is outside sp ${sp}`);
@@ -102,9 +108,15 @@ export async function ulyssesAttention(sp: Comm, qkv: Tensor, dims: AttentionHea
   const { numHeads: Hq, numKvHeads: Hkv, headDim: D } = dims;
   const columns = (Hq + 2 * Hkv) * D;
   if (qkv.shape.length !== 3 || qkv.shape[2] !== columns) {
-    throw new ShapeError(`ulyssesAttention ${where}: qkv must be [B, T/sp, ${columns}] (${Hq} + 2·${Hkv} heads of ${D}), got ${formatShape(qkv.shape)}`);
+    throw new ShapeError(
+      `ulyssesAttention ${where}: qkv must be [B, T/sp, ${columns}] (${Hq} + 2·${Hkv} heads of ${D}), got ${
+        formatShape(qkv.shape)
+      }`,
+    );
   }
-  if (sp.rank < 0) throw new RangeError(`ulyssesAttention ${where}: rank ${sp.globalRank} is not in the sp group [${sp.ranks.join(", ")}]`);
+  if (sp.rank < 0) {
+    throw new RangeError(`ulyssesAttention ${where}: rank ${sp.globalRank} is not in the sp group [${sp.ranks.join(", ")}]`);
+  }
   const [B, Tl] = qkv.shape;
   const plan = exchangePlan(ulyssesHeads(Hq, Hkv, sp.size), B, Tl, D, sp.rank);
   const T = Tl * sp.size;
@@ -116,7 +128,8 @@ export async function ulyssesAttention(sp: Comm, qkv: Tensor, dims: AttentionHea
     const received = await exchange(sp, ops.gatherBlocks(x, plan.qkvPack, D), tag("fwd", "qkv"), plan.qkvSend, plan.qkvRecv);
     const qBlocks = B * plan.hq * T;
     const kvBlocks = B * plan.hkv * T;
-    const unpack = (first: number, count: number, shape: number[]) => ops.gatherBlocks(received, plan.qkvUnpack.subarray(first, first + count), D, shape);
+    const unpack = (first: number, count: number, shape: number[]) =>
+      ops.gatherBlocks(received, plan.qkvUnpack.subarray(first, first + count), D, shape);
     try {
       return [unpack(0, qBlocks, qShape), unpack(qBlocks, kvBlocks, kvShape), unpack(qBlocks + kvBlocks, kvBlocks, kvShape)];
     } finally {

@@ -25,7 +25,7 @@
 
 import type { Comm } from "../comm/collectives.ts";
 import { AdamW, type AdamWOptions, type AdamWStepOptions } from "../optim/adamw.ts";
-import { weightedSquareSum, type WeightedRun } from "../optim/clip.ts";
+import { type WeightedRun, weightedSquareSum } from "../optim/clip.ts";
 import { noGrad } from "../tensor/autograd.ts";
 import type { Device } from "../tensor/device.ts";
 import { ShapeError } from "../tensor/errors.ts";
@@ -132,7 +132,13 @@ export class FlatPartition {
    * in the group's order (a missing gradient counts as zeros), through the host array `flat` of the
    * padded group, and adds this rank's part to the partition's gradient.
    */
-  async reduceScatterGradients(dp: Comm, group: number, params: readonly { size: number; grad: Tensor | null }[], tag: string, flat: Float32Array): Promise<void> {
+  async reduceScatterGradients(
+    dp: Comm,
+    group: number,
+    params: readonly { size: number; grad: Tensor | null }[],
+    tag: string,
+    flat: Float32Array,
+  ): Promise<void> {
     const grads = await Promise.all(params.map(({ grad }) => grad?.read() ?? null));
     let offset = 0;
     params.forEach(({ size }, i) => {
@@ -149,7 +155,9 @@ export class FlatPartition {
    * `weight` says of its parameter; summed on the device and read back once.
    */
   async gradSquares(weight: GradientWeight = () => 1): Promise<number> {
-    const parts = this.slabs.flatMap((slab) => (slab.master.grad ? [{ grad: slab.master.grad, runs: weightedRuns(slab.pieces, weight) }] : []));
+    const parts = this.slabs.flatMap((
+      slab,
+    ) => (slab.master.grad ? [{ grad: slab.master.grad, runs: weightedRuns(slab.pieces, weight) }] : []));
     return await weightedSquareSum(parts);
   }
 
@@ -195,7 +203,9 @@ export type GradientWeight = (name: string) => number | WeightedRun[];
 function weightedRuns(pieces: readonly ZeroPiece[], weight: GradientWeight): WeightedRun[] {
   const runs: WeightedRun[] = [];
   const push = (at: number, numel: number, w: number, name: string) => {
-    if (!(Number.isFinite(w) && w >= 0)) throw new RangeError(`zero: the gradient weight of "${name}" must be a finite number ≥ 0, got ${w}`);
+    if (!(Number.isFinite(w) && w >= 0)) {
+      throw new RangeError(`zero: the gradient weight of "${name}" must be a finite number ≥ 0, got ${w}`);
+    }
     const last = runs.at(-1);
     if (last && last.weight === w) last.numel += numel;
     else runs.push({ start: at, numel, weight: w });
@@ -222,7 +232,9 @@ function weightedRuns(pieces: readonly ZeroPiece[], weight: GradientWeight): Wei
 /** Checks `grad` against its parameter's shape, naming both. */
 export function checkGradient(where: string, name: string, shape: readonly number[], grad: Tensor): void {
   if (!sameShape(grad.shape, shape)) {
-    throw new ShapeError(`${where}: the gradient of "${name}" has shape ${formatShape(grad.shape)}, the parameter ${formatShape(shape)}`);
+    throw new ShapeError(
+      `${where}: the gradient of "${name}" has shape ${formatShape(grad.shape)}, the parameter ${formatShape(shape)}`,
+    );
   }
 }
 
@@ -241,17 +253,27 @@ export class ZeroOptimizer {
     options: { stage: ZeroStage; groups: string[][]; adamw?: AdamWOptions },
   ) {
     if (options.stage !== 1 && options.stage !== 2) {
-      throw new RangeError(`ZeroOptimizer: stage must be 1 or 2 (stage 3 partitions the parameters themselves: Zero3Parameters), got ${options.stage}`);
+      throw new RangeError(
+        `ZeroOptimizer: stage must be 1 or 2 (stage 3 partitions the parameters themselves: Zero3Parameters), got ${options.stage}`,
+      );
     }
     this.stage = options.stage;
     this.partition = partitionParameters(named.map(([name, t]) => [name, t.size]), options.groups, dp.size, dp.rank);
     this.params = new Map(named);
     const device = named[0][1].device;
     for (const [name, t] of named) {
-      if (t.device !== device) throw new RangeError(`ZeroOptimizer: parameter "${name}" lives on another device than "${named[0][0]}"`);
+      if (t.device !== device) {
+        throw new RangeError(`ZeroOptimizer: parameter "${name}" lives on another device than "${named[0][0]}"`);
+      }
     }
     const piece = (f: ZeroFragment) => this.params.get(f.name)!.reshape([-1]).slice([f.paramOffset], [f.numel]);
-    this.flat = new FlatPartition(device, this.partition, piece, (name) => this.params.get(name)!.shape.length >= 2, options.adamw);
+    this.flat = new FlatPartition(
+      device,
+      this.partition,
+      piece,
+      (name) => this.params.get(name)!.shape.length >= 2,
+      options.adamw,
+    );
     this.buffers = this.partition.groups.map((group) => new Float32Array(group.paddedNumel));
   }
 

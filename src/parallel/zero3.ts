@@ -25,7 +25,7 @@ import type { Parameter } from "../nn/parameter.ts";
 import type { AdamWOptions, AdamWStepOptions } from "../optim/adamw.ts";
 import { keep } from "../tensor/scope.ts";
 import { checkGradient, FlatPartition, type GradientWeight, type ZeroMemory } from "./zero.ts";
-import { type ZeroFragment, type ZeroPartition, partitionParameters } from "./zero_partition.ts";
+import { partitionParameters, type ZeroFragment, type ZeroPartition } from "./zero_partition.ts";
 
 const F32 = 4;
 
@@ -41,7 +41,11 @@ export class Zero3Parameters {
     this.partition = partitionParameters(parameters.map((slot) => [slot.name, slot.size]), groups, dp.size, dp.rank);
     const byName = new Map(parameters.map((slot) => [slot.name, slot]));
     for (const slot of parameters) {
-      if (!slot.value) throw new RangeError(`Zero3Parameters: parameter "${slot.name}" holds no value; build the model with a factory that allocates each full value once`);
+      if (!slot.value) {
+        throw new RangeError(
+          `Zero3Parameters: parameter "${slot.name}" holds no value; build the model with a factory that allocates each full value once`,
+        );
+      }
     }
     const device = parameters[0].value!.device;
     const piece = (f: ZeroFragment) => byName.get(f.name)!.value!.reshape([-1]).slice([f.paramOffset], [f.numel]);
@@ -56,9 +60,15 @@ export class Zero3Parameters {
   /** All-gathers group `group` and sets each of its slots' value to a full tensor (a requiresGrad leaf). */
   async gather(group: number, pass: "fwd" | "bwd", label: string): Promise<void> {
     const slots = this.slotsOf(group, "gather");
-    if (pass !== "fwd" && pass !== "bwd") throw new RangeError(`Zero3Parameters.gather: pass must be "fwd" or "bwd", got ${JSON.stringify(pass)}`);
+    if (pass !== "fwd" && pass !== "bwd") {
+      throw new RangeError(`Zero3Parameters.gather: pass must be "fwd" or "bwd", got ${JSON.stringify(pass)}`);
+    }
     const gathered = slots.filter((slot) => slot.value);
-    if (gathered.length > 0) throw new RangeError(`Zero3Parameters.gather: group ${group} is already gathered ("${gathered[0].name}" holds a value); release it first`);
+    if (gathered.length > 0) {
+      throw new RangeError(
+        `Zero3Parameters.gather: group ${group} is already gathered ("${gathered[0].name}" holds a value); release it first`,
+      );
+    }
     const full = await this.flat.allGatherGroup(this.dp, group, `zero3.allgather.${pass}.${label}`);
     let offset = 0;
     for (const slot of slots) {
@@ -84,7 +94,11 @@ export class Zero3Parameters {
   async reduceScatterGradients(group: number, label: string): Promise<void> {
     const slots = this.slotsOf(group, "reduceScatterGradients");
     for (const slot of slots) {
-      if (!slot.value) throw new RangeError(`Zero3Parameters.reduceScatterGradients: group ${group} is not gathered ("${slot.name}" holds no value)`);
+      if (!slot.value) {
+        throw new RangeError(
+          `Zero3Parameters.reduceScatterGradients: group ${group} is not gathered ("${slot.name}" holds no value)`,
+        );
+      }
       if (slot.value.grad) checkGradient("Zero3Parameters.reduceScatterGradients", slot.name, slot.shape, slot.value.grad);
     }
     this.noteGathered();

@@ -88,7 +88,9 @@ export function partitionParameters(
     names.forEach((name, i) => {
       const begin = Math.max(offset, lo);
       const end = Math.min(offset + groupSizes[i], hi);
-      if (end > begin) partition.fragments.push({ name, group, start: partStart + begin - lo, numel: end - begin, paramOffset: begin - offset });
+      if (end > begin) {
+        partition.fragments.push({ name, group, start: partStart + begin - lo, numel: end - begin, paramOffset: begin - offset });
+      }
       offset += groupSizes[i];
     });
   });
@@ -111,7 +113,9 @@ function checkParams(params: readonly (readonly [string, number])[]): Map<string
   const sizes = new Map<string, number>();
   for (const [name, numel] of params) {
     if (sizes.has(name)) throw new RangeError(`zero: parameter name "${name}" appears more than once`);
-    if (!Number.isInteger(numel) || numel < 0) throw new RangeError(`zero: parameter "${name}" has ${numel} elements; expected an integer ≥ 0`);
+    if (!Number.isInteger(numel) || numel < 0) {
+      throw new RangeError(`zero: parameter "${name}" has ${numel} elements; expected an integer ≥ 0`);
+    }
     sizes.set(name, numel);
   }
   return sizes;
@@ -119,10 +123,14 @@ function checkParams(params: readonly (readonly [string, number])[]): Map<string
 
 /** Every group non-empty, every name a known parameter, every parameter in exactly one group. */
 function checkGroups(sizes: Map<string, number>, groups: readonly string[][]): void {
-  if (!Array.isArray(groups) || groups.length === 0) throw new RangeError("zero: groups must list at least one group of parameter names");
+  if (!Array.isArray(groups) || groups.length === 0) {
+    throw new RangeError("zero: groups must list at least one group of parameter names");
+  }
   const groupOf = new Map<string, number>();
   groups.forEach((names, group) => {
-    if (!Array.isArray(names) || names.length === 0) throw new RangeError(`zero: group ${group} is empty; every group needs at least one parameter`);
+    if (!Array.isArray(names) || names.length === 0) {
+      throw new RangeError(`zero: group ${group} is empty; every group needs at least one parameter`);
+    }
     for (const name of names) {
       if (!sizes.has(name)) {
         const known = [...sizes.keys()];
@@ -131,11 +139,17 @@ function checkGroups(sizes: Map<string, number>, groups: readonly string[][]): v
       }
       const earlier = groupOf.get(name);
       if (earlier !== undefined) {
-        throw new RangeError(`zero: parameter "${name}" appears more than once in the groups (group ${earlier} and group ${group})`);
+        throw new RangeError(
+          `zero: parameter "${name}" appears more than once in the groups (group ${earlier} and group ${group})`,
+        );
       }
       groupOf.set(name, group);
     }
   });
   const missing = [...sizes.keys()].filter((name) => !groupOf.has(name));
-  if (missing.length > 0) throw new RangeError(`zero: the groups miss parameter${missing.length > 1 ? "s" : ""} ${missing.map((n) => `"${n}"`).join(", ")}`);
+  if (missing.length > 0) {
+    throw new RangeError(
+      `zero: the groups miss parameter${missing.length > 1 ? "s" : ""} ${missing.map((n) => `"${n}"`).join(", ")}`,
+    );
+  }
 }

@@ -54,7 +54,9 @@ export class GradNode {
 
   /** The gradient for each input (null where an input needs none), or a promise of them for an async node. */
   apply(grad: Tensor): (Tensor | null)[] | Promise<(Tensor | null)[]> {
-    if (!this.backwardFn) throw new DisposedError(`${this.name}: backward through a graph that was already freed (call backward() once per forward)`);
+    if (!this.backwardFn) {
+      throw new DisposedError(`${this.name}: backward through a graph that was already freed (call backward() once per forward)`);
+    }
     if (this.isAsync) return (this.backwardFn as AsyncBackwardFn)(grad);
     return noGrad(() => (this.backwardFn as BackwardFn)(grad, this.saved));
   }
@@ -78,7 +80,13 @@ export class GradNode {
  * Records `out` as produced by an op from `inputs`, when gradients are on and an input needs one.
  * `save` lists tensors the backward needs; they are retained until the node is freed.
  */
-export function recordOp(name: string, out: Tensor, inputs: readonly Tensor[], save: readonly Tensor[], backward: BackwardFn): Tensor {
+export function recordOp(
+  name: string,
+  out: Tensor,
+  inputs: readonly Tensor[],
+  save: readonly Tensor[],
+  backward: BackwardFn,
+): Tensor {
   if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
   const saved = save.map((t) => t.retainedHandle());
   out.setGradNode(new GradNode(name, inputs.map((t) => t.gradNode()), backward, saved, null));

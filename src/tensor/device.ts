@@ -68,7 +68,8 @@ export class Device {
   tensor(data: Float32Array | Int32Array | Uint8Array | Int8Array | number[], shape: Shape, options: TensorOptions = {}): Tensor {
     this.checkAlive("tensor");
     checkShape("tensor", shape);
-    const dtype = options.dtype ?? (data instanceof Int32Array ? "i32" : data instanceof Uint8Array ? "u8" : data instanceof Int8Array ? "i8" : "f32");
+    const dtype = options.dtype ??
+      (data instanceof Int32Array ? "i32" : data instanceof Uint8Array ? "u8" : data instanceof Int8Array ? "i8" : "f32");
     if (!isDType(dtype)) throw new DTypeError(`tensor: unknown dtype "${dtype}" (valid: f32, f16, i32, u8, i8)`);
     if (data.length !== sizeOf(shape)) {
       throw new ShapeError(`tensor: ${data.length} values do not fill shape ${formatShape(shape)} (${sizeOf(shape)} elements)`);

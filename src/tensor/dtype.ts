@@ -19,11 +19,16 @@ export function isDType(value: unknown): value is DType {
 
 export function rawArray(dtype: DType, numel: number): RawArray {
   switch (dtype) {
-    case "f32": return new Float32Array(numel);
-    case "f16": return new Uint16Array(numel);
-    case "i32": return new Int32Array(numel);
-    case "u8": return new Uint8Array(numel);
-    case "i8": return new Int8Array(numel);
+    case "f32":
+      return new Float32Array(numel);
+    case "f16":
+      return new Uint16Array(numel);
+    case "i32":
+      return new Int32Array(numel);
+    case "u8":
+      return new Uint8Array(numel);
+    case "i8":
+      return new Int8Array(numel);
   }
 }
 

@@ -81,11 +81,15 @@ export class Tensor {
     this.storageFor("backward");
     if (!this.requiresGrad) throw new Error("backward: this tensor does not require grad (no input had requiresGrad: true)");
     if (!gradient) {
-      if (this.size !== 1) throw new ShapeError(`backward: needs a scalar or a gradient, got shape ${formatShape(this.shape)} and no gradient`);
+      if (this.size !== 1) {
+        throw new ShapeError(`backward: needs a scalar or a gradient, got shape ${formatShape(this.shape)} and no gradient`);
+      }
       return runBackward(this, this.device.tensor([1], this.shape));
     }
     if (!sameShape(gradient.shape, this.shape) || gradient.device !== this.device) {
-      throw new ShapeError(`backward: the gradient ${formatShape(gradient.shape)} must match the tensor ${formatShape(this.shape)} on its device`);
+      throw new ShapeError(
+        `backward: the gradient ${formatShape(gradient.shape)} must match the tensor ${formatShape(this.shape)} on its device`,
+      );
     }
     return runBackward(this, gradient.retainedHandle());
   }
@@ -148,31 +152,79 @@ export class Tensor {
 
   // ---- method forms of the ops ----
 
-  add(other: Tensor): Tensor { return elementwise.add(this, other); }
-  sub(other: Tensor): Tensor { return elementwise.sub(this, other); }
-  mul(other: Tensor): Tensor { return elementwise.mul(this, other); }
-  div(other: Tensor): Tensor { return elementwise.div(this, other); }
-  scale(alpha: number): Tensor { return elementwise.scale(this, alpha); }
-  neg(): Tensor { return elementwise.neg(this); }
-  exp(): Tensor { return elementwise.exp(this); }
-  log(): Tensor { return elementwise.log(this); }
-  sqrt(): Tensor { return elementwise.sqrt(this); }
-  relu(): Tensor { return elementwise.relu(this); }
-  silu(): Tensor { return elementwise.silu(this); }
-  gelu(): Tensor { return elementwise.gelu(this); }
-  cast(dtype: DType): Tensor { return elementwise.cast(this, dtype); }
-  matmul(other: Tensor, options?: MatmulOptions): Tensor { return matmul(this, other, options); }
-  sum(axis?: number, keepDims?: boolean): Tensor { return reduce.sum(this, axis, keepDims); }
-  mean(axis?: number, keepDims?: boolean): Tensor { return reduce.mean(this, axis, keepDims); }
-  max(axis?: number, keepDims?: boolean): Tensor { return reduce.max(this, axis, keepDims); }
-  softmax(): Tensor { return nn.softmax(this); }
-  logSoftmax(): Tensor { return nn.logSoftmax(this); }
-  reshape(shape: Shape): Tensor { return layout.reshape(this, shape); }
-  transpose(axis0 = -2, axis1 = -1): Tensor { return layout.transpose(this, axis0, axis1); }
-  permute(order: readonly number[]): Tensor { return layout.permute(this, order); }
-  slice(begin: readonly number[], size: readonly number[]): Tensor { return layout.slice(this, begin, size); }
+  add(other: Tensor): Tensor {
+    return elementwise.add(this, other);
+  }
+  sub(other: Tensor): Tensor {
+    return elementwise.sub(this, other);
+  }
+  mul(other: Tensor): Tensor {
+    return elementwise.mul(this, other);
+  }
+  div(other: Tensor): Tensor {
+    return elementwise.div(this, other);
+  }
+  scale(alpha: number): Tensor {
+    return elementwise.scale(this, alpha);
+  }
+  neg(): Tensor {
+    return elementwise.neg(this);
+  }
+  exp(): Tensor {
+    return elementwise.exp(this);
+  }
+  log(): Tensor {
+    return elementwise.log(this);
+  }
+  sqrt(): Tensor {
+    return elementwise.sqrt(this);
+  }
+  relu(): Tensor {
+    return elementwise.relu(this);
+  }
+  silu(): Tensor {
+    return elementwise.silu(this);
+  }
+  gelu(): Tensor {
+    return elementwise.gelu(this);
+  }
+  cast(dtype: DType): Tensor {
+    return elementwise.cast(this, dtype);
+  }
+  matmul(other: Tensor, options?: MatmulOptions): Tensor {
+    return matmul(this, other, options);
+  }
+  sum(axis?: number, keepDims?: boolean): Tensor {
+    return reduce.sum(this, axis, keepDims);
+  }
+  mean(axis?: number, keepDims?: boolean): Tensor {
+    return reduce.mean(this, axis, keepDims);
+  }
+  max(axis?: number, keepDims?: boolean): Tensor {
+    return reduce.max(this, axis, keepDims);
+  }
+  softmax(): Tensor {
+    return nn.softmax(this);
+  }
+  logSoftmax(): Tensor {
+    return nn.logSoftmax(this);
+  }
+  reshape(shape: Shape): Tensor {
+    return layout.reshape(this, shape);
+  }
+  transpose(axis0 = -2, axis1 = -1): Tensor {
+    return layout.transpose(this, axis0, axis1);
+  }
+  permute(order: readonly number[]): Tensor {
+    return layout.permute(this, order);
+  }
+  slice(begin: readonly number[], size: readonly number[]): Tensor {
+    return layout.slice(this, begin, size);
+  }
 
   toString(): string {
-    return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device.backend.name}${this.requiresGrad && isGradEnabled() ? ", requiresGrad" : ""})`;
+    return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device.backend.name}${
+      this.requiresGrad && isGradEnabled() ? ", requiresGrad" : ""
+    })`;
   }
 }

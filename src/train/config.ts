@@ -67,10 +67,14 @@ export function checkTrainConfig(config: TrainConfig): Phi3Config {
   checkInteger("batch", config.batch, 1);
   checkInteger("seq", config.seq, 1);
   if (config.seq > model.maxSeqLen) {
-    throw new RangeError(`train: --seq ${config.seq} exceeds the ${config.preset} preset's maximum sequence length ${model.maxSeqLen}`);
+    throw new RangeError(
+      `train: --seq ${config.seq} exceeds the ${config.preset} preset's maximum sequence length ${model.maxSeqLen}`,
+    );
   }
   checkInteger("seed", config.seed, 0);
-  if (!(config.lr > 0) || !Number.isFinite(config.lr)) throw new RangeError(`train: --lr must be a positive number, got ${config.lr}`);
+  if (!(config.lr > 0) || !Number.isFinite(config.lr)) {
+    throw new RangeError(`train: --lr must be a positive number, got ${config.lr}`);
+  }
   if (!BACKENDS.includes(config.backend)) {
     throw new RangeError(`train: unknown backend "${config.backend}" (valid: ${BACKENDS.join(", ")})`);
   }

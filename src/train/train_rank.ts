@@ -14,7 +14,7 @@ import type { TokenBatch } from "../parallel/parallel_model.ts";
 import type { TensorParallelShard } from "../parallel/tp_shards.ts";
 import type { ZeroFragment } from "../parallel/zero_partition.ts";
 import type { ZeroMemory } from "../parallel/zero.ts";
-import { checkTrainConfig, trainLayout, type TrainConfig, warmupStepsOf } from "./config.ts";
+import { checkTrainConfig, type TrainConfig, trainLayout, warmupStepsOf } from "./config.ts";
 
 export interface TrainRankArgs {
   config: TrainConfig;
@@ -55,8 +55,18 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
   const modelConfig = checkTrainConfig(config);
   const layout = trainLayout(config);
   const ddp = config.bucketCapMb === undefined ? {} : { bucketBytes: Math.round(config.bucketCapMb * 2 ** 20) };
-  const engine = ParallelEngine.create(ctx.comm, ctx.device, modelConfig, { layout, seed: config.seed, weightDecay: config.weightDecay, ddp });
-  const lrAt = warmupCosine({ maxLr: config.lr, minLr: config.lr / 10, warmupSteps: warmupStepsOf(config), totalSteps: config.steps });
+  const engine = ParallelEngine.create(ctx.comm, ctx.device, modelConfig, {
+    layout,
+    seed: config.seed,
+    weightDecay: config.weightDecay,
+    ddp,
+  });
+  const lrAt = warmupCosine({
+    maxLr: config.lr,
+    minLr: config.lr / 10,
+    warmupSteps: warmupStepsOf(config),
+    totalSteps: config.steps,
+  });
   const share = engine.share(config.batch, config.seq);
   const clipNorm = config.clipNorm ?? 1;
   let memory: ZeroMemory | null = null;

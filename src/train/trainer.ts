@@ -84,7 +84,11 @@ export class Trainer {
   static async create(config: TrainConfig, device?: Device): Promise<Trainer> {
     const modelConfig = checkTrainConfig(config);
     const world = worldSize(trainLayout(config));
-    if (world > 1) throw new RangeError(`train: a Trainer runs on one device, and this layout has ${world} ranks; use train(config), which launches them`);
+    if (world > 1) {
+      throw new RangeError(
+        `train: a Trainer runs on one device, and this layout has ${world} ranks; use train(config), which launches them`,
+      );
+    }
     const owned = !device;
     device ??= await createDevice({ backend: config.backend });
     const model = new Phi3ForCausalLM(device, modelConfig, { seed: config.seed });

@@ -8,7 +8,12 @@ import type { AdamWParams } from "../backend.ts";
  * from the stored f32 values; m and v are rounded to f32 when stored and used as stored.
  */
 export function adamw(
-  param: Float32Array, grad: Float32Array, expAvg: Float32Array, expAvgSq: Float32Array, n: number, p: AdamWParams,
+  param: Float32Array,
+  grad: Float32Array,
+  expAvg: Float32Array,
+  expAvgSq: Float32Array,
+  n: number,
+  p: AdamWParams,
 ): void {
   const { lr, beta1, beta2, eps, weightDecay, step, gradScale } = p;
   const stepSize = lr / (1 - beta1 ** step);

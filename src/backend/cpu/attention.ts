@@ -11,7 +11,10 @@ import type { AttentionParams } from "../backend.ts";
  * lse_i = m + log Σ_j exp(s_j − m).
  */
 export function attention(
-  q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionParams,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  p: AttentionParams,
 ): { o: Float32Array; lse: Float32Array } {
   const { B, Hq, Hkv, T, D, causal, scale } = p;
   const group = Hq / Hkv;
@@ -62,7 +65,13 @@ export function attention(
  * in f64 per (batch, kv head) and are stored once the group is done.
  */
 export function attentionGrad(
-  q: Float32Array, k: Float32Array, v: Float32Array, o: Float32Array, lse: Float32Array, dO: Float32Array, p: AttentionParams,
+  q: Float32Array,
+  k: Float32Array,
+  v: Float32Array,
+  o: Float32Array,
+  lse: Float32Array,
+  dO: Float32Array,
+  p: AttentionParams,
 ): { dq: Float32Array; dk: Float32Array; dv: Float32Array } {
   const { B, Hq, Hkv, T, D, causal, scale } = p;
   const group = Hq / Hkv;

@@ -3,8 +3,18 @@
 // kernels are tested against and the fallback when no GPU adapter exists.
 
 import type {
-  ActivationOp, AdamWParams, AttentionParams, Backend, BackendInfo, BackendStats, BinaryOp,
-  MatmulParams, ReduceOp, Storage, StridedCopy, UnaryOp,
+  ActivationOp,
+  AdamWParams,
+  AttentionParams,
+  Backend,
+  BackendInfo,
+  BackendStats,
+  BinaryOp,
+  MatmulParams,
+  ReduceOp,
+  Storage,
+  StridedCopy,
+  UnaryOp,
 } from "../backend.ts";
 import { type DType, type RawArray, rawArray } from "../../tensor/dtype.ts";
 import { DisposedError } from "../../tensor/errors.ts";
@@ -97,7 +107,12 @@ export class CpuBackend implements Backend {
   }
 
   binary(
-    op: BinaryOp, a: Storage, aShape: readonly number[], b: Storage, bShape: readonly number[], outShape: readonly number[],
+    op: BinaryOp,
+    a: Storage,
+    aShape: readonly number[],
+    b: Storage,
+    bShape: readonly number[],
+    outShape: readonly number[],
   ): Storage {
     return this.adopt(elementwise.binary(op, this.f32(a, op), aShape, this.f32(b, op), bShape, outShape));
   }
@@ -151,7 +166,12 @@ export class CpuBackend implements Backend {
   }
 
   layerNorm(
-    x: Storage, w: Storage, b: Storage, rows: number, cols: number, eps: number,
+    x: Storage,
+    w: Storage,
+    b: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
   ): { y: Storage; mean: Storage; rstd: Storage } {
     const op = "layerNorm";
     const { y, mean, rstd } = layerNorm(this.f32(x, op), this.f32(w, op), this.f32(b, op), rows, cols, eps);
@@ -159,11 +179,23 @@ export class CpuBackend implements Backend {
   }
 
   layerNormGrad(
-    x: Storage, w: Storage, mean: Storage, rstd: Storage, dy: Storage, rows: number, cols: number,
+    x: Storage,
+    w: Storage,
+    mean: Storage,
+    rstd: Storage,
+    dy: Storage,
+    rows: number,
+    cols: number,
   ): { dx: Storage; dw: Storage; db: Storage } {
     const op = "layerNormGrad";
     const grads = layerNormGrad(
-      this.f32(x, op), this.f32(w, op), this.f32(mean, op), this.f32(rstd, op), this.f32(dy, op), rows, cols,
+      this.f32(x, op),
+      this.f32(w, op),
+      this.f32(mean, op),
+      this.f32(rstd, op),
+      this.f32(dy, op),
+      rows,
+      cols,
     );
     return { dx: this.adopt(grads.dx), dw: this.adopt(grads.dw), db: this.adopt(grads.db) };
   }
@@ -188,11 +220,23 @@ export class CpuBackend implements Backend {
   }
 
   attentionGrad(
-    q: Storage, k: Storage, v: Storage, o: Storage, lse: Storage, dO: Storage, p: AttentionParams,
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    o: Storage,
+    lse: Storage,
+    dO: Storage,
+    p: AttentionParams,
   ): { dq: Storage; dk: Storage; dv: Storage } {
     const op = "attentionGrad";
     const grads = attentionGrad(
-      this.f32(q, op), this.f32(k, op), this.f32(v, op), this.f32(o, op), this.f32(lse, op), this.f32(dO, op), p,
+      this.f32(q, op),
+      this.f32(k, op),
+      this.f32(v, op),
+      this.f32(o, op),
+      this.f32(lse, op),
+      this.f32(dO, op),
+      p,
     );
     return { dq: this.adopt(grads.dq), dk: this.adopt(grads.dk), dv: this.adopt(grads.dv) };
   }

@@ -25,7 +25,12 @@ export function crossEntropy(logits: Float32Array, targets: Int32Array, rows: nu
 
 /** dlogits = (softmax(logits) − onehot(targets))·dloss[0]·scale. */
 export function crossEntropyGrad(
-  logits: Float32Array, targets: Int32Array, dloss: Float32Array, rows: number, vocab: number, scale: number,
+  logits: Float32Array,
+  targets: Int32Array,
+  dloss: Float32Array,
+  rows: number,
+  vocab: number,
+  scale: number,
 ): Float32Array {
   const dlogits = new Float32Array(rows * vocab);
   const factor = dloss[0] * scale;

@@ -16,7 +16,7 @@ export function erfc(x: number): number {
   const z = Math.abs(x);
   const t = 1 / (1 + 0.5 * z);
   const poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+                    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
   const tail = t * Math.exp(-z * z + poly);
   return x >= 0 ? tail : 2 - tail;
 }
@@ -86,8 +86,16 @@ export function activationGrad(op: ActivationOp, x: Float32Array, dy: Float32Arr
 
 /** out[offset + i·outStride] = a[...] op b[...] for i < length: one strided row of a binary op. */
 function binaryRow(
-  op: BinaryOp, a: Float32Array, aOffset: number, aStride: number, b: Float32Array, bOffset: number, bStride: number,
-  out: Float32Array, outOffset: number, length: number,
+  op: BinaryOp,
+  a: Float32Array,
+  aOffset: number,
+  aStride: number,
+  b: Float32Array,
+  bOffset: number,
+  bStride: number,
+  out: Float32Array,
+  outOffset: number,
+  length: number,
 ): void {
   let ia = aOffset;
   let ib = bOffset;
@@ -118,8 +126,10 @@ function binaryRow(
  */
 export function binary(
   op: BinaryOp,
-  a: Float32Array, aShape: readonly number[],
-  b: Float32Array, bShape: readonly number[],
+  a: Float32Array,
+  aShape: readonly number[],
+  b: Float32Array,
+  bShape: readonly number[],
   outShape: readonly number[],
 ): Float32Array {
   const rank = outShape.length;

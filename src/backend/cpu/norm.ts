@@ -3,7 +3,11 @@
 
 /** y = x·rstd·w with rstd = 1 / sqrt(mean(x²) + eps) per row. */
 export function rmsNorm(
-  x: Float32Array, w: Float32Array, rows: number, cols: number, eps: number,
+  x: Float32Array,
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  eps: number,
 ): { y: Float32Array; rstd: Float32Array } {
   const y = new Float32Array(rows * cols);
   const rstd = new Float32Array(rows);
@@ -23,7 +27,12 @@ export function rmsNorm(
  * (From d s / d x_j = −s³·x_j / cols.)
  */
 export function rmsNormGrad(
-  x: Float32Array, w: Float32Array, rstd: Float32Array, dy: Float32Array, rows: number, cols: number,
+  x: Float32Array,
+  w: Float32Array,
+  rstd: Float32Array,
+  dy: Float32Array,
+  rows: number,
+  cols: number,
 ): { dx: Float32Array; dw: Float32Array } {
   const dx = new Float32Array(rows * cols);
   const dwSum = new Float64Array(cols);
@@ -43,7 +52,12 @@ export function rmsNormGrad(
 
 /** y = (x − mean)·rstd·w + b with the biased variance: rstd = 1 / sqrt(mean((x − mean)²) + eps). */
 export function layerNorm(
-  x: Float32Array, w: Float32Array, b: Float32Array, rows: number, cols: number, eps: number,
+  x: Float32Array,
+  w: Float32Array,
+  b: Float32Array,
+  rows: number,
+  cols: number,
+  eps: number,
 ): { y: Float32Array; mean: Float32Array; rstd: Float32Array } {
   const y = new Float32Array(rows * cols);
   const mean = new Float32Array(rows);
@@ -68,7 +82,13 @@ export function layerNorm(
  * dw = Σ_rows dy·x̂; db = Σ_rows dy.
  */
 export function layerNormGrad(
-  x: Float32Array, w: Float32Array, mean: Float32Array, rstd: Float32Array, dy: Float32Array, rows: number, cols: number,
+  x: Float32Array,
+  w: Float32Array,
+  mean: Float32Array,
+  rstd: Float32Array,
+  dy: Float32Array,
+  rows: number,
+  cols: number,
 ): { dx: Float32Array; dw: Float32Array; db: Float32Array } {
   const dx = new Float32Array(rows * cols);
   const dwSum = new Float64Array(cols);

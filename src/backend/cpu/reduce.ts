@@ -15,7 +15,7 @@ export function reduce(op: ReduceOp, x: Float32Array, outer: number, length: num
       const start = o * length;
       const end = start + length;
       let acc = isMax ? -Infinity : 0;
-      if (isMax) for (let l = start; l < end; l++) acc = Math.max(acc, x[l]);
+      if (isMax) { for (let l = start; l < end; l++) acc = Math.max(acc, x[l]); }
       else for (let l = start; l < end; l++) acc += x[l];
       out[o] = acc / divisor;
     }
@@ -27,7 +27,7 @@ export function reduce(op: ReduceOp, x: Float32Array, outer: number, length: num
     const base = o * length * inner;
     for (let l = 0; l < length; l++) {
       const row = base + l * inner;
-      if (isMax) for (let i = 0; i < inner; i++) acc[i] = Math.max(acc[i], x[row + i]);
+      if (isMax) { for (let i = 0; i < inner; i++) acc[i] = Math.max(acc[i], x[row + i]); }
       else for (let i = 0; i < inner; i++) acc[i] += x[row + i];
     }
     const outRow = o * inner;

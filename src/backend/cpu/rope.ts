@@ -6,7 +6,13 @@
  * inverse rotates by −angle, which is the backward. The cos/sin table [T, D/2] is built once per call.
  */
 export function rope(
-  x: Float32Array, rows: number, T: number, D: number, theta: number, positionOffset: number, inverse: boolean,
+  x: Float32Array,
+  rows: number,
+  T: number,
+  D: number,
+  theta: number,
+  positionOffset: number,
+  inverse: boolean,
 ): Float32Array {
   const y = new Float32Array(rows * T * D);
   const half = D / 2;

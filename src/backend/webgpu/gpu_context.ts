@@ -126,7 +126,12 @@ export class GpuContext {
   }
 
   stats(): { buffers: number; bytes: number; pooledBytes: number; pipelines: number } {
-    return { buffers: this.liveBuffers, bytes: this.liveBytes, pooledBytes: this.pool.pooledBytes, pipelines: this.pipelines.size };
+    return {
+      buffers: this.liveBuffers,
+      bytes: this.liveBytes,
+      pooledBytes: this.pool.pooledBytes,
+      pipelines: this.pipelines.size,
+    };
   }
 
   // ---- work ----
@@ -204,11 +209,15 @@ export class GpuContext {
     if (typeof workgroups === "number") {
       if (workgroups <= max) return [workgroups, 1, 1];
       const y = Math.ceil(workgroups / max);
-      if (y > max) throw new DeviceLimitError(`a dispatch of ${workgroups} workgroups exceeds ${max}² (maxComputeWorkgroupsPerDimension²)`);
+      if (y > max) {
+        throw new DeviceLimitError(`a dispatch of ${workgroups} workgroups exceeds ${max}² (maxComputeWorkgroupsPerDimension²)`);
+      }
       return [max, y, 1];
     }
     for (const size of workgroups) {
-      if (size > max) throw new DeviceLimitError(`a dispatch of [${workgroups}] workgroups exceeds maxComputeWorkgroupsPerDimension ${max}`);
+      if (size > max) {
+        throw new DeviceLimitError(`a dispatch of [${workgroups}] workgroups exceeds maxComputeWorkgroupsPerDimension ${max}`);
+      }
     }
     return [workgroups[0], workgroups[1], workgroups[2]];
   }

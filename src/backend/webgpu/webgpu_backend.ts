@@ -2,10 +2,20 @@
 // driving one kernels/*.wgsl file).
 
 import type {
-  ActivationOp, AdamWParams, AttentionParams, Backend, BackendInfo, BackendStats, BinaryOp,
-  MatmulParams, ReduceOp, Storage, StridedCopy, UnaryOp,
+  ActivationOp,
+  AdamWParams,
+  AttentionParams,
+  Backend,
+  BackendInfo,
+  BackendStats,
+  BinaryOp,
+  MatmulParams,
+  ReduceOp,
+  Storage,
+  StridedCopy,
+  UnaryOp,
 } from "../backend.ts";
-import { DTYPE_BYTES, type DType, type RawArray, rawArray } from "../../tensor/dtype.ts";
+import { type DType, DTYPE_BYTES, type RawArray, rawArray } from "../../tensor/dtype.ts";
 import { GpuContext, GpuStorage } from "./gpu_context.ts";
 import * as elementwise from "./programs/elementwise.ts";
 import * as castProgram from "./programs/cast.ts";
@@ -98,7 +108,14 @@ export class WebGpuBackend implements Backend {
     return elementwise.activationGrad(this.ctx, op, x as GpuStorage, dy as GpuStorage, n);
   }
 
-  binary(op: BinaryOp, a: Storage, aShape: readonly number[], b: Storage, bShape: readonly number[], outShape: readonly number[]): Storage {
+  binary(
+    op: BinaryOp,
+    a: Storage,
+    aShape: readonly number[],
+    b: Storage,
+    bShape: readonly number[],
+    outShape: readonly number[],
+  ): Storage {
     return elementwise.binary(this.ctx, op, a as GpuStorage, aShape, b as GpuStorage, bShape, outShape);
   }
 
@@ -111,7 +128,15 @@ export class WebGpuBackend implements Backend {
   }
 
   gatherBlocks(x: Storage, offsets: Storage, indices: Storage, n: number, block: number, maxTerms: number): Storage {
-    return headExchangeProgram.gatherBlocks(this.ctx, x as GpuStorage, offsets as GpuStorage, indices as GpuStorage, n, block, maxTerms);
+    return headExchangeProgram.gatherBlocks(
+      this.ctx,
+      x as GpuStorage,
+      offsets as GpuStorage,
+      indices as GpuStorage,
+      n,
+      block,
+      maxTerms,
+    );
   }
 
   reduce(op: ReduceOp, x: Storage, outer: number, length: number, inner: number): Storage {
@@ -144,7 +169,14 @@ export class WebGpuBackend implements Backend {
 
   layerNormGrad(x: Storage, w: Storage, mean: Storage, rstd: Storage, dy: Storage, rows: number, cols: number) {
     return normProgram.layerNormGrad(
-      this.ctx, x as GpuStorage, w as GpuStorage, mean as GpuStorage, rstd as GpuStorage, dy as GpuStorage, rows, cols,
+      this.ctx,
+      x as GpuStorage,
+      w as GpuStorage,
+      mean as GpuStorage,
+      rstd as GpuStorage,
+      dy as GpuStorage,
+      rows,
+      cols,
     );
   }
 
@@ -166,7 +198,14 @@ export class WebGpuBackend implements Backend {
 
   attentionGrad(q: Storage, k: Storage, v: Storage, o: Storage, lse: Storage, dO: Storage, p: AttentionParams) {
     return attentionProgram.attentionGrad(
-      this.ctx, q as GpuStorage, k as GpuStorage, v as GpuStorage, o as GpuStorage, lse as GpuStorage, dO as GpuStorage, p,
+      this.ctx,
+      q as GpuStorage,
+      k as GpuStorage,
+      v as GpuStorage,
+      o as GpuStorage,
+      lse as GpuStorage,
+      dO as GpuStorage,
+      p,
     );
   }
 
@@ -176,7 +215,13 @@ export class WebGpuBackend implements Backend {
 
   crossEntropyGrad(logits: Storage, targets: Storage, dloss: Storage, rows: number, vocab: number, scale: number): Storage {
     return crossEntropyProgram.crossEntropyGrad(
-      this.ctx, logits as GpuStorage, targets as GpuStorage, dloss as GpuStorage, rows, vocab, scale,
+      this.ctx,
+      logits as GpuStorage,
+      targets as GpuStorage,
+      dloss as GpuStorage,
+      rows,
+      vocab,
+      scale,
     );
   }
 

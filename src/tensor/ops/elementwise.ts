@@ -55,7 +55,6 @@ export function equal(a: Tensor, b: Tensor): Tensor {
   return binary("eq", a, b, "equal");
 }
 
-
 function unary(op: UnaryOp, x: Tensor, alpha = 1): Tensor {
   checkFloat(op, x);
   return x.device.wrap(x.device.backend.unary(op, x.storageFor(op), x.size, alpha), x.shape);

@@ -33,11 +33,15 @@ export function scatterAddBlocks(g: Tensor, table: Int32Array, block: number, sh
   const op = "scatterAddBlocks";
   checkFloat(op, g);
   if (blockCount(op, "g", g, block) !== table.length) {
-    throw new ShapeError(`${op}: g ${formatShape(g.shape)} holds ${g.size / block} blocks of ${block}, but the table has ${table.length} entries`);
+    throw new ShapeError(
+      `${op}: g ${formatShape(g.shape)} holds ${g.size / block} blocks of ${block}, but the table has ${table.length} entries`,
+    );
   }
   checkShape(op, shape);
   const size = sizeOf(shape);
-  if (!Number.isInteger(size / block)) throw new ShapeError(`${op}: result ${formatShape(shape)} is not whole blocks of ${block}`);
+  if (!Number.isInteger(size / block)) {
+    throw new ShapeError(`${op}: result ${formatShape(shape)} is not whole blocks of ${block}`);
+  }
   checkTable(op, table, size / block, shape);
   // The inverse table: for each result block, the g blocks that go to it, in increasing order.
   const counts = new Int32Array(size / block);
@@ -51,7 +55,15 @@ export function scatterAddBlocks(g: Tensor, table: Int32Array, block: number, sh
   return sumBlocks(op, g, offsets, sources, maxTerms, block, shape);
 }
 
-function sumBlocks(op: string, x: Tensor, offsets: Int32Array, indices: Int32Array, maxTerms: number, block: number, shape: Shape): Tensor {
+function sumBlocks(
+  op: string,
+  x: Tensor,
+  offsets: Int32Array,
+  indices: Int32Array,
+  maxTerms: number,
+  block: number,
+  shape: Shape,
+): Tensor {
   const device = x.device;
   const n = offsets.length - 1;
   device.checkFits(op, n * block, "f32");
@@ -69,7 +81,9 @@ function sumBlocks(op: string, x: Tensor, offsets: Int32Array, indices: Int32Arr
 /** The number of blocks in t, which must be a whole number of them. */
 function blockCount(op: string, name: string, t: Tensor, block: number): number {
   if (!Number.isInteger(block) || block < 1) throw new RangeError(`${op}: block must be a positive integer, got ${block}`);
-  if (t.size % block !== 0) throw new ShapeError(`${op}: ${name} ${formatShape(t.shape)} (${t.size} elements) is not whole blocks of ${block}`);
+  if (t.size % block !== 0) {
+    throw new ShapeError(`${op}: ${name} ${formatShape(t.shape)} (${t.size} elements) is not whole blocks of ${block}`);
+  }
   return t.size / block;
 }
 
@@ -77,7 +91,9 @@ function checkTable(op: string, table: Int32Array, blocks: number, shape: Shape)
   if (!(table instanceof Int32Array)) throw new TypeError(`${op}: table must be an Int32Array`);
   for (let i = 0; i < table.length; i++) {
     if (table[i] < 0 || table[i] >= blocks) {
-      throw new RangeError(`${op}: table entry ${table[i]} at index ${i} is outside the ${blocks} blocks of ${formatShape(shape)}`);
+      throw new RangeError(
+        `${op}: table entry ${table[i]} at index ${i} is outside the ${blocks} blocks of ${formatShape(shape)}`,
+      );
     }
   }
 }

@@ -44,7 +44,9 @@ export function permute(x: Tensor, order: readonly number[]): Tensor {
   const rank = x.shape.length;
   const axes = order.map((a) => normalizeAxis("permute", a, rank));
   if (axes.length !== rank || new Set(axes).size !== rank) {
-    throw new ShapeError(`permute: order [${order.join(", ")}] is not a permutation of the ${rank} axes of ${formatShape(x.shape)}`);
+    throw new ShapeError(
+      `permute: order [${order.join(", ")}] is not a permutation of the ${rank} axes of ${formatShape(x.shape)}`,
+    );
   }
   const shape = axes.map((a) => x.shape[a]);
   const inStrides = stridesOf(x.shape);
@@ -74,21 +76,39 @@ export function transpose(x: Tensor, axis0 = -2, axis1 = -1): Tensor {
 export function slice(x: Tensor, begin: readonly number[], size: readonly number[]): Tensor {
   const rank = x.shape.length;
   if (begin.length !== rank || size.length !== rank) {
-    throw new ShapeError(`slice: begin [${begin.join(", ")}] and size [${size.join(", ")}] must both have ${rank} entries for ${formatShape(x.shape)}`);
+    throw new ShapeError(
+      `slice: begin [${begin.join(", ")}] and size [${size.join(", ")}] must both have ${rank} entries for ${
+        formatShape(x.shape)
+      }`,
+    );
   }
   const extent = size.map((s, i) => (s === -1 ? x.shape[i] - begin[i] : s));
   extent.forEach((s, i) => {
     if (!Number.isInteger(begin[i]) || begin[i] < 0 || !Number.isInteger(s) || s < 0 || begin[i] + s > x.shape[i]) {
-      throw new ShapeError(`slice: begin [${begin.join(", ")}] size [${size.join(", ")}] is outside ${formatShape(x.shape)} in axis ${i}`);
+      throw new ShapeError(
+        `slice: begin [${begin.join(", ")}] size [${size.join(", ")}] is outside ${formatShape(x.shape)} in axis ${i}`,
+      );
     }
   });
   const strides = stridesOf(x.shape);
   const offset = begin.reduce((sum, b, i) => sum + b * strides[i], 0);
   const out = empty("slice", x, extent);
-  copyInto("slice", x, out, { shape: extent, srcOffset: offset, srcStrides: strides, dstOffset: 0, dstStrides: stridesOf(extent) });
+  copyInto("slice", x, out, {
+    shape: extent,
+    srcOffset: offset,
+    srcStrides: strides,
+    dstOffset: 0,
+    dstStrides: stridesOf(extent),
+  });
   return recordOp("slice", out, [x], [], (g) => {
     const gx = x.device.wrap(x.device.allocate("slice", x.size, "f32"), x.shape);
-    copyInto("slice", g, gx, { shape: extent, srcOffset: 0, srcStrides: stridesOf(extent), dstOffset: offset, dstStrides: strides });
+    copyInto("slice", g, gx, {
+      shape: extent,
+      srcOffset: 0,
+      srcStrides: stridesOf(extent),
+      dstOffset: offset,
+      dstStrides: strides,
+    });
     return [gx];
   });
 }

@@ -29,7 +29,9 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const [K2, N] = transB ? [bCols, bRows] : [bRows, bCols];
   if (K !== K2) {
     throw new ShapeError(
-      `matmul: inner dimensions differ: a ${formatShape(a.shape)}${transA ? "ᵀ" : ""} × b ${formatShape(b.shape)}${transB ? "ᵀ" : ""} (${K} vs ${K2})`,
+      `matmul: inner dimensions differ: a ${formatShape(a.shape)}${transA ? "ᵀ" : ""} × b ${formatShape(b.shape)}${
+        transB ? "ᵀ" : ""
+      } (${K} vs ${K2})`,
     );
   }
   const batchShape = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
@@ -43,7 +45,12 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   const aFull = aBatch === batch || aBatch === 1 ? a : broadcastTo(a, [...batchShape, aRows, aCols]);
   const bFull = bBatch === batch || bBatch === 1 ? b : broadcastTo(b, [...batchShape, bRows, bCols]);
   const storage = a.device.backend.matmul(aFull.storageFor("matmul"), bFull.storageFor("matmul"), {
-    batch, M, N, K, transA, transB,
+    batch,
+    M,
+    N,
+    K,
+    transA,
+    transB,
     aBatchStride: aFull.size === M * K ? 0 : M * K,
     bBatchStride: bFull.size === K * N ? 0 : K * N,
   });
@@ -62,4 +69,3 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     return [ga, gb];
   });
 }
-

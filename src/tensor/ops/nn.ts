@@ -51,7 +51,14 @@ export function rmsNorm(x: Tensor, weight: Tensor, eps = 1e-5): Tensor {
   const out = x.device.wrap(y, x.shape);
   const saved = x.device.wrap(rstd, [rows]);
   const result = recordOp("rmsNorm", out, [x, weight], [x, weight, saved], (g, [sx, sw, sr]) => {
-    const { dx, dw } = backend.rmsNormGrad(sx.storageFor("rmsNorm"), sw.storageFor("rmsNorm"), sr.storageFor("rmsNorm"), g.storageFor("rmsNorm"), rows, cols);
+    const { dx, dw } = backend.rmsNormGrad(
+      sx.storageFor("rmsNorm"),
+      sw.storageFor("rmsNorm"),
+      sr.storageFor("rmsNorm"),
+      g.storageFor("rmsNorm"),
+      rows,
+      cols,
+    );
     return [x.device.wrap(dx, x.shape), x.device.wrap(dw, weight.shape)];
   });
   saved.dispose();
@@ -80,7 +87,13 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
 }
 
 /** An i32 tensor from host ids (checked against an exclusive bound) or the tensor itself. */
-function indexTensor(op: string, like: Tensor, ids: Int32Array | Tensor, bound: number, what: string): { ids: Tensor; owned: boolean } {
+function indexTensor(
+  op: string,
+  like: Tensor,
+  ids: Int32Array | Tensor,
+  bound: number,
+  what: string,
+): { ids: Tensor; owned: boolean } {
   if (!(ids instanceof Int32Array)) {
     checkDtype(op, "i32", ids);
     return { ids, owned: false };
@@ -104,7 +117,10 @@ export function embedding(weight: Tensor, ids: Int32Array | Tensor): Tensor {
     [...index.ids.shape, dim],
   );
   const result = recordOp("embedding", out, [weight], [index.ids], (g, [sIds]) => [
-    weight.device.wrap(backend.embeddingGrad(sIds.storageFor("embedding"), g.storageFor("embedding"), n, vocab, dim), weight.shape),
+    weight.device.wrap(
+      backend.embeddingGrad(sIds.storageFor("embedding"), g.storageFor("embedding"), n, vocab, dim),
+      weight.shape,
+    ),
   ]);
   if (index.owned) index.ids.dispose();
   return result;
@@ -150,11 +166,17 @@ export function crossEntropy(logits: Tensor, targets: Int32Array | Tensor): Tens
   backend.release(perRow);
   const result = recordOp("crossEntropy", loss, [logits], [logits, index.ids], (g, [sl, sIds]) => [
     logits.device.wrap(
-      backend.crossEntropyGrad(sl.storageFor("crossEntropy"), sIds.storageFor("crossEntropy"), g.storageFor("crossEntropy"), rows, vocab, 1 / rows),
+      backend.crossEntropyGrad(
+        sl.storageFor("crossEntropy"),
+        sIds.storageFor("crossEntropy"),
+        g.storageFor("crossEntropy"),
+        rows,
+        vocab,
+        1 / rows,
+      ),
       logits.shape,
     ),
   ]);
   if (index.owned) index.ids.dispose();
   return result;
 }
-

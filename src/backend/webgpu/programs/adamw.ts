@@ -7,7 +7,13 @@ import code from "../../../../kernels/adamw.wgsl" with { type: "text" };
 const source = { name: "adamw", code };
 
 export function adamw(
-  ctx: GpuContext, param: GpuStorage, grad: GpuStorage, expAvg: GpuStorage, expAvgSq: GpuStorage, n: number, p: AdamWParams,
+  ctx: GpuContext,
+  param: GpuStorage,
+  grad: GpuStorage,
+  expAvg: GpuStorage,
+  expAvgSq: GpuStorage,
+  n: number,
+  p: AdamWParams,
 ): void {
   const params = new Params(9)
     .u32(n).f32(p.lr).f32(p.beta1).f32(p.beta2).f32(p.eps).f32(p.weightDecay)

@@ -31,7 +31,11 @@ function headLayout(D: number): { headVec4s: number; vec4: boolean; constants: R
 }
 
 export function attention(
-  ctx: GpuContext, q: GpuStorage, k: GpuStorage, v: GpuStorage, p: AttentionParams,
+  ctx: GpuContext,
+  q: GpuStorage,
+  k: GpuStorage,
+  v: GpuStorage,
+  p: AttentionParams,
 ): { o: GpuStorage; lse: GpuStorage } {
   const { B, Hq, Hkv, T, D } = p;
   const o = ctx.allocate(B * Hq * T * D * 4, false);
@@ -58,7 +62,13 @@ export function attention(
  * every head in the group.
  */
 export function attentionGrad(
-  ctx: GpuContext, q: GpuStorage, k: GpuStorage, v: GpuStorage, o: GpuStorage, lse: GpuStorage, dO: GpuStorage,
+  ctx: GpuContext,
+  q: GpuStorage,
+  k: GpuStorage,
+  v: GpuStorage,
+  o: GpuStorage,
+  lse: GpuStorage,
+  dO: GpuStorage,
   p: AttentionParams,
 ): { dq: GpuStorage; dk: GpuStorage; dv: GpuStorage } {
   const { B, Hq, Hkv, T, D } = p;

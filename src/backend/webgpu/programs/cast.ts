@@ -2,7 +2,7 @@
 // per word and u8/i8 four per word, in the byte order of the host's typed arrays, so uploads and
 // reads move the same bytes a Uint16Array or Uint8Array holds.
 
-import { DTYPE_BYTES, type DType } from "../../../tensor/dtype.ts";
+import { type DType, DTYPE_BYTES } from "../../../tensor/dtype.ts";
 import { type GpuContext, type GpuStorage, Params } from "../gpu_context.ts";
 import code from "../../../../kernels/cast.wgsl" with { type: "text" };
 

@@ -53,7 +53,9 @@ export function coalesce(shape: readonly number[], strides: readonly (readonly n
  * operand's offset to the part's first element.
  */
 export function forEachKernelPart(
-  space: IndexSpace, baseOffsets: readonly number[], dispatchPart: (part: IndexSpace, offsets: number[]) => void,
+  space: IndexSpace,
+  baseOffsets: readonly number[],
+  dispatchPart: (part: IndexSpace, offsets: number[]) => void,
 ): void {
   const lead = Math.max(0, space.shape.length - MAX_KERNEL_RANK);
   const part = { shape: space.shape.slice(lead), strides: space.strides.map((s) => s.slice(lead)) };
@@ -113,7 +115,10 @@ export function copyStrided(ctx: GpuContext, src: GpuStorage, dst: GpuStorage, c
   const segments = Math.ceil((vec4 ? inner / 4 : inner) / SEGMENT);
   forEachKernelPart(space, [copy.srcOffset, copy.dstOffset], (part, [srcOffset, dstOffset]) => {
     const rows = numel(part.shape) / inner;
-    const params = packTables(new Params(4 + 3 * MAX_KERNEL_RANK).u32(rows).u32(part.shape.length).u32(srcOffset).u32(dstOffset), part);
+    const params = packTables(
+      new Params(4 + 3 * MAX_KERNEL_RANK).u32(rows).u32(part.shape.length).u32(srcOffset).u32(dstOffset),
+      part,
+    );
     ctx.dispatch(pipeline, params, [src, dst], Math.ceil(rows * segments / WORKGROUP));
   });
 }

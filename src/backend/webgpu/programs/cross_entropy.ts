@@ -8,7 +8,13 @@ import code from "../../../../kernels/cross_entropy.wgsl" with { type: "text" };
 const source = { name: "cross_entropy", code };
 
 function dispatch(
-  ctx: GpuContext, entry: string, rows: number, vocab: number, scale: number, storages: GpuStorage[], lanes?: RowLanes,
+  ctx: GpuContext,
+  entry: string,
+  rows: number,
+  vocab: number,
+  scale: number,
+  storages: GpuStorage[],
+  lanes?: RowLanes,
 ): void {
   const { vec4, units } = rowUnits(vocab);
   const rowLanesUsed = lanes ?? rowLanes(rows, units);
@@ -19,7 +25,12 @@ function dispatch(
 
 /** loss [rows] = logsumexp(logits[r]) − logits[r, targets[r]]; NaN where the target is out of range. */
 export function crossEntropy(
-  ctx: GpuContext, logits: GpuStorage, targets: GpuStorage, rows: number, vocab: number, lanes?: RowLanes,
+  ctx: GpuContext,
+  logits: GpuStorage,
+  targets: GpuStorage,
+  rows: number,
+  vocab: number,
+  lanes?: RowLanes,
 ): GpuStorage {
   const loss = ctx.allocate(rows * 4, false);
   if (rows > 0) dispatch(ctx, "forward", rows, vocab, 1, [logits, targets, loss], lanes);
@@ -28,7 +39,13 @@ export function crossEntropy(
 
 /** dlogits = (softmax(logits) − onehot(targets)) · dloss[0] · scale; NaN rows where the target is out of range. */
 export function crossEntropyGrad(
-  ctx: GpuContext, logits: GpuStorage, targets: GpuStorage, dloss: GpuStorage, rows: number, vocab: number, scale: number,
+  ctx: GpuContext,
+  logits: GpuStorage,
+  targets: GpuStorage,
+  dloss: GpuStorage,
+  rows: number,
+  vocab: number,
+  scale: number,
   lanes?: RowLanes,
 ): GpuStorage {
   const dlogits = ctx.allocate(rows * vocab * 4, false);

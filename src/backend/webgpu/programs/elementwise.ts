@@ -25,7 +25,12 @@ const BINARY_OPS: Record<BinaryOp, number> = { add: 0, sub: 1, mul: 2, div: 3, e
 
 /** Runs a dense kernel over n elements: vec4 units when n % 4 == 0. */
 function dense(
-  ctx: GpuContext, defines: Defines, constants: Record<string, number>, storages: GpuStorage[], n: number, alpha?: number,
+  ctx: GpuContext,
+  defines: Defines,
+  constants: Record<string, number>,
+  storages: GpuStorage[],
+  n: number,
+  alpha?: number,
 ): void {
   const vec4 = n % 4 === 0;
   const units = vec4 ? n / 4 : n;
@@ -51,9 +56,12 @@ export function activationGrad(ctx: GpuContext, op: ActivationOp, x: GpuStorage,
 
 /** out = a op b with numpy broadcasting (shapes right-aligned, already checked compatible). */
 export function binary(
-  ctx: GpuContext, op: BinaryOp,
-  a: GpuStorage, aShape: readonly number[],
-  b: GpuStorage, bShape: readonly number[],
+  ctx: GpuContext,
+  op: BinaryOp,
+  a: GpuStorage,
+  aShape: readonly number[],
+  b: GpuStorage,
+  bShape: readonly number[],
   outShape: readonly number[],
 ): GpuStorage {
   const n = numel(outShape);
@@ -80,10 +88,14 @@ export function binary(
  * then 1 (read as vec4s) or 0 (one element, splatted).
  */
 function broadcast(
-  ctx: GpuContext, OP: number,
-  a: GpuStorage, aShape: readonly number[],
-  b: GpuStorage, bShape: readonly number[],
-  outShape: readonly number[], out: GpuStorage,
+  ctx: GpuContext,
+  OP: number,
+  a: GpuStorage,
+  aShape: readonly number[],
+  b: GpuStorage,
+  bShape: readonly number[],
+  outShape: readonly number[],
+  out: GpuStorage,
 ): void {
   const rank = outShape.length;
   const strides = [broadcastStrides(aShape, rank), broadcastStrides(bShape, rank), broadcastStrides(outShape, rank)];
@@ -91,7 +103,13 @@ function broadcast(
   const last = space.shape.length - 1;
   const inner = space.shape[last];
   const vec4 = inner % 4 === 0;
-  const defines = { BROADCAST: true, BINARY: true, VEC4: vec4, A_VEC4: vec4 && space.strides[0][last] === 1, B_VEC4: vec4 && space.strides[1][last] === 1 };
+  const defines = {
+    BROADCAST: true,
+    BINARY: true,
+    VEC4: vec4,
+    A_VEC4: vec4 && space.strides[0][last] === 1,
+    B_VEC4: vec4 && space.strides[1][last] === 1,
+  };
   const pipeline = ctx.pipeline(source, "main", defines, { OP });
   const segments = Math.ceil((vec4 ? inner / 4 : inner) / BROADCAST_SEGMENT);
   forEachKernelPart(space, [0, 0, 0], (part, [aOffset, bOffset, outOffset]) => {

@@ -40,7 +40,14 @@ export function embedding(ctx: GpuContext, w: GpuStorage, ids: GpuStorage, n: nu
 }
 
 /** dW [vocab, dim]: the dy rows of each id summed in token order; ids outside [0, vocab) are skipped. */
-export function embeddingGrad(ctx: GpuContext, ids: GpuStorage, dy: GpuStorage, n: number, vocab: number, dim: number): GpuStorage {
+export function embeddingGrad(
+  ctx: GpuContext,
+  ids: GpuStorage,
+  dy: GpuStorage,
+  n: number,
+  vocab: number,
+  dim: number,
+): GpuStorage {
   const dw = ctx.allocate(vocab * dim * 4, true);
   if (n * vocab * dim === 0) return dw;
   const { vec4, dimUnits } = units(dim);
@@ -48,7 +55,9 @@ export function embeddingGrad(ctx: GpuContext, ids: GpuStorage, dy: GpuStorage, 
   const pipeline = ctx.pipeline(source, "scatter", { VEC4: vec4 });
   const tokensPerDispatch = Math.max(1, Math.floor(SCATTER_LOOP_BUDGET / (2 + Math.ceil(dimUnits / SCATTER_WORKGROUP))));
   for (let first = 0; first < n; first += tokensPerDispatch) {
-    const params = new Params(5).u32(first).u32(Math.min(n, first + tokensPerDispatch)).u32(dimUnits).u32(vocab).u32(rowsPerGroup);
+    const params = new Params(5).u32(first).u32(Math.min(n, first + tokensPerDispatch)).u32(dimUnits).u32(vocab).u32(
+      rowsPerGroup,
+    );
     ctx.dispatch(pipeline, params, [ids, dy, dw], Math.ceil(vocab / rowsPerGroup));
   }
   return dw;

@@ -14,7 +14,13 @@ const TERMS_PER_DISPATCH = 60000;
 
 /** y [n, block]: block j = Σ x block indices[k], k in [offsets[j], offsets[j + 1]), in k order. */
 export function gatherBlocks(
-  ctx: GpuContext, x: GpuStorage, offsets: GpuStorage, indices: GpuStorage, n: number, block: number, maxTerms: number,
+  ctx: GpuContext,
+  x: GpuStorage,
+  offsets: GpuStorage,
+  indices: GpuStorage,
+  n: number,
+  block: number,
+  maxTerms: number,
 ): GpuStorage {
   const y = ctx.allocate(n * block * 4, false);
   if (n * block === 0) return y;

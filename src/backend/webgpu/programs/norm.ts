@@ -16,7 +16,13 @@ const MIN_ROWS_PER_BLOCK = 32;
 const MAX_ROWS_PER_BLOCK = 4096;
 
 function rowDispatch(
-  ctx: GpuContext, entry: string, rows: number, cols: number, eps: number, storages: GpuStorage[], lanes?: RowLanes,
+  ctx: GpuContext,
+  entry: string,
+  rows: number,
+  cols: number,
+  eps: number,
+  storages: GpuStorage[],
+  lanes?: RowLanes,
 ): void {
   const { vec4, units } = rowUnits(cols);
   const rowLanesUsed = lanes ?? rowLanes(rows, units);
@@ -29,7 +35,14 @@ function rowDispatch(
  * Sums over rows per column, deterministically: `entry` (rms_columns or ln_columns) writes one
  * partial sum per row block for each output, then column_sum adds the blocks in order.
  */
-function columnSums(ctx: GpuContext, entry: string, inputs: GpuStorage[], rows: number, cols: number, outputs: number): GpuStorage[] {
+function columnSums(
+  ctx: GpuContext,
+  entry: string,
+  inputs: GpuStorage[],
+  rows: number,
+  cols: number,
+  outputs: number,
+): GpuStorage[] {
   const { vec4, units } = rowUnits(cols);
   const defines = { VEC4: vec4 };
   const groups = Math.ceil(units / ROW_WORKGROUP);
@@ -53,7 +66,13 @@ function columnSums(ctx: GpuContext, entry: string, inputs: GpuStorage[], rows: 
 
 /** y = x / sqrt(mean(x²) + eps) · w per row of x [rows, cols]; rstd [rows]. `lanes` overrides the row layout. */
 export function rmsNorm(
-  ctx: GpuContext, x: GpuStorage, w: GpuStorage, rows: number, cols: number, eps: number, lanes?: RowLanes,
+  ctx: GpuContext,
+  x: GpuStorage,
+  w: GpuStorage,
+  rows: number,
+  cols: number,
+  eps: number,
+  lanes?: RowLanes,
 ): { y: GpuStorage; rstd: GpuStorage } {
   const y = ctx.allocate(rows * cols * 4, false);
   // A row of no columns has mean(x²) = 0/0; it is never read, so zeros stand in.
@@ -63,7 +82,14 @@ export function rmsNorm(
 }
 
 export function rmsNormGrad(
-  ctx: GpuContext, x: GpuStorage, w: GpuStorage, rstd: GpuStorage, dy: GpuStorage, rows: number, cols: number, lanes?: RowLanes,
+  ctx: GpuContext,
+  x: GpuStorage,
+  w: GpuStorage,
+  rstd: GpuStorage,
+  dy: GpuStorage,
+  rows: number,
+  cols: number,
+  lanes?: RowLanes,
 ): { dx: GpuStorage; dw: GpuStorage } {
   const dx = ctx.allocate(rows * cols * 4, false);
   if (rows * cols === 0) return { dx, dw: ctx.allocate(cols * 4, true) };
@@ -74,7 +100,14 @@ export function rmsNormGrad(
 
 /** y = (x − mean) · rstd · w + b per row; mean and rstd [rows]. */
 export function layerNorm(
-  ctx: GpuContext, x: GpuStorage, w: GpuStorage, b: GpuStorage, rows: number, cols: number, eps: number, lanes?: RowLanes,
+  ctx: GpuContext,
+  x: GpuStorage,
+  w: GpuStorage,
+  b: GpuStorage,
+  rows: number,
+  cols: number,
+  eps: number,
+  lanes?: RowLanes,
 ): { y: GpuStorage; mean: GpuStorage; rstd: GpuStorage } {
   const y = ctx.allocate(rows * cols * 4, false);
   const mean = ctx.allocate(rows * 4, cols === 0);
@@ -84,7 +117,14 @@ export function layerNorm(
 }
 
 export function layerNormGrad(
-  ctx: GpuContext, x: GpuStorage, w: GpuStorage, mean: GpuStorage, rstd: GpuStorage, dy: GpuStorage, rows: number, cols: number,
+  ctx: GpuContext,
+  x: GpuStorage,
+  w: GpuStorage,
+  mean: GpuStorage,
+  rstd: GpuStorage,
+  dy: GpuStorage,
+  rows: number,
+  cols: number,
   lanes?: RowLanes,
 ): { dx: GpuStorage; dw: GpuStorage; db: GpuStorage } {
   const dx = ctx.allocate(rows * cols * 4, false);

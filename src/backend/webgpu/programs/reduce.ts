@@ -40,7 +40,13 @@ export function reduceLayout(length: number, inner: number): ReduceLayout {
  * on the same shapes).
  */
 export function reduce(
-  ctx: GpuContext, op: ReduceOp, x: GpuStorage, outer: number, length: number, inner: number, layout?: ReduceLayout,
+  ctx: GpuContext,
+  op: ReduceOp,
+  x: GpuStorage,
+  outer: number,
+  length: number,
+  inner: number,
+  layout?: ReduceLayout,
 ): GpuStorage {
   if (outer * inner === 0) return ctx.allocate(0, false);
   let input = x;
@@ -57,7 +63,13 @@ export function reduce(
 
 /** One pass: each piece of `chunk` elements along the axis reduced to one value, [outer, chunks, inner]. */
 function reducePass(
-  ctx: GpuContext, op: ReduceOp, x: GpuStorage, outer: number, length: number, inner: number, layout: ReduceLayout,
+  ctx: GpuContext,
+  op: ReduceOp,
+  x: GpuStorage,
+  outer: number,
+  length: number,
+  inner: number,
+  layout: ReduceLayout,
   fullLength: number,
 ): { storage: GpuStorage; chunks: number } {
   if (layout === "rows" && inner !== 1) throw new Error(`reduce: the rows layout needs inner == 1, got ${inner}`);

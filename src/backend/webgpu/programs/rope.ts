@@ -64,7 +64,14 @@ function frequencyTable(ctx: GpuContext, D: number, theta: number): GpuStorage {
 
 /** Rotates x [rows, T, D] by p · theta^(−2j/D), p = t + positionOffset; by −angle when inverse. */
 export function rope(
-  ctx: GpuContext, x: GpuStorage, rows: number, T: number, D: number, theta: number, positionOffset: number, inverse: boolean,
+  ctx: GpuContext,
+  x: GpuStorage,
+  rows: number,
+  T: number,
+  D: number,
+  theta: number,
+  positionOffset: number,
+  inverse: boolean,
 ): GpuStorage {
   const y = ctx.allocate(rows * T * D * 4, false);
   if (rows * T * D === 0) return y;

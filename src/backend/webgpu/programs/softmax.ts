@@ -70,7 +70,13 @@ export function softmax(ctx: GpuContext, x: GpuStorage, rows: number, cols: numb
 
 /** softmax: dx = y·(dy − Σ dy·y); log-softmax: dx = dy − exp(y)·Σ dy, per row. */
 export function softmaxGrad(
-  ctx: GpuContext, y: GpuStorage, dy: GpuStorage, rows: number, cols: number, log: boolean, lanes?: RowLanes,
+  ctx: GpuContext,
+  y: GpuStorage,
+  dy: GpuStorage,
+  rows: number,
+  cols: number,
+  log: boolean,
+  lanes?: RowLanes,
 ): GpuStorage {
   const dx = ctx.allocate(rows * cols * 4, false);
   if (rows * cols === 0) return dx;
