@@ -4,8 +4,8 @@
 //   P_ij = exp(scale·q_i·k_j − lse_i) (0 where the causal mask hides j > i), dP_ij = dO_i·v_j,
 //   dS_ij = P_ij·(dP_ij − Δ_i), dk_j = scale·Σ_i dS_ij·q_i, dv_j = Σ_i P_ij·dO_i,
 // where dk and dv sum over every query head of the kv head's group, in order. Deterministic, no
-// atomics. programs/attention.ts prepends attention_backward_shared.wgsl: params, the register
-// layout and the per-chunk steps used here.
+// atomics. Params, the register layout and the per-chunk steps used here come from
+// lib/attention_backward.wgsl.
 //
 // Bindings: 0 params (uniform), 1 q [B, Hq, T, D], 2 k, 3 v [B, Hkv, T, D], 4 delta [B, Hq, T],
 // 5 lse [B, Hq, T], 6 dO [B, Hq, T, D] (read), 7 dk, 8 dv [B, Hkv, T, D] (written).
@@ -14,12 +14,14 @@
 // staged at a time.
 //
 // Layout: a workgroup owns a block of 4·LANES key rows of one kv head, with k in reg_a and v in
-// reg_b, and accumulates dk in acc_a and dv in acc_b (see the shared file). It walks the query rows
-// of every head of its group BLOCK_ROWS at a time, staging q in the first half of `tile`, dO in the
-// second, and lse and Δ (one vec4 per row) after the queries. Causal: the walk starts at the
-// block's first key.
+// reg_b, and accumulates dk in acc_a and dv in acc_b (see lib/attention_backward.wgsl). It walks
+// the query rows of every head of its group BLOCK_ROWS at a time, staging q in the first half of
+// `tile`, dO in the second, and lse and Δ (one vec4 per row) after the queries. Causal: the walk
+// starts at the block's first key.
 // Dispatch: one workgroup per (key block, kv head), B·Hkv·blocks, as a linear count (folded over
 // x, y by the host).
+
+#include "lib/attention_backward.wgsl"
 
 #if VEC4
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;

@@ -3,8 +3,8 @@
 //   P_ij = exp(scale·q_i·k_j − lse_i) (0 where the causal mask hides j > i), dP_ij = dO_i·v_j,
 //   Δ_i = Σ_d dO_id·O_id, dS_ij = P_ij·(dP_ij − Δ_i), dq_i = scale·Σ_j dS_ij·k_j.
 // Δ is computed on the way and saved for the second pass (attention_backward_dkv.wgsl).
-// Deterministic, no atomics. programs/attention.ts prepends attention_backward_shared.wgsl: params,
-// the register layout and the per-chunk steps used here.
+// Deterministic, no atomics. Params, the register layout and the per-chunk steps used here come from
+// lib/attention_backward.wgsl.
 //
 // Bindings: 0 params (uniform), 1 q [B, Hq, T, D], 2 k, 3 v [B, Hkv, T, D], 4 o [B, Hq, T, D],
 // 5 lse [B, Hq, T], 6 dO [B, Hq, T, D] (read), 7 dq [B, Hq, T, D], 8 delta [B, Hq, T] (written).
@@ -14,11 +14,13 @@
 // a time.
 //
 // Layout: a workgroup owns a block of 4·LANES query rows of one query head, with q in reg_a and dO in
-// reg_b, and accumulates dq in acc_a (see the shared file). It walks the keys BLOCK_ROWS at a time,
-// staging k in the first half of `tile` and v in the second. Causal: the walk stops at the block's
-// last row.
+// reg_b, and accumulates dq in acc_a (see lib/attention_backward.wgsl). It walks the keys
+// BLOCK_ROWS at a time, staging k in the first half of `tile` and v in the second. Causal: the walk
+// stops at the block's last row.
 // Dispatch: one workgroup per (query block, query head), B·Hq·blocks, as a linear count (folded over
 // x, y by the host).
+
+#include "lib/attention_backward.wgsl"
 
 #if VEC4
 @group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;

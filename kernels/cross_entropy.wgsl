@@ -9,7 +9,8 @@
 // workgroup covers 64 / LANES rows: ceil(rows / (64 / LANES)) workgroups, linear, folded over x
 // and y. One read pass keeps the running max m and Σ exp(x − m) per invocation (the sum rescaled
 // when m grows), merged per row in workgroup memory; forward then reads the target logit,
-// backward makes a second pass writing (exp(x − m) / Σ − onehot) · dloss[0] · scale.
+// backward makes a second pass writing (exp(x − m) / Σ − onehot) · dloss[0] · scale. The row
+// layout (WORKGROUP, LANES) and the reduction come from lib/row_reduce.wgsl.
 
 struct Params {
   rows: u32,
@@ -39,47 +40,7 @@ fn unit_component(v: Unit, i: u32) -> f32 { return v; }
 fn unit_onehot(u: u32, t: u32) -> Unit { return select(0.0, 1.0, u == t); }
 #endif
 
-override LANES: u32 = 64u;
-
-const WORKGROUP = 64u;
-// The lowest finite f32: a running max that has seen nothing yet (keeps exp() away from inf − inf).
-const LOWEST = -0x1.fffffep+127f;
-
-var<workgroup> red_a: array<f32, WORKGROUP>;
-var<workgroup> red_b: array<f32, WORKGROUP>;
-var<workgroup> part_a: array<f32, 8>;
-var<workgroup> part_b: array<f32, 8>;
-
-// (max, Σ exp(x − max)) of two disjoint sets of elements, as one pair.
-fn merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
-  let m = max(a.x, b.x);
-  return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
-}
-
-// Merges the pairs of the LANES invocations that share a row (fan-in 8 per level, fixed order);
-// each of them gets the row's pair. Called once per dispatch.
-fn reduce_max_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
-  if (LANES == 1u) { return v; }
-  red_a[lid] = v.x;
-  red_b[lid] = v.y;
-  workgroupBarrier();
-  if (LANES == 8u) {
-    let first = lid & ~7u;
-    var acc = vec2<f32>(red_a[first], red_b[first]);
-    for (var i = first + 1u; i < first + 8u; i++) { acc = merge(acc, vec2<f32>(red_a[i], red_b[i])); }
-    return acc;
-  }
-  if (lid < 8u) {
-    var acc = vec2<f32>(red_a[lid], red_b[lid]);
-    for (var i = lid + 8u; i < WORKGROUP; i += 8u) { acc = merge(acc, vec2<f32>(red_a[i], red_b[i])); }
-    part_a[lid] = acc.x;
-    part_b[lid] = acc.y;
-  }
-  workgroupBarrier();
-  var acc = vec2<f32>(part_a[0], part_b[0]);
-  for (var i = 1u; i < 8u; i++) { acc = merge(acc, vec2<f32>(part_a[i], part_b[i])); }
-  return acc;
-}
+#include "lib/row_reduce.wgsl"
 
 @group(0) @binding(1) var<storage, read> logits: array<Unit>;
 @group(0) @binding(2) var<storage, read> targets: array<i32>;

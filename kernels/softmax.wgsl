@@ -10,7 +10,8 @@
 // Forward: one read pass keeps, per invocation, the running max m and Σ exp(x − m), rescaling the
 // sum when m grows; the row's (m, sum) pairs merge in workgroup memory; a second pass writes
 // exp(x − m) / sum, or x − m − log(sum) when LOG. Backward: one pass for Σ dy·y (softmax) or Σ dy
-// (log-softmax), one pass to write dx.
+// (log-softmax), one pass to write dx. The row layout (WORKGROUP, LANES) and the reductions come
+// from lib/row_reduce.wgsl.
 
 struct Params {
   rows: u32,
@@ -29,70 +30,9 @@ fn unit_max(v: Unit) -> f32 { return v; }
 fn unit_sum(v: Unit) -> f32 { return v; }
 #endif
 
-override LANES: u32 = 64u;
+#include "lib/row_reduce.wgsl"
+
 override LOG: bool = false;
-
-const WORKGROUP = 64u;
-// The lowest finite f32: a running max that has seen nothing yet (keeps exp() away from inf − inf).
-const LOWEST = -0x1.fffffep+127f;
-
-var<workgroup> red_a: array<f32, WORKGROUP>;
-var<workgroup> red_b: array<f32, WORKGROUP>;
-var<workgroup> part_a: array<f32, 8>;
-var<workgroup> part_b: array<f32, 8>;
-
-// (max, Σ exp(x − max)) of two disjoint sets of elements, as one pair.
-fn merge(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
-  let m = max(a.x, b.x);
-  return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
-}
-
-// Merges the pairs of the LANES invocations that share a row; each of them gets the row's pair.
-// Fan-in 8 per level, in a fixed order. Called once per dispatch (workgroup memory is not reused).
-fn reduce_max_sum(v: vec2<f32>, lid: u32) -> vec2<f32> {
-  if (LANES == 1u) { return v; }
-  red_a[lid] = v.x;
-  red_b[lid] = v.y;
-  workgroupBarrier();
-  if (LANES == 8u) {
-    let first = lid & ~7u;
-    var acc = vec2<f32>(red_a[first], red_b[first]);
-    for (var i = first + 1u; i < first + 8u; i++) { acc = merge(acc, vec2<f32>(red_a[i], red_b[i])); }
-    return acc;
-  }
-  if (lid < 8u) {
-    var acc = vec2<f32>(red_a[lid], red_b[lid]);
-    for (var i = lid + 8u; i < WORKGROUP; i += 8u) { acc = merge(acc, vec2<f32>(red_a[i], red_b[i])); }
-    part_a[lid] = acc.x;
-    part_b[lid] = acc.y;
-  }
-  workgroupBarrier();
-  var acc = vec2<f32>(part_a[0], part_b[0]);
-  for (var i = 1u; i < 8u; i++) { acc = merge(acc, vec2<f32>(part_a[i], part_b[i])); }
-  return acc;
-}
-
-// Σ over the LANES invocations that share a row, in a fixed order; each of them gets the sum.
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-  if (LANES == 1u) { return v; }
-  red_a[lid] = v;
-  workgroupBarrier();
-  if (LANES == 8u) {
-    let first = lid & ~7u;
-    var acc = red_a[first];
-    for (var i = first + 1u; i < first + 8u; i++) { acc += red_a[i]; }
-    return acc;
-  }
-  if (lid < 8u) {
-    var acc = red_a[lid];
-    for (var i = lid + 8u; i < WORKGROUP; i += 8u) { acc += red_a[i]; }
-    part_a[lid] = acc;
-  }
-  workgroupBarrier();
-  var acc = part_a[0];
-  for (var i = 1u; i < 8u; i++) { acc += part_a[i]; }
-  return acc;
-}
 
 // This invocation's row (possibly past the end) and its lane within the row.
 fn row_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {

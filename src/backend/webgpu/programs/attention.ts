@@ -1,18 +1,16 @@
 // Fused attention, forward (kernels/attention.wgsl) and backward in two passes
-// (kernels/attention_backward_dq.wgsl, kernels/attention_backward_dkv.wgsl, each with
-// kernels/attention_backward_shared.wgsl prepended).
+// (kernels/attention_backward_dq.wgsl, kernels/attention_backward_dkv.wgsl, which both include
+// kernels/lib/attention_backward.wgsl).
 
 import type { AttentionParams } from "../../backend.ts";
 import { type GpuContext, type GpuStorage, Params } from "../gpu_context.ts";
 import forwardCode from "../../../../kernels/attention.wgsl" with { type: "text" };
-import backwardSharedCode from "../../../../kernels/attention_backward_shared.wgsl" with { type: "text" };
 import queryGradientsCode from "../../../../kernels/attention_backward_dq.wgsl" with { type: "text" };
 import keyValueGradientsCode from "../../../../kernels/attention_backward_dkv.wgsl" with { type: "text" };
 
 const forwardSource = { name: "attention", code: forwardCode };
-// WGSL has no includes: each backward pass is compiled with the shared part in front of it.
-const queryGradientsSource = { name: "attention_backward_dq", code: `${backwardSharedCode}\n${queryGradientsCode}` };
-const keyValueGradientsSource = { name: "attention_backward_dkv", code: `${backwardSharedCode}\n${keyValueGradientsCode}` };
+const queryGradientsSource = { name: "attention_backward_dq", code: queryGradientsCode };
+const keyValueGradientsSource = { name: "attention_backward_dkv", code: keyValueGradientsCode };
 
 /** Rows per workgroup (4 for each of 16 invocations) and vec4 slots of workgroup memory, as fixed in the kernels. */
 const WORKGROUP_ROWS = 64;

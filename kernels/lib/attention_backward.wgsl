@@ -1,12 +1,15 @@
 // The part of the fused attention backward that its two passes share: params, the register layout
-// and the per-chunk steps. It is no kernel on its own: WGSL has no includes, so programs/attention.ts
-// prepends this file to each pass, attention_backward_dq.wgsl (query gradients) and
-// attention_backward_dkv.wgsl (key and value gradients). Each pass declares its storage bindings
-// (1 and up) and the memory access the row helpers here go through: load_chunk(source, index) and
-// store_chunk(destination, index, chunk) on vec4s under `#if VEC4`, load_element and store_element
-// on single elements otherwise, with `source` and `destination` ids of its own.
+// and the per-chunk steps. No kernel on its own: attention_backward_dq.wgsl (query gradients) and
+// attention_backward_dkv.wgsl (key and value gradients) include it with
+// `#include "lib/attention_backward.wgsl"`.
 //
-// Binding 0: params (uniform).
+// Declares: Params and binding 0 (params, uniform), the constants below, the workgroup `tile`, the
+// private registers, the row helpers and the per-chunk steps.
+// The includer provides: its storage bindings (1 and up) and the memory access the row helpers go
+// through: load_chunk(source, index) and store_chunk(destination, index, chunk) on vec4s under
+// `#if VEC4`, load_element and store_element on single elements otherwise, with `source` and
+// `destination` ids of its own.
+//
 // Override constants: HEAD_VEC4S = ceil(D / 4) and SEGMENT (as in attention.wgsl); BLOCK_ROWS, the
 // rows of the other side staged at a time.
 //
