@@ -70,10 +70,22 @@ export interface AdamWParams {
   beta2: number;
   eps: number;
   weightDecay: number;
+  /**
+   * Weight decay by runs of elements, overriding weightDecay: run i covers [start_i, start_{i+1})
+   * (the last one to n) and decays by its own rate. Starts ascend from 0. A flat ZeRO partition
+   * holds matrices (decayed) and norm gains (not) side by side, and steps in one dispatch.
+   */
+  decayRuns?: readonly DecayRun[];
   /** 1-based step count, for bias correction. */
   step: number;
   /** Multiplies the gradient before use (gradient clipping); 1 for none. */
   gradScale: number;
+}
+
+/** Elements from `start` up to the next run's start share this weight decay. */
+export interface DecayRun {
+  start: number;
+  weightDecay: number;
 }
 
 export interface BackendStats {
@@ -203,7 +215,8 @@ export interface Backend {
 
   // ---- optimizer ----
   /**
-   * In place, PyTorch AdamW: g = grad·gradScale; param ·= 1 − lr·weightDecay; m = β1·m + (1−β1)·g;
+   * In place, PyTorch AdamW: g = grad·gradScale; param ·= 1 − lr·weightDecay (the element's run's,
+   * given decayRuns); m = β1·m + (1−β1)·g;
    * v = β2·v + (1−β2)·g²; param −= lr/(1−β1^step) · m / (sqrt(v)/sqrt(1−β2^step) + eps).
    */
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, n: number, p: AdamWParams): void;

@@ -57,6 +57,33 @@ interface Entry {
   state: AdamWState;
 }
 
+/** AdamWOptions with every default filled in and every value checked. */
+export type AdamWHyperparameters = Required<AdamWOptions>;
+
+/** The hyperparameters with their defaults, checked: a bad value throws naming it. */
+export function adamwHyperparameters(options: AdamWOptions = {}): AdamWHyperparameters {
+  const eps = options.eps ?? 1e-8;
+  if (!(Number.isFinite(eps) && eps > 0)) throw new RangeError(`AdamW: eps must be a finite number > 0, got ${eps}`);
+  const weightDecay = options.weightDecay ?? 0.1;
+  if (!(Number.isFinite(weightDecay) && weightDecay >= 0)) {
+    throw new RangeError(`AdamW: weightDecay must be a finite number ≥ 0, got ${weightDecay}`);
+  }
+  return { beta1: checkBeta("beta1", options.beta1 ?? 0.9), beta2: checkBeta("beta2", options.beta2 ?? 0.95), eps, weightDecay };
+}
+
+/** The weight decay of a parameter of this shape: the run's on matrices (two or more dimensions), 0 on the rest. */
+export function weightDecayOf(shape: readonly number[], weightDecay: number): number {
+  return shape.length >= 2 ? weightDecay : 0;
+}
+
+/** Checks a step's learning rate and gradient scale, naming `where` and the bad value. */
+export function checkStepOptions(where: string, { lr, gradScale = 1 }: AdamWStepOptions): void {
+  if (!(Number.isFinite(lr) && lr >= 0)) throw new RangeError(`${where}: lr must be a finite number ≥ 0, got ${lr}`);
+  if (!(Number.isFinite(gradScale) && gradScale >= 0)) {
+    throw new RangeError(`${where}: gradScale must be a finite number ≥ 0, got ${gradScale}`);
+  }
+}
+
 export class AdamW {
   readonly beta1: number;
   readonly beta2: number;
@@ -68,23 +95,14 @@ export class AdamW {
 
   /** State is allocated here, as zeros with step 0 (equivalent to PyTorch's not-yet-created state). */
   constructor(namedParams: [string, Tensor][], options: AdamWOptions = {}) {
-    this.beta1 = checkBeta("beta1", options.beta1 ?? 0.9);
-    this.beta2 = checkBeta("beta2", options.beta2 ?? 0.95);
-    this.eps = options.eps ?? 1e-8;
-    if (!(Number.isFinite(this.eps) && this.eps > 0)) {
-      throw new RangeError(`AdamW: eps must be a finite number > 0, got ${this.eps}`);
-    }
-    this.weightDecay = options.weightDecay ?? 0.1;
-    if (!(Number.isFinite(this.weightDecay) && this.weightDecay >= 0)) {
-      throw new RangeError(`AdamW: weightDecay must be a finite number ≥ 0, got ${this.weightDecay}`);
-    }
+    ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = adamwHyperparameters(options));
     checkParams(namedParams);
     for (const [name, param] of namedParams) {
       const zeros = () => keep(param.device.zeros(param.shape));
       this.byName.set(name, {
         name,
         param,
-        weightDecay: param.shape.length >= 2 ? this.weightDecay : 0,
+        weightDecay: weightDecayOf(param.shape, this.weightDecay),
         state: { expAvg: zeros(), expAvgSq: zeros(), step: 0 },
       });
     }
@@ -94,10 +112,7 @@ export class AdamW {
   /** Updates every parameter that has a .grad, in place on its device; the others are skipped. */
   step({ lr, gradScale = 1 }: AdamWStepOptions): void {
     this.checkAlive("step");
-    if (!(Number.isFinite(lr) && lr >= 0)) throw new RangeError(`AdamW.step: lr must be a finite number ≥ 0, got ${lr}`);
-    if (!(Number.isFinite(gradScale) && gradScale >= 0)) {
-      throw new RangeError(`AdamW.step: gradScale must be a finite number ≥ 0, got ${gradScale}`);
-    }
+    checkStepOptions("AdamW.step", { lr, gradScale });
     // Every gradient is checked before any parameter moves, so a rejected step changes nothing.
     const updates = this.entries.filter(({ param }) => param.grad);
     for (const { name, param } of updates) checkGrad(name, param, param.grad!);
