@@ -124,6 +124,39 @@ testBothBackends("memory: noGrad records nothing", async (device) => {
   for (const t of model.all) t.dispose();
 });
 
+testBothBackends("memory: async tidy and noGrad span awaits: temporaries freed, the result kept, no graph", async (device) => {
+  const model = createModel(device);
+  const start = device.stats();
+  const loss = await ops.tidy(() =>
+    ops.noGrad(async () => {
+      const first = forward(model, 1);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      assert.equal(ops.add(first, first).requiresGrad, false, "still no graph after an await");
+      return ops.add(first, forward(model, 2));
+    })
+  );
+  const after = device.stats();
+  assert.equal(after.tensors, start.tensors + 1, "tensors alive besides the result");
+  assert.equal(after.buffers, start.buffers + 1, "buffers alive besides the result");
+  const withGrad = ops.tidy(() => ops.add(forward(model, 1), forward(model, 2)));
+  assert.equal(withGrad.requiresGrad, true, "gradients are recorded again once it settles");
+  assert.equal(await scalar(withGrad), await scalar(loss));
+  withGrad.dispose();
+  loss.dispose();
+  assertSameMemory(device.stats(), start, "after the async scope");
+  // A rejected async scope frees what it made, too.
+  await assert.rejects(
+    ops.tidy(async () => {
+      forward(model, 1);
+      await Promise.resolve();
+      throw new Error("midway");
+    }),
+    /midway/,
+  );
+  assertSameMemory(device.stats(), start, "after a rejected async scope");
+  for (const t of model.all) t.dispose();
+});
+
 testBothBackends("memory: a leaf disposed before backward still leaves nothing behind", async (device) => {
   const model = createModel(device);
   const start = device.stats();

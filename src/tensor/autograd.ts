@@ -17,23 +17,32 @@ import type { Tensor } from "./tensor.ts";
 export type BackwardFn = (grad: Tensor, saved: Tensor[]) => (Tensor | null)[];
 export type AsyncBackwardFn = (grad: Tensor) => Promise<(Tensor | null)[]>;
 
-let gradEnabled = true;
+/** How many noGrad() calls are running; gradients are recorded when none is. */
+let noGradDepth = 0;
 
 export function isGradEnabled(): boolean {
-  return gradEnabled;
+  return noGradDepth === 0;
 }
 
-/** Runs fn without recording gradients (like torch.no_grad). fn must be synchronous. */
+/**
+ * Runs fn without recording gradients (like torch.no_grad). When fn returns a promise, gradients
+ * stay off until it settles (across its awaits, as tidy's scopes do: one flow of tensor work per
+ * thread at a time) and noGrad returns a promise of the same value.
+ */
 export function noGrad<T>(fn: () => T): T {
-  const previous = gradEnabled;
-  gradEnabled = false;
+  noGradDepth++;
+  let result: T;
   try {
-    const result = fn();
-    if (result instanceof Promise) throw new Error("noGrad: the function must be synchronous (it returned a Promise)");
-    return result;
-  } finally {
-    gradEnabled = previous;
+    result = fn();
+  } catch (error) {
+    noGradDepth--;
+    throw error;
   }
+  if (!(result instanceof Promise)) {
+    noGradDepth--;
+    return result;
+  }
+  return result.finally(() => noGradDepth--) as T;
 }
 
 export class GradNode {
@@ -87,7 +96,7 @@ export function recordOp(
   save: readonly Tensor[],
   backward: BackwardFn,
 ): Tensor {
-  if (!gradEnabled || !inputs.some((t) => t.requiresGrad)) return out;
+  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return out;
   const saved = save.map((t) => t.retainedHandle());
   out.setGradNode(new GradNode(name, inputs.map((t) => t.gradNode()), backward, saved, null));
   return out;
