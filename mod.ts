@@ -11,7 +11,16 @@ export type { AdamWParams } from "./src/backend/backend.ts";
 
 // The model, data, optimizer and trainer.
 export { headDim, paramCount, type Phi3Config, presetConfig, type PresetName, PRESETS, validateConfig } from "./src/nn/config.ts";
-export { Phi3ForCausalLM, type Phi3Init, Phi3Model } from "./src/nn/phi3.ts";
+export {
+  type BlockRunner,
+  type ModelBlock,
+  Phi3ForCausalLM,
+  type Phi3Init,
+  Phi3Model,
+  runAsIs,
+  type Tokens,
+} from "./src/nn/phi3.ts";
+export { type Forward, type Layer, localLayers, type Phi3Layers } from "./src/nn/layers.ts";
 export { Phi3DecoderLayer } from "./src/nn/decoder_layer.ts";
 export { Phi3Attention } from "./src/nn/attention.ts";
 export { Phi3MLP } from "./src/nn/mlp.ts";
@@ -41,7 +50,7 @@ export { AdamW, type AdamWOptions, type AdamWState, type AdamWStepOptions } from
 export { warmupCosine, type WarmupCosineOptions } from "./src/optim/schedule.ts";
 export { clipScale, globalGradNorm } from "./src/optim/clip.ts";
 export { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./src/train/config.ts";
-export { type RankMemory, type StepMetrics, train, Trainer } from "./src/train/trainer.ts";
+export { type StepMetrics, train, Trainer } from "./src/train/trainer.ts";
 export { type ParallelRun, trainParallel } from "./src/train/parallel_run.ts";
 
 // Ranks as workers, their collectives and the traffic they cause.
@@ -61,14 +70,38 @@ export type { HeapArray, HeapDType } from "./src/comm/heap.ts";
 export { DEFAULT_LINKS, type Links, type LinkSpec, mergeLedgers, type Traffic, type TrafficJSON } from "./src/comm/cost_model.ts";
 export type { CollectiveRecord, LedgerJSON } from "./src/comm/ledger.ts";
 
-// Parallel training strategies.
-export { DataParallel, DEFAULT_BUCKET_BYTES, replicaRows } from "./src/parallel/ddp.ts";
-export { type ParallelLayout, resolveLayout, type SpImpl, worldSize, type ZeroStage } from "./src/parallel/layout.ts";
-export { type EngineOptions, ParallelEngine } from "./src/parallel/engine.ts";
+// Parallel training: layouts, the engine and its strategies, the fragment map.
+export {
+  checkLayoutFits,
+  dataParallelSize,
+  type ParallelGroups,
+  parallelGroups,
+  type ParallelLayout,
+  resolveLayout,
+  type SpImpl,
+  tensorParallelSize,
+  worldSize,
+  type ZeroStage,
+} from "./src/parallel/layout.ts";
+export { createStrategy, type EngineOptions, ParallelEngine, type TokenBatch, type TokenShare } from "./src/parallel/engine.ts";
+export { type RankMemory, type Strategy, type StrategyContext } from "./src/parallel/strategy.ts";
+export { DataParallel, DEFAULT_BUCKET_BYTES } from "./src/parallel/ddp.ts";
+export { ZeroOptimizer } from "./src/parallel/zero.ts";
+export { Zero3 } from "./src/parallel/zero3.ts";
+export { f32Codec, type PartitionCodec } from "./src/parallel/partition_codec.ts";
+export {
+  type AssembledState,
+  assembleState,
+  type Fragment,
+  FRAGMENT_MAP_VERSION,
+  type FragmentMap,
+  fragmentMap,
+  type RankFragments,
+  rankFragments,
+  type RankState,
+} from "./src/parallel/fragment_map.ts";
+export { type FlatGroup, partitionParameters } from "./src/parallel/zero_partition.ts";
 export { cut, type CutBackward } from "./src/parallel/cut.ts";
-export { type ModelBlock, ParallelPhi3, type TokenBatch } from "./src/parallel/parallel_model.ts";
+export { parallelLayers } from "./src/parallel/parallel_layers.ts";
 export { shardValues, type TensorParallelShard, tensorParallelShards, unshardValues } from "./src/parallel/tp_shards.ts";
 export { type HeadAssignment, ulyssesAttention, ulyssesHeads } from "./src/parallel/ulysses.ts";
-export { partitionParameters, type ZeroFragment, type ZeroPartition } from "./src/parallel/zero_partition.ts";
-export { type ZeroMemory, ZeroOptimizer } from "./src/parallel/zero.ts";
-export { Zero3Parameters } from "./src/parallel/zero3.ts";

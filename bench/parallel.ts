@@ -30,7 +30,8 @@ import {
   type ZeroStage,
 } from "../src/parallel/layout.ts";
 import { checkTrainConfig, DEFAULT_TRAIN_CONFIG, type TrainConfig } from "../src/train/config.ts";
-import { type RankMemory, type StepMetrics, train } from "../src/train/trainer.ts";
+import type { RankMemory } from "../src/parallel/strategy.ts";
+import { type StepMetrics, train } from "../src/train/trainer.ts";
 import type { SuiteOptions } from "./kernels.ts";
 import { SCALING_MODEL, type ScalingRankArgs, type ScalingRankResult } from "./parallel_rank.ts";
 import { printScaling, printStrategies } from "./parallel_report.ts";

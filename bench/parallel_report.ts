@@ -3,7 +3,7 @@
 
 import { DEFAULT_LINKS } from "../src/comm/cost_model.ts";
 import type { Phi3Config } from "../src/nn/config.ts";
-import type { RankMemory } from "../src/train/trainer.ts";
+import type { RankMemory } from "../src/parallel/strategy.ts";
 import type { ScalingRow, StrategyRow } from "./parallel.ts";
 import { alignedTable, formatMs } from "./report.ts";
 

@@ -36,7 +36,7 @@ function peakedModel(device: Device): Phi3ForCausalLM {
 
 /** The model's logits for the token after `context`, read from a plain forward. */
 async function nextLogits(model: Phi3ForCausalLM, device: Device, context: Int32Array): Promise<Float32Array> {
-  const logits = ops.noGrad(() => ops.tidy(() => model.forward(device.tensor(context, [1, context.length]))));
+  const logits = await ops.noGrad(() => ops.tidy(() => model.forward(device.tensor(context, [1, context.length]))));
   const values = await readF32(logits);
   logits.dispose();
   return values.slice((context.length - 1) * MICRO.vocabSize);
@@ -75,7 +75,8 @@ Deno.test("nn generate: the same seed gives the same tokens; other seeds give ot
   const options = { maxNewTokens: 12, temperature: 1, seed: 42 };
   const first = await generate(model, PROMPT, options);
   assert.deepEqual(await generate(model, PROMPT, options), first);
-  const others = await Promise.all([43, 44, 45].map((seed) => generate(model, PROMPT, { ...options, seed })));
+  const others = [];
+  for (const seed of [43, 44, 45]) others.push(await generate(model, PROMPT, { ...options, seed }));
   assert.ok(others.every((o) => o.some((token, i) => token !== first[i])), `seed 42 ${first}, others ${others.join(" | ")}`);
   assert.ok(first.every((t) => t >= 0 && t < MICRO.vocabSize));
   model.dispose();

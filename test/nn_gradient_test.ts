@@ -52,7 +52,7 @@ function spreadFactory(device: Device): ParameterFactory {
 
 /** The mean cross-entropy of the model's f32 logits, in doubles on the host. */
 async function hostLoss(model: Phi3ForCausalLM, device: Device): Promise<number> {
-  const logits = ops.noGrad(() => ops.tidy(() => model.forward(device.tensor(IDS, [B, T]))));
+  const logits = await ops.noGrad(() => ops.tidy(() => model.forward(device.tensor(IDS, [B, T]))));
   const values = await readF32(logits);
   logits.dispose();
   const V = MICRO.vocabSize;
@@ -104,7 +104,7 @@ async function finiteDifference(
 Deno.test("nn gradients: every parameter of a Phi-3 model matches central finite differences", async () => {
   const device = await cpuDevice();
   const model = new Phi3ForCausalLM(device, MICRO, { parameters: spreadFactory(device) });
-  const loss = ops.tidy(() => model.loss(device.tensor(IDS, [B, T]), device.tensor(TARGETS, [B, T])));
+  const loss = await ops.tidy(() => model.loss(device.tensor(IDS, [B, T]), device.tensor(TARGETS, [B, T])));
   const deviceLoss = (await loss.read())[0];
   await loss.backward();
   loss.dispose();

@@ -175,12 +175,12 @@ testBothBackends("nn: Phi-3 logits and loss equal a Float64 reference", async (d
 
   const ids = device.tensor(IDS, [B, T]);
   const targets = device.tensor(TARGETS, [B, T]);
-  const logits = ops.noGrad(() => model.forward(ids));
+  const logits = await ops.noGrad(() => model.forward(ids));
   assert.deepEqual(logits.shape, [B, T, MICRO.vocabSize]);
   // f32 storage between ops (CPU accumulates in f64, WebGPU in f32) against pure f64: a few f32
   // ulps per op through ~30 ops on logits of magnitude ~5.
   assertClose(await readF32(logits), expected, 1e-4, 1e-4, `${device.name} logits vs Float64 reference`);
-  const loss = ops.noGrad(() => model.loss(ids, targets));
+  const loss = await ops.noGrad(() => model.loss(ids, targets));
   assert.deepEqual(loss.shape, []);
   assertClose(await readF32(loss), [referenceLoss(expected, TARGETS, MICRO.vocabSize)], 1e-5, 1e-5, "loss");
   for (const t of [logits, loss, ids, targets]) t.dispose();
@@ -190,11 +190,11 @@ testBothBackends("nn: Phi-3 logits and loss equal a Float64 reference", async (d
 testBothBackends("nn: the layers called one by one give the model's forward", async (device) => {
   const { model } = spreadModel(device);
   const ids = device.tensor(IDS, [B, T]);
-  const [whole, stepwise] = ops.noGrad(() =>
-    ops.tidy(() => {
-      let h = model.model.embedTokens.forward(ids);
-      for (let i = 0; i < model.model.layers.length; i++) h = model.model.layers[i].forward(h);
-      return [model.forward(ids), model.lmHead.forward(model.model.norm.forward(h))];
+  const [whole, stepwise] = await ops.noGrad(() =>
+    ops.tidy(async () => {
+      let h = await model.model.embedTokens.forward(ids);
+      for (let i = 0; i < model.model.layers.length; i++) h = await model.model.layers[i].forward(h);
+      return [await model.forward(ids), await model.lmHead.forward(model.model.norm.forward(h))];
     })
   );
   assert.deepEqual(await readF32(stepwise), await readF32(whole));
@@ -210,7 +210,7 @@ testBothBackends("nn: forward + backward + disposing gradients leaves device mem
   const params = model.namedParameters();
   const start = device.stats();
   for (let step = 1; step <= 3; step++) {
-    const loss = model.loss(ids, targets);
+    const loss = await model.loss(ids, targets);
     await loss.backward();
     for (const [name, p] of params) assert.ok(p.grad, `step ${step}: ${name} has no gradient`);
     assert.ok(Number.isFinite((await loss.read())[0]));
@@ -238,7 +238,7 @@ testBothBackends("nn: forward + backward + disposing gradients leaves device mem
 Deno.test("nn: forward and loss reject bad token tensors, naming the problem", async () => {
   const device = await (await import("./helpers.ts")).cpuDevice();
   const { model } = spreadModel(device);
-  const check = (fn: () => Tensor, error: typeof ShapeError | typeof DTypeError, pattern: RegExp) => {
+  const check = (fn: () => Promise<Tensor>, error: typeof ShapeError | typeof DTypeError, pattern: RegExp) => {
     assert.throws(() => ops.tidy(fn), (e: Error) => e instanceof error && pattern.test(e.message));
   };
   const ids = (shape: number[], dtype: "i32" | "f32" = "i32") =>

@@ -165,7 +165,7 @@ async function checkZero3(dp: number, batch: number): Promise<number> {
     });
   }
   // Cross-check: the ranks' fragments cover every parameter element once.
-  assert.equal(sum(results.flatMap(({ value }) => value.fragments.zero.map((f) => f.numel))), paramCount(MODEL));
+  assert.equal(sum(results.flatMap(({ value }) => value.fragments.fragments.map((f) => f.numel))), paramCount(MODEL));
   return 3 * perPass;
 }
 

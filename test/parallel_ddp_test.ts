@@ -7,10 +7,12 @@
 import assert from "node:assert/strict";
 import { launch } from "../src/comm/launch.ts";
 import { RankFailedError } from "../src/comm/errors.ts";
-import { planBuckets, replicaRows } from "../src/parallel/ddp.ts";
+import { planBuckets } from "../src/parallel/ddp.ts";
+import { rowsPerReplica } from "../src/parallel/layout.ts";
 import type { TrainRankArgs, TrainRankResult } from "../src/train/train_rank.ts";
 import type { TrainConfig } from "../src/train/config.ts";
 import { train } from "../src/train/trainer.ts";
+import { assembleRun } from "./parallel_state.ts";
 import { trainOneRank } from "./single_rank.ts";
 
 const ENTRY = new URL("../src/train/train_rank.ts", import.meta.url).href;
@@ -29,7 +31,7 @@ Deno.test("ddp: dp2 trains like one rank, in lockstep, with the ring volume of i
   const args: TrainRankArgs = { config: { ...CONFIG, bucketCapMb: BUCKET_BYTES / 2 ** 20 } };
   const results = await launch<TrainRankResult>({ ranks: 2, entry: ENTRY, args, backend: "cpu" });
 
-  const consolidated = results[0].value.params;
+  const { assembled } = assembleRun(results);
   for (const { rank, value } of results) {
     value.losses.forEach((loss, step) => {
       const expected = reference.losses[step];
@@ -40,7 +42,7 @@ Deno.test("ddp: dp2 trains like one rank, in lockstep, with the ring volume of i
     });
   }
   for (const [name, expected] of reference.params) {
-    const actual = consolidated[name];
+    const actual = assembled.parameters.get(name)!.fp32;
     assert.equal(actual.length, expected.length, name);
     let worst = 0;
     for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
@@ -107,10 +109,10 @@ Deno.test("ddp: uneven bucket sizes over three ranks still follow the ring formu
 
 Deno.test("ddp: a batch that does not divide among the replicas is refused, naming both numbers", async () => {
   assert.throws(
-    () => replicaRows(5, 2, 0),
+    () => rowsPerReplica(5, 2),
     (error) => error instanceof RangeError && /batch of 5 rows/.test(error.message) && /dp 2\b/.test(error.message),
   );
-  assert.deepEqual(replicaRows(6, 3, 2), { rowStart: 4, rowCount: 2 });
+  assert.equal(rowsPerReplica(6, 3), 2);
   const config: TrainConfig = { ...CONFIG, batch: 5 };
   await assert.rejects(launch({ ranks: 2, entry: ENTRY, args: { config }, backend: "cpu" }), (error) => {
     assert.ok(error instanceof RankFailedError);

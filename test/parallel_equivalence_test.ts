@@ -1,7 +1,9 @@
 // Every parallel layout trains like one rank: 20 steps of the tiny preset on CPU ranks give the
-// single-rank run's per-step losses within 1e-4 relative and its final parameters within 1e-5, once
-// the ranks' pieces are put back together (tensor-parallel shards unsharded, ZeRO partitions
-// gathered). The reference is the plain Trainer on one CPU device, which knows nothing of ranks.
+// single-rank run's per-step losses within 1e-4 relative, and its final parameters (within 1e-5)
+// and AdamW moments, once the whole state is put back together from the ranks' own states by the
+// fragment map alone (assembleState: fragments into shards, shards into parameters). Each rank lays
+// its state out as the map says, and every replica the map names holds the same values. The
+// reference is the plain Trainer on one CPU device, which knows nothing of ranks.
 //
 // The learning rate is 1e-3. Ranks add the same gradients in another order, so each gradient
 // differs from one rank's by float rounding; AdamW divides each element by its own magnitude, which
@@ -12,10 +14,12 @@
 
 import assert from "node:assert/strict";
 import { launch } from "../src/comm/launch.ts";
+import type { RankState } from "../src/parallel/fragment_map.ts";
 import { type ParallelLayout, worldSize } from "../src/parallel/layout.ts";
 import type { TrainConfig } from "../src/train/config.ts";
 import type { RankStepEvent, TrainRankResult } from "../src/train/train_rank.ts";
 import { skipWebGpu } from "./helpers.ts";
+import { assembleRun } from "./parallel_state.ts";
 import { type SingleRankRun, trainOneRank } from "./single_rank.ts";
 
 const ENTRY = new URL("../src/train/train_rank.ts", import.meta.url).href;
@@ -65,19 +69,52 @@ async function checkEquivalent(layout: Case): Promise<void> {
       );
     });
   }
-  const params = results[0].value.params;
-  assert.deepEqual(
-    Object.keys(params).sort(),
-    [...expected.params.keys()].sort(),
-    "every parameter, under its Hugging Face name",
-  );
+  // The fragment map alone puts the ranks' states back together.
+  const { map, assembled } = assembleRun(results);
+  const states = results.map(({ value }) => value.state);
+  checkReplicas(map.ranks.flatMap((entry) => entry.fragments.map((fragment) => ({ rank: entry.rank, fragment }))), states);
+  assert.equal(assembled.step, expected.step, "AdamW steps");
+  assert.deepEqual([...assembled.parameters.keys()], [...expected.params.keys()], "every parameter, under its Hugging Face name");
   for (const [name, want] of expected.params) {
-    const got = params[name];
-    assert.equal(got.length, want.length, `${name}: consolidated size`);
-    let worst = 0;
-    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
-    assert.ok(worst <= 1e-5, `${name}: largest difference from one rank ${worst}`);
+    const got = assembled.parameters.get(name)!;
+    const moments = expected.moments.get(name)!;
+    assertNear(got.fp32, want, 1e-5, `${name}: value`);
+    // The moments follow the gradients' rounding: within 1e-4 of each tensor's largest magnitude.
+    assertNear(got.expAvg, moments.expAvg, 1e-4 * largest(moments.expAvg), `${name}: exp_avg`);
+    assertNear(got.expAvgSq, moments.expAvgSq, 1e-4 * largest(moments.expAvgSq), `${name}: exp_avg_sq`);
   }
+}
+
+/** Every rank a fragment names as a replica holds the same values at the same place. */
+function checkReplicas(
+  fragments: { rank: number; fragment: { name: string; start: number; numel: number; replicas: number[] } }[],
+  states: RankState[],
+): void {
+  for (const { rank, fragment: { name, start, numel, replicas } } of fragments) {
+    assert.ok(replicas.includes(rank), `rank ${rank}'s fragment of ${name} names itself among its replicas`);
+    for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
+      const own = states[rank][key].subarray(start, start + numel);
+      for (const other of replicas) {
+        assert.deepEqual(
+          states[other][key].subarray(start, start + numel),
+          own,
+          `${name} ${key}: rank ${other} replicates rank ${rank}`,
+        );
+      }
+    }
+  }
+}
+
+function largest(values: Float32Array): number {
+  return values.reduce((max, v) => Math.max(max, Math.abs(v)), 0);
+}
+
+/** Every element within `tolerance` of the reference. */
+function assertNear(got: Float32Array, want: Float32Array, tolerance: number, what: string): void {
+  assert.equal(got.length, want.length, `${what}: size`);
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
+  assert.ok(worst <= tolerance, `${what}: largest difference from one rank ${worst}`);
 }
 
 const CASES: Case[] = [

@@ -20,7 +20,7 @@ import assert from "node:assert/strict";
 import { launch, type LaunchResult } from "../src/comm/launch.ts";
 import type { CollectiveRecord, LinkClass } from "../src/comm/ledger.ts";
 import { paramCount, presetConfig } from "../src/nn/config.ts";
-import type { ZeroMemory } from "../src/parallel/zero.ts";
+import type { RankMemory } from "../src/parallel/strategy.ts";
 import type { TrainConfig } from "../src/train/config.ts";
 import { trainParallel } from "../src/train/parallel_run.ts";
 import { train } from "../src/train/trainer.ts";
@@ -51,9 +51,9 @@ function zero3Groups(): number[] {
 /** Every rank's memory after each step (from its events) and at the end (from its result). */
 async function memories(
   layout: Partial<TrainConfig>,
-): Promise<{ results: LaunchResult<TrainRankResult>; figures: ZeroMemory[] }> {
+): Promise<{ results: LaunchResult<TrainRankResult>; figures: RankMemory[] }> {
   const config: TrainConfig = { ...BASE, ...layout };
-  const figures: ZeroMemory[] = [];
+  const figures: RankMemory[] = [];
   const results = await launch<TrainRankResult>({
     ranks: config.dp ?? 1,
     entry: ENTRY,
@@ -65,11 +65,11 @@ async function memories(
   return { results, figures: [...figures, ...results.map(({ value }) => value.memory)] };
 }
 
-function assertEvery(figures: ZeroMemory[], expected: ZeroMemory, what: string): void {
+function assertEvery(figures: RankMemory[], expected: RankMemory, what: string): void {
   for (const figure of figures) assert.deepEqual(figure, expected, what);
 }
 
-function zero3Expected(dp: number): ZeroMemory {
+function zero3Expected(dp: number): RankMemory {
   const padded = sum(zero3Groups().map((g) => paddedTo(g, dp)));
   const partition = (F32 * padded) / dp;
   return {
@@ -80,7 +80,7 @@ function zero3Expected(dp: number): ZeroMemory {
   };
 }
 
-function total(memory: ZeroMemory): number {
+function total(memory: RankMemory): number {
   return memory.parameters + memory.gradients + memory.optimizer;
 }
 
@@ -106,7 +106,7 @@ for (const dp of [2, 4]) {
       `ZeRO-3 dp ${dp}: ${total(zero3)} bytes vs DDP's ${total(ddp)} / ${dp} + padding ${padding}`,
     );
     // The reported partition is the one the fragments describe: every parameter element on one rank.
-    assert.equal(sum(results.flatMap(({ value }) => value.fragments.zero.map((f) => f.numel))), M);
+    assert.equal(sum(results.flatMap(({ value }) => value.fragments.fragments.map((f) => f.numel))), M);
   });
 }
 

@@ -13,8 +13,8 @@ import type { CollectiveRecord } from "../src/comm/ledger.ts";
 import { headDim } from "../src/nn/config.ts";
 import { type ParameterFactory, type ParameterInit, seededParameters } from "../src/nn/parameter.ts";
 import { Phi3ForCausalLM } from "../src/nn/phi3.ts";
+import { checkTensorParallelFits } from "../src/parallel/layout.ts";
 import {
-  checkTensorParallel,
   shardValues,
   tensorParallelParameters,
   type TensorParallelShard,
@@ -97,25 +97,25 @@ Deno.test("tp shards: shapes and sub-parameters of the tiny model at tp 1, 2 and
 Deno.test("tp shards: a layout the model cannot take is refused, naming the numbers", () => {
   const refuses = (config: typeof TINY, tp: number, pattern: RegExp) =>
     assert.throws(() => tensorParallelShards(config, tp, 0), (e) => e instanceof RangeError && pattern.test(e.message));
-  refuses(TINY, 3, /numHeads 4 does not divide among tp 3 ranks \(numHeads % tp = 1\)/);
+  refuses(TINY, 3, /4 attention heads do not split evenly over tp 3 \(4 % 3 = 1\)/);
   refuses(
     { ...TINY, numHeads: 12, numKvHeads: 4, hiddenSize: 96 },
     6,
-    /tp 6 is more than numKvHeads 4 but not a multiple of it \(tp % numKvHeads = 2\)/,
+    /tp 6 is more than the 4 key\/value heads but not a multiple of them \(6 % 4 = 2\)/,
   );
   refuses(
     { ...TINY, numHeads: 12, numKvHeads: 6, hiddenSize: 96 },
     4,
-    /numKvHeads 6 does not divide among tp 4 ranks \(numKvHeads % tp = 2\)/,
+    /6 key\/value heads do not split evenly over tp 4 \(6 % 4 = 2\)/,
   );
   refuses(
     { ...TINY, intermediateSize: 190 },
     4,
-    /intermediateSize 190 does not divide among tp 4 ranks \(intermediateSize % tp = 2\)/,
+    /an MLP width of 190 does not split evenly over tp 4 \(190 % 4 = 2\)/,
   );
   refuses(TINY, 0, /tp must be an integer ≥ 1, got 0/);
   assert.throws(() => tensorParallelShards(TINY, 2, 2), /tp rank must be an integer in \[0, 2\), got 2/);
-  checkTensorParallel({ ...TINY, numHeads: 8, numKvHeads: 2, hiddenSize: 128, intermediateSize: 64 }, 8);
+  checkTensorParallelFits({ ...TINY, numHeads: 8, numKvHeads: 2, hiddenSize: 128, intermediateSize: 64 }, 8);
 });
 
 /** Which full rows (column, vocab) or columns (row) rank r holds: the rule, written out independently. */

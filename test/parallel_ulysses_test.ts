@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { launch } from "../src/comm/launch.ts";
 import type { AttentionHeads } from "../src/nn/attention.ts";
-import { checkUlyssesSequence, ulyssesHeads, ulyssesVolume } from "../src/parallel/ulysses.ts";
+import { tokensPerRank } from "../src/parallel/layout.ts";
+import { ulyssesHeads, ulyssesVolume } from "../src/parallel/ulysses.ts";
 import * as ops from "../src/tensor/ops/index.ts";
 import { randnValues } from "../src/tensor/random.ts";
 import type { Tensor } from "../src/tensor/tensor.ts";
@@ -209,11 +210,11 @@ Deno.test("ulysses: every rank's heads form valid grouped-query attention, kv he
 Deno.test("ulysses: sequences and heads that cannot be split are refused, naming the numbers", () => {
   const named = (...parts: RegExp[]) => (error: unknown) =>
     error instanceof RangeError && parts.every((p) => p.test(error.message));
-  assert.throws(() => checkUlyssesSequence(10, 4), named(/10 tokens/, /sp 4\b/));
+  assert.throws(() => tokensPerRank(10, 4), named(/10 tokens/, /sp 4\b/));
   assert.throws(() => ulyssesVolume(1, 10, dims(4, 2, 8), 4, 0), named(/10 tokens/, /sp 4\b/));
   assert.throws(() => ulyssesHeads(2, 1, 4), named(/2 query heads/, /sp 4\b/));
   assert.throws(() => ulyssesHeads(6, 4, 2), named(/6 query heads/, /4 kv heads/));
   assert.throws(() => ulyssesHeads(4, 2, 0), named(/sp must be a positive integer, got 0/));
   assert.throws(() => ulyssesVolume(1, 8, dims(4, 2, 8), 2, 2), named(/rank 2/, /sp 2\b/));
-  checkUlyssesSequence(12, 4);
+  assert.equal(tokensPerRank(12, 4), 3);
 });

@@ -1,5 +1,6 @@
 // The reference the parallel tests compare with: the plain Trainer on one CPU device, which knows
-// nothing of ranks, trained to the end; its per-step losses and final parameters by name.
+// nothing of ranks, trained to the end; its per-step losses, and its final parameters and AdamW
+// moments by name.
 
 import type { TrainConfig } from "../src/train/config.ts";
 import { Trainer } from "../src/train/trainer.ts";
@@ -10,6 +11,9 @@ export interface SingleRankRun {
   /** Each step's global gradient norm before clipping. */
   gradNorms: number[];
   params: Map<string, Float32Array>;
+  /** AdamW's exp_avg and exp_avg_sq of every parameter, and the steps taken. */
+  moments: Map<string, { expAvg: Float32Array; expAvgSq: Float32Array }>;
+  step: number;
 }
 
 export async function trainOneRank(config: TrainConfig): Promise<SingleRankRun> {
@@ -23,8 +27,13 @@ export async function trainOneRank(config: TrainConfig): Promise<SingleRankRun> 
       gradNorms.push(gradNorm);
     }
     const params = new Map<string, Float32Array>();
-    for (const [name, param] of trainer.model.namedParameters()) params.set(name, (await param.read()) as Float32Array);
-    return { losses, gradNorms, params };
+    const moments = new Map<string, { expAvg: Float32Array; expAvgSq: Float32Array }>();
+    for (const [name, param] of trainer.model.namedParameters()) {
+      params.set(name, (await param.read()) as Float32Array);
+      const { expAvg, expAvgSq } = trainer.optimizer.state(name);
+      moments.set(name, { expAvg: (await expAvg.read()) as Float32Array, expAvgSq: (await expAvgSq.read()) as Float32Array });
+    }
+    return { losses, gradNorms, params, moments, step: trainer.optimizer.state(trainer.model.parameters()[0].name).step };
   } finally {
     trainer.dispose();
   }

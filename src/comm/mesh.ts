@@ -42,16 +42,12 @@ export function mesh(comm: Comm, sizes: Partial<MeshSizes>): Mesh {
   }
   if (comm.rank < 0) throw new RangeError(`mesh: rank ${comm.globalRank} is not in the communicator [${comm.ranks.join(", ")}]`);
 
-  // Strides of the [pp, dp, sp, tp] grid, tp fastest.
-  const stride = { tp: 1, sp: full.tp, dp: full.tp * full.sp, pp: full.tp * full.sp * full.dp } as MeshSizes;
-  const coords = {} as MeshSizes;
-  for (const axis of MESH_AXES) coords[axis] = Math.floor(comm.rank / stride[axis]) % full[axis];
+  const coords = meshCoords(comm.rank, full);
   const spanning = (axes: readonly MeshAxis[]) =>
-    comm.group(
-      comm.ranks.filter((_, r) =>
-        MESH_AXES.every((axis) => axes.includes(axis) || Math.floor(r / stride[axis]) % full[axis] === coords[axis])
-      ),
-    );
+    comm.group(comm.ranks.filter((_, r) => {
+      const other = meshCoords(r, full);
+      return MESH_AXES.every((axis) => axes.includes(axis) || other[axis] === coords[axis]);
+    }));
   return {
     dp: spanning(["dp"]),
     tp: spanning(["tp"]),
@@ -61,4 +57,15 @@ export function mesh(comm: Comm, sizes: Partial<MeshSizes>): Mesh {
     sizes: full,
     spanning,
   };
+}
+
+/** The coordinates of `rank` in the [pp, dp, sp, tp] grid of `sizes`, tp varying fastest. */
+export function meshCoords(rank: number, sizes: MeshSizes): MeshSizes {
+  const coords = {} as MeshSizes;
+  let rest = rank;
+  for (const axis of [...MESH_AXES].reverse()) {
+    coords[axis] = rest % sizes[axis];
+    rest = Math.floor(rest / sizes[axis]);
+  }
+  return coords;
 }

@@ -3,40 +3,39 @@
 
 import { ShapeError } from "../tensor/errors.ts";
 import * as ops from "../tensor/ops/index.ts";
+import { tidy } from "../tensor/scope.ts";
 import { formatShape } from "../tensor/shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { headDim, type Phi3Config } from "./config.ts";
-import { Linear, type Module } from "./modules.ts";
+import { type Forward, type Layer, localLayers, type Phi3Layers } from "./layers.ts";
+import type { Module } from "./modules.ts";
 import type { Parameter, ParameterFactory } from "./parameter.ts";
 
 export class Phi3Attention implements Module {
   // Declared in Hugging Face's order: o_proj before qkv_proj.
-  readonly oProj: Linear;
+  readonly oProj: Layer;
   /** Rows: numHeads·headDim for q, then numKvHeads·headDim for k, then as many for v. */
-  readonly qkvProj: Linear;
-  private readonly numHeads: number;
-  private readonly numKvHeads: number;
-  private readonly headDim: number;
-  private readonly ropeTheta: number;
+  readonly qkvProj: Layer;
+  private readonly attend: Forward;
 
-  constructor(factory: ParameterFactory, name: string, config: Phi3Config) {
-    this.numHeads = config.numHeads;
-    this.numKvHeads = config.numKvHeads;
-    this.headDim = headDim(config);
-    this.ropeTheta = config.ropeTheta;
-    const qWidth = this.numHeads * this.headDim;
-    const kvWidth = this.numKvHeads * this.headDim;
-    this.oProj = new Linear(factory, `${name}.o_proj`, qWidth, config.hiddenSize);
-    this.qkvProj = new Linear(factory, `${name}.qkv_proj`, config.hiddenSize, qWidth + 2 * kvWidth);
+  constructor(factory: ParameterFactory, private readonly name: string, config: Phi3Config, layers: Phi3Layers = localLayers) {
+    const heads = {
+      numHeads: config.numHeads,
+      numKvHeads: config.numKvHeads,
+      headDim: headDim(config),
+      ropeTheta: config.ropeTheta,
+    };
+    const qWidth = heads.numHeads * heads.headDim;
+    const kvWidth = heads.numKvHeads * heads.headDim;
+    this.oProj = layers.rowLinear(factory, `${name}.o_proj`, qWidth, config.hiddenSize);
+    this.qkvProj = layers.columnLinear(factory, `${name}.qkv_proj`, config.hiddenSize, qWidth + 2 * kvWidth);
+    this.attend = layers.attention(name, heads);
   }
 
   /** x [B, T, hidden] → [B, T, hidden]; position t attends to positions 0..t. */
-  forward(x: Tensor): Tensor {
-    if (x.shape.length !== 3) {
-      throw new ShapeError(`${this.qkvProj.weight.name}: input ${formatShape(x.shape)} must be [B, T, hidden]`);
-    }
-    const heads = { numHeads: this.numHeads, numKvHeads: this.numKvHeads, headDim: this.headDim, ropeTheta: this.ropeTheta };
-    return this.oProj.forward(attendFused(this.qkvProj.forward(x), heads));
+  forward(x: Tensor): Promise<Tensor> {
+    if (x.shape.length !== 3) throw new ShapeError(`${this.name}: input ${formatShape(x.shape)} must be [B, T, hidden]`);
+    return tidy(async () => await this.oProj.forward(await this.attend(await this.qkvProj.forward(x))));
   }
 
   parameters(): Parameter[] {

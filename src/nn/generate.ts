@@ -23,9 +23,9 @@ export async function generate(model: Phi3ForCausalLM, promptIds: Int32Array, op
   for (let step = 0; step < maxNewTokens; step++) {
     const length = promptIds.length + step;
     const context = tokens.subarray(Math.max(0, length - maxSeqLen), length);
-    const last = ops.noGrad(() =>
-      ops.tidy(() => {
-        const logits = model.forward(model.device.tensor(context, [1, context.length]));
+    const last = await ops.noGrad(() =>
+      ops.tidy(async () => {
+        const logits = await model.forward(model.device.tensor(context, [1, context.length]));
         return ops.slice(logits, [0, context.length - 1, 0], [1, 1, vocabSize]);
       })
     );

@@ -13,55 +13,54 @@
 
 import { recordAsyncOp } from "../tensor/autograd.ts";
 import * as ops from "../tensor/ops/index.ts";
-import { keep } from "../tensor/scope.ts";
+import { tidy } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
-/** The async adjoint of a cut: gradients of its outputs → gradients of its inputs (null: none). */
-export type CutBackward = (gradients: Tensor[]) => Promise<(Tensor | null)[]>;
+/**
+ * The async adjoint of a cut: gradients of its outputs → gradients of its inputs (null: none); it
+ * is handed the tensors the cut saved.
+ */
+export type CutBackward = (gradients: Tensor[], saved: Tensor[]) => Promise<(Tensor | null)[]>;
 
 /**
  * Runs `forward` on `inputs` and returns its results, joined to the graph: in backward, `backward`
  * maps the gradients of the results (zeros where nothing used one) to gradients of `inputs`, each
  * of its input's shape. The cut's backward runs even when no input needs a gradient (it may make
- * gradients elsewhere). The caller owns the results.
+ * gradients elsewhere). `save` lists tensors the backward needs again (a ZeRO-3 block's input),
+ * held until the graph is freed. The results belong to the caller's scope, as any op's.
  */
-export async function cut(
+export function cut(
   name: string,
   inputs: Tensor[],
   forward: (inputs: Tensor[]) => Promise<Tensor[]>,
   backward: CutBackward,
+  save: Tensor[] = [],
 ): Promise<Tensor[]> {
-  const values = await forward(inputs);
-  const shapes = values.map((value) => value.shape);
-  const sizes = values.map((value) => value.size);
-  // One tensor carries the cut's node: the single result, or all results flattened end to end.
-  const joined = keep(
-    values.length === 1 && !inputs.includes(values[0])
-      ? values[0]
-      : values.length === 1
+  return tidy(async () => {
+    const values = await forward(inputs);
+    const shapes = values.map((value) => value.shape);
+    const sizes = values.map((value) => value.size);
+    // One tensor carries the cut's node: the single result (a new tensor, not an input), or all results flattened end to end.
+    const joined = values.length > 1
+      ? ops.noGrad(() => ops.concat(values.map((value) => ops.reshape(value, [-1])), 0))
+      : inputs.includes(values[0])
       ? values[0].view(shapes[0])
-      : ops.noGrad(() => ops.tidy(() => ops.concat(values.map((value) => ops.reshape(value, [-1])), 0))),
-  );
-  if (values.length > 1) { for (const value of values) if (!inputs.includes(value)) value.dispose(); }
-
-  recordAsyncOp(name, joined, inputs, async (gradient) => {
-    const gradients = values.length === 1 ? [gradient] : ops.noGrad(() => ops.tidy(() => splitFlat(gradient, sizes, shapes)));
-    const inputGradients = await backward(gradients);
-    for (const g of gradients) if (g !== gradient && !inputGradients.includes(g)) g.dispose();
-    return inputGradients;
+      : values[0];
+    recordAsyncOp(name, joined, inputs, save, (gradient, saved) =>
+      tidy(async () => {
+        const gradients = values.length === 1 ? [gradient] : ops.noGrad(() => splitFlat(gradient, sizes, shapes));
+        return await backward(gradients, saved);
+      }));
+    return values.length === 1 ? [joined] : splitFlat(joined, sizes, shapes);
   });
-  if (values.length === 1) return [joined];
-  const outputs = ops.tidy(() => splitFlat(joined, sizes, shapes)).map((output) => keep(output));
-  joined.dispose();
-  return outputs;
 }
 
-/** The pieces of a flat tensor, each under its own shape (differentiable: slices of the flat one). */
+/** The slices of a flat tensor, each under its own shape (differentiable). */
 function splitFlat(flat: Tensor, sizes: number[], shapes: (readonly number[])[]): Tensor[] {
   let offset = 0;
   return shapes.map((shape, i) => {
-    const piece = ops.reshape(ops.slice(flat, [offset], [sizes[i]]), shape);
+    const slice = ops.reshape(ops.slice(flat, [offset], [sizes[i]]), shape);
     offset += sizes[i];
-    return piece;
+    return slice;
   });
 }

@@ -1,7 +1,8 @@
-// Distributed data parallelism (DDP): every rank of a dp group holds the whole model and trains its
-// own equal share of the global batch's rows; after backward, the gradients are averaged over the
-// group so that every replica applies the same update, the one a single rank would apply to the
-// whole batch.
+// Distributed data parallelism (DDP): every rank of the data group holds the whole model (its
+// tensor-parallel shards of it) and trains its own equal share of the global batch's tokens; after
+// backward, the gradients are averaged over the group so that every replica applies the same
+// update, the one a single rank would apply to the whole batch. AdamW keeps each parameter's state;
+// exported, the rank's flat state is its shards and their moments one after another in model order.
 //
 // The average goes in buckets, as in PyTorch's DistributedDataParallel: the parameters are taken
 // in reverse order (the order backward finishes their gradients), and a bucket closes once it
@@ -15,7 +16,15 @@
 // number, rounded along a different summation order: equal to one rank to float precision.
 
 import type { Comm } from "../comm/collectives.ts";
+import { runAsIs } from "../nn/phi3.ts";
+import { AdamW, type AdamWStepOptions } from "../optim/adamw.ts";
+import { weightedSquareSum } from "../optim/clip.ts";
+import * as ops from "../tensor/ops/index.ts";
+import { keep, tidy } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import type { GradientWeight } from "./flat_partition.ts";
+import type { RankFragments, RankState } from "./fragment_map.ts";
+import { checkGradients, type RankMemory, type Strategy, type StrategyContext } from "./strategy.ts";
 
 /** PyTorch DDP's default bucket cap. */
 export const DEFAULT_BUCKET_BYTES = 25 * 2 ** 20;
@@ -32,19 +41,6 @@ export interface Bucket {
   sizes: number[];
   /** The bucket's gradients, flattened; reused every step. */
   flat: Float32Array;
-}
-
-/** This dp rank's rows of a global batch of `batch` rows: an equal, contiguous share. */
-export function replicaRows(batch: number, dp: number, dpRank: number): { rowStart: number; rowCount: number } {
-  if (batch % dp !== 0) {
-    throw new RangeError(
-      `ddp: the global batch of ${batch} rows does not divide among dp ${dp} replicas; --batch must be a multiple of dp (${batch} % ${dp} = ${
-        batch % dp
-      })`,
-    );
-  }
-  const rowCount = batch / dp;
-  return { rowStart: dpRank * rowCount, rowCount };
 }
 
 /** Buckets over the parameters in reverse order, each closing once it reaches `bucketBytes`. */
@@ -71,17 +67,26 @@ export function planBuckets(params: readonly (readonly [string, { size: number }
   return buckets;
 }
 
-/** DDP's gradient average over the data-parallel group `comm`, in buckets. */
-export class DataParallel {
+/** DDP: the whole model on every rank of the data group, gradients averaged in buckets, AdamW per parameter. */
+export class DataParallel implements Strategy {
+  readonly runBlock = runAsIs;
   readonly bucketBytes: number;
+  readonly fragments: RankFragments;
+  private readonly named: [string, Tensor][];
+  private readonly optimizer: AdamW;
+  private readonly data: Comm;
   private buckets: Bucket[] | null = null;
 
-  constructor(private readonly comm: Comm, options: DdpOptions = {}) {
-    const bucketBytes = options.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+  constructor(private readonly context: StrategyContext) {
+    const bucketBytes = context.ddp?.bucketBytes ?? DEFAULT_BUCKET_BYTES;
     if (!Number.isInteger(bucketBytes) || bucketBytes < 1) {
       throw new RangeError(`ddp: bucketBytes must be a positive integer number of bytes, got ${bucketBytes}`);
     }
     this.bucketBytes = bucketBytes;
+    this.data = context.data;
+    this.fragments = context.fragments;
+    this.named = context.parameters.map((p) => [p.name, p.tensor]);
+    this.optimizer = new AdamW(this.named, context.adamw);
   }
 
   /** The buckets of the last reduction (planned on the first). */
@@ -89,10 +94,15 @@ export class DataParallel {
     return this.buckets ?? [];
   }
 
-  /** Replaces every parameter's .grad by its average over the group (a missing .grad counts as zeros). */
-  async reduceGradients(params: readonly [string, Tensor][]): Promise<void> {
-    this.buckets ??= planBuckets(params, this.bucketBytes);
-    const byName = new Map(params);
+  /**
+   * Sums the rows several tensor-parallel ranks hold alike, then replaces every parameter's .grad
+   * by its average over the data group (a missing .grad counts as zeros).
+   */
+  async reduceGradients(): Promise<void> {
+    checkGradients("ddp.reduceGradients", this.context.parameters);
+    await this.context.sumReplicated(this.context.parameters);
+    this.buckets ??= planBuckets(this.named, this.bucketBytes);
+    const byName = new Map(this.named);
     for (const [i, bucket] of this.buckets.entries()) {
       const members = bucket.names.map((name) => byName.get(name)!);
       // Every read-back of the bucket in flight at once: each waits for the device to finish.
@@ -102,12 +112,93 @@ export class DataParallel {
         if (grad) target.set(grad as Float32Array);
         else target.fill(0);
       });
-      await this.comm.allReduce(bucket.flat, { op: "avg", tag: `ddp.allreduce.bucket${i}`, out: bucket.flat });
+      await this.data.allReduce(bucket.flat, { op: "avg", tag: `ddp.allreduce.bucket${i}`, out: bucket.flat });
       for (const [j, param] of members.entries()) {
         const values = bucket.flat.slice(bucket.offsets[j], bucket.offsets[j] + bucket.sizes[j]);
         param.grad?.dispose();
-        param.grad = param.device.tensor(values, param.shape);
+        param.grad = keep(param.device.tensor(values, param.shape));
       }
     }
+  }
+
+  /** The gradients are the same on every rank of the data group: this rank's own weighted Σ g². */
+  async gradSquares(weight: GradientWeight): Promise<number> {
+    const terms = this.named.flatMap(([name, param]) => {
+      if (!param.grad) return [];
+      const w = weight(name);
+      return [{ grad: param.grad, runs: typeof w === "number" ? [{ start: 0, numel: param.grad.size, weight: w }] : w }];
+    });
+    return await weightedSquareSum(terms);
+  }
+
+  step(options: AdamWStepOptions): Promise<void> {
+    this.optimizer.step(options);
+    return Promise.resolve();
+  }
+
+  zeroGrad(): void {
+    this.optimizer.zeroGrad();
+  }
+
+  /** Parameters, their gradients and both moments, whole on every rank. */
+  memory(): RankMemory {
+    const bytes = this.named.reduce((sum, [, p]) => sum + 4 * p.size, 0);
+    return { parameters: bytes, gradients: bytes, optimizer: 2 * bytes, gathered: 0 };
+  }
+
+  /** Every parameter and its moments at its place in the flat state (the shards in model order). */
+  async exportState(): Promise<RankState> {
+    const { numel } = this.fragments;
+    const state: RankState = {
+      step: 0,
+      fp32: new Float32Array(numel),
+      expAvg: new Float32Array(numel),
+      expAvgSq: new Float32Array(numel),
+    };
+    const steps = new Set<number>();
+    for (const [name, param] of this.named) {
+      const record = this.optimizer.state(name);
+      steps.add(record.step);
+      const start = this.startOf(name);
+      const [fp32, expAvg, expAvgSq] = await Promise.all([param.read(), record.expAvg.read(), record.expAvgSq.read()]);
+      state.fp32.set(fp32 as Float32Array, start);
+      state.expAvg.set(expAvg as Float32Array, start);
+      state.expAvgSq.set(expAvgSq as Float32Array, start);
+    }
+    if (steps.size > 1) {
+      throw new RangeError(`ddp: the parameters have taken different numbers of steps (${[...steps].join(", ")})`);
+    }
+    state.step = [...steps][0];
+    return state;
+  }
+
+  importState(state: RankState): Promise<void> {
+    for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
+      if (state[key].length !== this.fragments.numel) {
+        throw new RangeError(
+          `ddp: the state's ${key} holds ${state[key].length} elements, this rank's shards ${this.fragments.numel}`,
+        );
+      }
+    }
+    for (const [name, param] of this.named) {
+      const record = this.optimizer.state(name);
+      const start = this.startOf(name);
+      tidy(() => {
+        for (const [key, target] of [["fp32", param], ["expAvg", record.expAvg], ["expAvgSq", record.expAvgSq]] as const) {
+          ops.writeRange(target, 0, param.device.tensor(state[key].subarray(start, start + param.size), [param.size]));
+        }
+      });
+      record.step = state.step;
+    }
+    return Promise.resolve();
+  }
+
+  dispose(): void {
+    this.optimizer.zeroGrad();
+    this.optimizer.dispose();
+  }
+
+  private startOf(name: string): number {
+    return Math.min(...this.fragments.fragments.filter((f) => f.name === name).map((f) => f.start));
   }
 }

@@ -11,11 +11,12 @@
 // one over the number of ranks that hold it, and the ranks' sums are added over the group.
 
 import type { Comm } from "../comm/collectives.ts";
-import { type WeightedRun, weightedSquareSum } from "../optim/clip.ts";
+import type { Parameter } from "../nn/parameter.ts";
+import type { WeightedRun } from "../optim/clip.ts";
+import { keep } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import type { ParallelPhi3 } from "./parallel_model.ts";
+import type { GradientWeight } from "./flat_partition.ts";
 import type { TensorParallelShard } from "./tp_shards.ts";
-import type { GradientWeight } from "./zero.ts";
 
 /** Rows [start, start + count) of a parameter, the ranks that hold them alike, and their tensor-parallel indices. */
 interface ReplicatedRows {
@@ -37,28 +38,28 @@ function kvReplicas(shards: Map<string, TensorParallelShard>): ReplicatedRows[] 
 }
 
 /**
- * Sums the replicated pieces' gradients over the ranks that hold them (see the header), for the
- * parameters in `named` (all of them, or one ZeRO-3 block's).
+ * Sums the replicated pieces' gradients over the tensor-parallel group `tp` (see the header), for
+ * `parameters` (all of them, or one ZeRO-3 block's); a missing gradient counts as zeros.
  */
 export async function sumReplicatedGradients(
-  model: ParallelPhi3,
-  named: readonly [string, Tensor][],
-  shards: Comm,
+  shards: Map<string, TensorParallelShard>,
+  parameters: readonly Parameter[],
+  tp: Comm,
   sequenceParallel: boolean,
 ): Promise<void> {
-  const params = new Map(named);
-  const kv = kvReplicas(model.shards).filter(({ name }) => params.has(name));
+  const params = new Map(parameters.map((p): [string, Tensor] => [p.name, p.tensor]));
+  const kv = kvReplicas(shards).filter(({ name }) => params.has(name));
   if (kv.length > 0) {
     // Ranks r and r' hold the same kv heads when ⌊r / replicas⌋ is the same (replicas is the same for every layer).
     const replicas = kv[0].replicas;
-    const first = Math.floor(shards.rank / replicas) * replicas;
-    const group = shards.group(Array.from({ length: replicas }, (_, i) => shards.ranks[first + i]));
+    const first = Math.floor(tp.rank / replicas) * replicas;
+    const group = tp.group(Array.from({ length: replicas }, (_, i) => tp.ranks[first + i]));
     await sumRows(group, kv, params, "tp.allreduce.kv_replicas");
   }
   if (sequenceParallel) {
-    const replicated = [...model.shards].filter(([name, shard]) => shard.kind === "replicated" && params.has(name))
-      .map(([name, shard]) => ({ name, start: 0, count: shard.shape[0], replicas: shards.size }));
-    if (replicated.length > 0) await sumRows(shards, replicated, params, "sp.allreduce.replicated");
+    const replicated = [...shards].filter(([name, shard]) => shard.kind === "replicated" && params.has(name))
+      .map(([name, shard]) => ({ name, start: 0, count: shard.shape[0], replicas: tp.size }));
+    if (replicated.length > 0) await sumRows(tp, replicated, params, "sp.allreduce.replicated");
   }
 }
 
@@ -67,7 +68,10 @@ async function sumRows(group: Comm, pieces: ReplicatedRows[], params: Map<string
   // A parameter may have several pieces (its k and v rows): read and upload each gradient once.
   const names = [...new Set(pieces.map(({ name }) => name))];
   const grads = new Map(
-    await Promise.all(names.map(async (name) => [name, (await params.get(name)!.grad!.read()) as Float32Array] as const)),
+    await Promise.all(names.map(async (name) => {
+      const param = params.get(name)!;
+      return [name, param.grad ? (await param.grad.read()) as Float32Array : new Float32Array(param.size)] as const;
+    })),
   );
   const spans = pieces.map(({ name, start, count }) => {
     const width = rowWidth(params.get(name)!);
@@ -87,8 +91,8 @@ async function sumRows(group: Comm, pieces: ReplicatedRows[], params: Map<string
   }
   for (const [name, values] of grads) {
     const param = params.get(name)!;
-    param.grad!.dispose();
-    param.grad = param.device.tensor(values, param.shape);
+    param.grad?.dispose();
+    param.grad = keep(param.device.tensor(values, param.shape));
   }
 }
 
@@ -97,14 +101,14 @@ function rowWidth(param: Tensor): number {
 }
 
 /**
- * How much each element of this rank's parameters counts in the global norm: one over the number of
- * tensor-parallel ranks that hold it alike (norms 1/shards, replicated kv rows 1/replicas), 1 elsewhere.
+ * How much each element of this rank's shards counts in the global norm: one over the number of
+ * tensor-parallel ranks that hold it alike (norms 1/parts, replicated kv rows 1/replicas), 1 elsewhere.
  */
-export function gradientWeights(model: ParallelPhi3, shardCount: number): GradientWeight {
-  const kv = kvReplicas(model.shards);
+export function gradientWeights(shards: Map<string, TensorParallelShard>, parts: number): GradientWeight {
+  const kv = kvReplicas(shards);
   return (name) => {
-    const shard = model.shards.get(name);
-    if (shard?.kind === "replicated") return 1 / shardCount;
+    const shard = shards.get(name);
+    if (shard?.kind === "replicated") return 1 / parts;
     const rows = kv.filter((piece) => piece.name === name).sort((a, b) => a.start - b.start);
     if (!shard || rows.length === 0) return 1;
     // Rows of the local piece; a kv row counts 1/replicas, the query rows around them fully.
@@ -119,22 +123,4 @@ export function gradientWeights(model: ParallelPhi3, shardCount: number): Gradie
     if (covered < shard.shape[0]) ranges.push({ start: covered * width, numel: (shard.shape[0] - covered) * width, weight: 1 });
     return ranges;
   };
-}
-
-/**
- * This rank's weighted Σ g² over its whole parameters (every element counted once across the
- * tensor-parallel group when the group's sums are added), computed on the device and read once.
- */
-export async function gradientSquares(
-  model: ParallelPhi3,
-  named: readonly [string, Tensor][],
-  shardCount: number,
-): Promise<number> {
-  const weightOf = gradientWeights(model, shardCount);
-  const parts = named.flatMap(([name, param]) => {
-    if (!param.grad) return [];
-    const weight = weightOf(name);
-    return [{ grad: param.grad, runs: typeof weight === "number" ? [{ start: 0, numel: param.grad.size, weight }] : weight }];
-  });
-  return await weightedSquareSum(parts);
 }

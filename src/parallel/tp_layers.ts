@@ -9,15 +9,17 @@
 //
 // `tp` is the communicator over the tp group; `where` names the call site in the ledger tags
 // (tp.allreduce.fwd.<where>, tp.allgather.bwd.<where>, …). Collectives cut and join along dimension 0,
-// so the sequence collectives run on the activation permuted to [T, B, h]. Every function returns a
-// tensor the caller owns and disposes.
+// so the sequence collectives run on the activation permuted to [T, B, h]. Every function frees its
+// temporaries and returns a tensor of the caller's scope, as an op does.
 
 import type { Comm } from "../comm/collectives.ts";
 import { ShapeError } from "../tensor/errors.ts";
 import * as ops from "../tensor/ops/index.ts";
+import { tidy } from "../tensor/scope.ts";
 import { formatShape } from "../tensor/shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { cut } from "./cut.ts";
+import { tokensPerRank } from "./layout.ts";
 import type { TensorParallelShard } from "./tp_shards.ts";
 
 /** Added to the logits of vocabulary padding columns so that they never win the softmax. */
@@ -90,17 +92,14 @@ export async function vocabParallelEmbedding(
     localIds[i] = id - start;
     held[i] = 1;
   });
-  const partial = ops.tidy(() => {
-    const looked = ops.embedding(weightShard, localIds);
-    const mask = weightShard.device.tensor(held, [ids.length, 1]);
-    return ops.reshape(ops.mul(looked, mask), [B, T, hidden]);
-  });
   const where = options.where ?? "embed";
-  const summed = options.sequenceParallel
-    ? await reduceScatterToSequenceParallel(tp, partial, where)
-    : await reduceFromTensorParallel(tp, partial, where);
-  partial.dispose();
-  return summed;
+  return await tidy(async () => {
+    const looked = ops.embedding(weightShard, localIds);
+    const partial = ops.reshape(ops.mul(looked, weightShard.device.tensor(held, [ids.length, 1])), [B, T, hidden]);
+    return options.sequenceParallel
+      ? await reduceScatterToSequenceParallel(tp, partial, where)
+      : await reduceFromTensorParallel(tp, partial, where);
+  });
 }
 
 /**
@@ -144,30 +143,22 @@ export async function vocabParallelCrossEntropy(
   });
   const device = logitsShard.device;
   const realColumns = Math.max(0, Math.min(cols, vocab - start));
-  const logits = realColumns === cols
-    ? logitsShard
-    : ops.tidy(() => ops.add(logitsShard, device.tensor(new Float32Array(cols).fill(PADDING_LOGIT, realColumns), [1, cols])));
-
-  const localMax = ops.noGrad(() => ops.max(logits, 1, true));
-  const rowMax = await tp.allReduce(localMax, { op: "max", tag: `tp.allreduce.fwd.${where}.max` });
-  const partial = ops.tidy(() => {
+  return await tidy(async () => {
+    const logits = realColumns === cols
+      ? logitsShard
+      : ops.add(logitsShard, device.tensor(new Float32Array(cols).fill(PADDING_LOGIT, realColumns), [1, cols]));
+    const rowMax = await tp.allReduce(ops.noGrad(() => ops.max(logits, 1, true)), {
+      op: "max",
+      tag: `tp.allreduce.fwd.${where}.max`,
+    });
     const shifted = ops.sub(logits, rowMax);
     const sumExp = ops.sum(ops.exp(shifted), 1, true);
     const picked = ops.embedding(ops.reshape(shifted, [N * cols, 1]), picks);
     const targetLogit = ops.mul(picked, device.tensor(held, [N, 1]));
-    return ops.concat([sumExp, targetLogit], 1);
+    const summed = await reduceFromTensorParallel(tp, ops.concat([sumExp, targetLogit], 1), `${where}.sumexp_target`);
+    const [sumExpAll, targetLogitAll] = ops.split(summed, 2, 1);
+    return ops.mean(ops.sub(ops.log(sumExpAll), targetLogitAll));
   });
-  for (const t of [localMax, rowMax]) t.dispose();
-  if (logits !== logitsShard) logits.dispose();
-
-  const summed = await reduceFromTensorParallel(tp, partial, `${where}.sumexp_target`);
-  partial.dispose();
-  const loss = ops.tidy(() => {
-    const [sumExp, targetLogit] = ops.split(summed, 2, 1);
-    return ops.mean(ops.sub(ops.log(sumExp), targetLogit));
-  });
-  summed.dispose();
-  return loss;
 }
 
 function checkSequence(op: string, x: Tensor): void {
@@ -185,17 +176,15 @@ function swapBatchAndTime(x: Tensor): Tensor {
  */
 export async function gatherFromSequenceParallel(tp: Comm, x: Tensor, where: string): Promise<Tensor> {
   checkSequence("gatherFromSequenceParallel", x);
-  const timeMajor = swapBatchAndTime(x);
-  const [gathered] = await cut(
-    `tp.sp.gather.${where}`,
-    [timeMajor],
-    async ([block]) => [await tp.allGather(block, { tag: `tp.allgather.fwd.${where}` })],
-    async ([gradient]) => [await tp.reduceScatter(gradient, { op: "sum", tag: `tp.reducescatter.bwd.${where}` })],
-  );
-  timeMajor.dispose();
-  const batchMajor = swapBatchAndTime(gathered);
-  gathered.dispose();
-  return batchMajor;
+  return await tidy(async () => {
+    const [gathered] = await cut(
+      `tp.sp.gather.${where}`,
+      [swapBatchAndTime(x)],
+      async ([block]) => [await tp.allGather(block, { tag: `tp.allgather.fwd.${where}` })],
+      async ([gradient]) => [await tp.reduceScatter(gradient, { op: "sum", tag: `tp.reducescatter.bwd.${where}` })],
+    );
+    return swapBatchAndTime(gathered);
+  });
 }
 
 /**
@@ -205,19 +194,14 @@ export async function gatherFromSequenceParallel(tp: Comm, x: Tensor, where: str
 export async function reduceScatterToSequenceParallel(tp: Comm, x: Tensor, where: string): Promise<Tensor> {
   const op = "reduceScatterToSequenceParallel";
   checkSequence(op, x);
-  const T = x.shape[1];
-  if (T % tp.size !== 0) {
-    throw new ShapeError(`${op}: sequence length ${T} of ${formatShape(x.shape)} does not divide among tp ${tp.size} ranks`);
-  }
-  const timeMajor = swapBatchAndTime(x);
-  const [block] = await cut(
-    `tp.sp.scatter.${where}`,
-    [timeMajor],
-    async ([partial]) => [await tp.reduceScatter(partial, { op: "sum", tag: `tp.reducescatter.fwd.${where}` })],
-    async ([gradient]) => [await tp.allGather(gradient, { tag: `tp.allgather.bwd.${where}` })],
-  );
-  timeMajor.dispose();
-  const batchMajor = swapBatchAndTime(block);
-  block.dispose();
-  return batchMajor;
+  tokensPerRank(x.shape[1], tp.size);
+  return await tidy(async () => {
+    const [block] = await cut(
+      `tp.sp.scatter.${where}`,
+      [swapBatchAndTime(x)],
+      async ([partial]) => [await tp.reduceScatter(partial, { op: "sum", tag: `tp.reducescatter.fwd.${where}` })],
+      async ([gradient]) => [await tp.allGather(gradient, { tag: `tp.allgather.bwd.${where}` })],
+    );
+    return swapBatchAndTime(block);
+  });
 }

@@ -16,6 +16,7 @@
 import { headDim, type Phi3Config, validateConfig } from "../nn/config.ts";
 import { Linear } from "../nn/modules.ts";
 import { type ParameterFactory, seededValues } from "../nn/parameter.ts";
+import { checkTensorParallelFits } from "./layout.ts";
 import { Phi3Model } from "../nn/phi3.ts";
 import type { Device } from "../tensor/device.ts";
 import { ShapeError } from "../tensor/errors.ts";
@@ -55,45 +56,10 @@ export interface TensorParallelShard {
   subParams?: SubParam[];
 }
 
-/**
- * Throws a RangeError naming the numbers when the model cannot be split over tp ranks: the query
- * heads, the kv heads (divisible by tp when tp ≤ numKvHeads, dividing tp otherwise) and the MLP width
- * must divide evenly.
- */
-export function checkTensorParallel(config: Phi3Config, tp: number): void {
-  validateConfig(config);
-  if (!Number.isInteger(tp) || tp < 1) throw new RangeError(`tensor parallel: tp must be an integer ≥ 1, got ${tp}`);
-  const { numHeads, numKvHeads, intermediateSize } = config;
-  if (numHeads % tp !== 0) {
-    throw new RangeError(
-      `tensor parallel: numHeads ${numHeads} does not divide among tp ${tp} ranks (numHeads % tp = ${numHeads % tp})`,
-    );
-  }
-  if (tp <= numKvHeads && numKvHeads % tp !== 0) {
-    throw new RangeError(
-      `tensor parallel: numKvHeads ${numKvHeads} does not divide among tp ${tp} ranks (numKvHeads % tp = ${numKvHeads % tp})`,
-    );
-  }
-  if (tp > numKvHeads && tp % numKvHeads !== 0) {
-    throw new RangeError(
-      `tensor parallel: tp ${tp} is more than numKvHeads ${numKvHeads} but not a multiple of it (tp % numKvHeads = ${
-        tp % numKvHeads
-      }), ` +
-        "so each kv head cannot be replicated on the same number of ranks",
-    );
-  }
-  if (intermediateSize % tp !== 0) {
-    throw new RangeError(
-      `tensor parallel: intermediateSize ${intermediateSize} does not divide among tp ${tp} ranks (intermediateSize % tp = ${
-        intermediateSize % tp
-      })`,
-    );
-  }
-}
-
 /** The shard of every Hugging Face parameter of the model that tp rank `tpRank` of `tp` holds. */
 export function tensorParallelShards(config: Phi3Config, tp: number, tpRank: number): Map<string, TensorParallelShard> {
-  checkTensorParallel(config, tp);
+  validateConfig(config);
+  checkTensorParallelFits(config, tp);
   if (!Number.isInteger(tpRank) || tpRank < 0 || tpRank >= tp) {
     throw new RangeError(`tensor parallel: tp rank must be an integer in [0, ${tp}), got ${tpRank}`);
   }

@@ -27,9 +27,11 @@ import type { Comm } from "../comm/collectives.ts";
 import type { AttentionHeads } from "../nn/attention.ts";
 import { ShapeError } from "../tensor/errors.ts";
 import * as ops from "../tensor/ops/index.ts";
+import { tidy } from "../tensor/scope.ts";
 import { formatShape } from "../tensor/shape.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { cut } from "./cut.ts";
+import { checkUlyssesHeads, tokensPerRank } from "./layout.ts";
 
 /** Which heads each rank of an sp group attends with (plain data). */
 export interface HeadAssignment {
@@ -52,11 +54,7 @@ export function ulyssesHeads(numHeads: number, numKvHeads: number, sp: number): 
   if (numHeads % numKvHeads !== 0) {
     throw new RangeError(`ulysses: ${numHeads} query heads are not a multiple of ${numKvHeads} kv heads`);
   }
-  if (numHeads < sp) {
-    throw new RangeError(
-      `ulysses: ${numHeads} query heads cannot be split over sp ${sp} ranks (each rank needs at least one head)`,
-    );
-  }
+  checkUlyssesHeads(numHeads, sp);
   const group = numHeads / numKvHeads;
   const assignment: HeadAssignment = { numHeads, numKvHeads, sp, q: [], kv: [], expanded: [] };
   let start = 0;
@@ -74,14 +72,6 @@ export function ulyssesHeads(numHeads: number, numKvHeads: number, sp: number): 
   return assignment;
 }
 
-/** Refuses a sequence that does not divide among the sp ranks. */
-export function checkUlyssesSequence(seq: number, sp: number): void {
-  if (!Number.isInteger(sp) || sp < 1) throw new RangeError(`ulysses: sp must be a positive integer, got ${sp}`);
-  if (!Number.isInteger(seq) || seq < 1 || seq % sp !== 0) {
-    throw new RangeError(`ulysses: a sequence of ${seq} tokens does not divide among sp ${sp} ranks`);
-  }
-}
-
 /** Bytes (f32) rank `rank` sends per layer forward: the q, k, v all-to-all and the output all-to-all. */
 export function ulyssesVolume(
   B: number,
@@ -90,7 +80,7 @@ export function ulyssesVolume(
   sp: number,
   rank: number,
 ): { qkvBytes: number; outBytes: number } {
-  checkUlyssesSequence(T, sp);
+  tokensPerRank(T, sp);
   if (!Number.isInteger(rank) || rank < 0 || rank >= sp) throw new RangeError(`ulysses: rank ${rank} is outside sp ${sp}`);
   const heads = ulyssesHeads(dims.numHeads, dims.numKvHeads, sp);
   const headBytes = 4 * B * (T / sp) * dims.headDim;
@@ -101,7 +91,7 @@ export function ulyssesVolume(
 
 /**
  * Attention of this rank's tokens, qkv [B, T/S, (Hq + 2·Hkv)·D], over the whole sequence of the sp
- * group → [B, T/S, Hq·D] (the caller owns it). Collectives are tagged
+ * group → [B, T/S, Hq·D] (in the caller's scope). Collectives are tagged
  * `ulysses.alltoall.<fwd|bwd>.<where>.<qkv|out>`.
  */
 export async function ulyssesAttention(sp: Comm, qkv: Tensor, dims: AttentionHeads, where: string): Promise<Tensor> {
@@ -122,62 +112,37 @@ export async function ulyssesAttention(sp: Comm, qkv: Tensor, dims: AttentionHea
   const T = Tl * sp.size;
   const qShape = [B, plan.hq, T, D];
   const kvShape = [B, plan.hkv, T, D];
-  const tag = (direction: string, what: string) => `ulysses.alltoall.${direction}.${where}.${what}`;
 
-  const [q, k, v] = await cut(`ulysses.${where}.qkv`, [qkv], async ([x]) => {
-    const received = await exchange(sp, ops.gatherBlocks(x, plan.qkvPack, D), tag("fwd", "qkv"), plan.qkvSend, plan.qkvRecv);
-    const qBlocks = B * plan.hq * T;
-    const kvBlocks = B * plan.hkv * T;
-    const unpack = (first: number, count: number, shape: number[]) =>
-      ops.gatherBlocks(received, plan.qkvUnpack.subarray(first, first + count), D, shape);
-    try {
+  const exchange = (packed: Tensor, what: string, direction: "fwd" | "bwd", sendCounts: number[], recvCounts: number[]) =>
+    sp.allToAll(packed, { tag: `ulysses.alltoall.${direction}.${where}.${what}`, sendCounts, recvCounts });
+
+  return await tidy(async () => {
+    const [q, k, v] = await cut(`ulysses.${where}.qkv`, [qkv], async ([x]) => {
+      const received = await exchange(ops.gatherBlocks(x, plan.qkvPack, D), "qkv", "fwd", plan.qkvSend, plan.qkvRecv);
+      const qBlocks = B * plan.hq * T;
+      const kvBlocks = B * plan.hkv * T;
+      const unpack = (first: number, count: number, shape: number[]) =>
+        ops.gatherBlocks(received, plan.qkvUnpack.subarray(first, first + count), D, shape);
       return [unpack(0, qBlocks, qShape), unpack(qBlocks, kvBlocks, kvShape), unpack(qBlocks + kvBlocks, kvBlocks, kvShape)];
-    } finally {
-      received.dispose();
-    }
-  }, async (gradients) => {
-    const packed = ops.tidy(() => {
+    }, async (gradients) => {
       const joined = ops.concat(gradients.map((g) => ops.reshape(g, [-1, D])));
-      return ops.scatterAddBlocks(joined, plan.qkvUnpack, D, [plan.qkvUnpack.length, D]);
-    });
-    const returned = await exchange(sp, packed, tag("bwd", "qkv"), plan.qkvRecv, plan.qkvSend);
-    try {
+      const packed = ops.scatterAddBlocks(joined, plan.qkvUnpack, D, [plan.qkvUnpack.length, D]);
+      const returned = await exchange(packed, "qkv", "bwd", plan.qkvRecv, plan.qkvSend);
       return [ops.scatterAddBlocks(returned, plan.qkvPack, D, [B, Tl, columns])];
-    } finally {
-      returned.dispose();
-    }
-  });
+    });
 
-  const rope = { theta: dims.ropeTheta, positionOffset: 0 };
-  const o = ops.tidy(() => ops.attention(ops.rope(q, rope), ops.rope(k, rope), v, { causal: true }));
-  for (const t of [q, k, v]) t.dispose();
-  const [out] = await cut(`ulysses.${where}.out`, [o], async ([x]) => {
-    const received = await exchange(sp, ops.gatherBlocks(x, plan.outPack, D), tag("fwd", "out"), plan.outSend, plan.outRecv);
-    try {
+    const rope = { theta: dims.ropeTheta, positionOffset: 0 };
+    const o = ops.attention(ops.rope(q, rope), ops.rope(k, rope), v, { causal: true });
+    const [out] = await cut(`ulysses.${where}.out`, [o], async ([x]) => {
+      const received = await exchange(ops.gatherBlocks(x, plan.outPack, D), "out", "fwd", plan.outSend, plan.outRecv);
       return [ops.gatherBlocks(received, plan.outUnpack, D, [B, Tl, Hq * D])];
-    } finally {
-      received.dispose();
-    }
-  }, async ([g]) => {
-    const packed = ops.scatterAddBlocks(g, plan.outUnpack, D, [plan.outUnpack.length, D]);
-    const returned = await exchange(sp, packed, tag("bwd", "out"), plan.outRecv, plan.outSend);
-    try {
+    }, async ([g]) => {
+      const packed = ops.scatterAddBlocks(g, plan.outUnpack, D, [plan.outUnpack.length, D]);
+      const returned = await exchange(packed, "out", "bwd", plan.outRecv, plan.outSend);
       return [ops.scatterAddBlocks(returned, plan.outPack, D, qShape)];
-    } finally {
-      returned.dispose();
-    }
+    });
+    return out;
   });
-  o.dispose();
-  return out;
-}
-
-/** The all-to-all of `packed` (freed afterwards), counts in elements per group rank. */
-async function exchange(sp: Comm, packed: Tensor, tag: string, sendCounts: number[], recvCounts: number[]): Promise<Tensor> {
-  try {
-    return await sp.allToAll(packed, { tag, sendCounts, recvCounts });
-  } finally {
-    packed.dispose();
-  }
 }
 
 /** q heads plus twice the kv heads rank r receives. */

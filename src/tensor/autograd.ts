@@ -15,7 +15,7 @@ import { DisposedError } from "./errors.ts";
 import type { Tensor } from "./tensor.ts";
 
 export type BackwardFn = (grad: Tensor, saved: Tensor[]) => (Tensor | null)[];
-export type AsyncBackwardFn = (grad: Tensor) => Promise<(Tensor | null)[]>;
+export type AsyncBackwardFn = (grad: Tensor, saved: Tensor[]) => Promise<(Tensor | null)[]>;
 
 /** How many noGrad() calls are running; gradients are recorded when none is. */
 let noGradDepth = 0;
@@ -66,7 +66,7 @@ export class GradNode {
     if (!this.backwardFn) {
       throw new DisposedError(`${this.name}: backward through a graph that was already freed (call backward() once per forward)`);
     }
-    if (this.isAsync) return (this.backwardFn as AsyncBackwardFn)(grad);
+    if (this.isAsync) return (this.backwardFn as AsyncBackwardFn)(grad, this.saved);
     return noGrad(() => (this.backwardFn as BackwardFn)(grad, this.saved));
   }
 
@@ -103,12 +103,20 @@ export function recordOp(
 }
 
 /**
- * Records `out` as produced from `inputs` by a step whose backward is asynchronous. Unlike recordOp
- * it records even when no input needs a gradient: the backward itself may produce gradients
- * elsewhere (a ZeRO-3 block recomputed in backward fills its parameters' gradients).
+ * Records `out` as produced from `inputs` by a step whose backward is asynchronous, when gradients
+ * are on; `save` lists tensors the backward is handed again (retained until the node is freed). Unlike recordOp it records even when no input needs a gradient: the backward itself may
+ * produce gradients elsewhere (a ZeRO-3 block recomputed in backward fills its parameters' gradients).
  */
-export function recordAsyncOp(name: string, out: Tensor, inputs: readonly Tensor[], backward: AsyncBackwardFn): Tensor {
-  out.setGradNode(new GradNode(name, inputs.map((t) => t.gradNode()), backward, [], null, true));
+export function recordAsyncOp(
+  name: string,
+  out: Tensor,
+  inputs: readonly Tensor[],
+  save: readonly Tensor[],
+  backward: AsyncBackwardFn,
+): Tensor {
+  if (!isGradEnabled()) return out;
+  const saved = save.map((t) => t.retainedHandle());
+  out.setGradNode(new GradNode(name, inputs.map((t) => t.gradNode()), backward, saved, null, true));
   return out;
 }
 

@@ -1,19 +1,18 @@
 // The entry every rank runs to train in parallel (launch({ entry: this module, args })): the
 // rank's part of the model for the layout (src/parallel/engine.ts), trained on its share of each
 // global batch. Every step it emits the global loss and the figures of its own step (bytes sent by
-// link class, simulated communication time, memory); at the end it returns the losses, the
-// consolidated parameters (on rank 0), its ledger and its fragment map.
+// link class, simulated communication time, memory); at the end it returns the losses, its
+// optimizer state and its entry of the fragment map (rank 0 adds the whole map: with every rank's
+// state, assembleState puts the whole training state back together), and its ledger.
 
 import type { RankContext } from "../comm/rank_context.ts";
 import type { CollectiveRecord } from "../comm/ledger.ts";
 import { batchRows } from "../data/corpus.ts";
 import { clipScale } from "../optim/clip.ts";
 import { warmupCosine } from "../optim/schedule.ts";
-import { ParallelEngine } from "../parallel/engine.ts";
-import type { TokenBatch } from "../parallel/parallel_model.ts";
-import type { TensorParallelShard } from "../parallel/tp_shards.ts";
-import type { ZeroFragment } from "../parallel/zero_partition.ts";
-import type { ZeroMemory } from "../parallel/zero.ts";
+import { ParallelEngine, type TokenBatch } from "../parallel/engine.ts";
+import type { FragmentMap, RankFragments, RankState } from "../parallel/fragment_map.ts";
+import type { RankMemory } from "../parallel/strategy.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout, warmupStepsOf } from "./config.ts";
 
 export interface TrainRankArgs {
@@ -35,19 +34,21 @@ export interface RankStepEvent {
   /** Simulated time of this rank's collectives in the step, ms. */
   simulatedMs: number;
   /** Bytes of parameters, gradients and optimizer state, once the gradients are reduced. */
-  memory: ZeroMemory;
+  memory: RankMemory;
   /** Bytes held on this rank's device after the step. */
   deviceBytes: number;
 }
 
 export interface TrainRankResult {
   losses: number[];
-  /** Every parameter after the last step, consolidated from all ranks' pieces (rank 0 only; empty elsewhere). */
-  params: Record<string, Float32Array>;
+  /** This rank's optimizer state after the last step, laid out as `fragments` says. */
+  state: RankState;
+  /** This rank's entry of the fragment map. */
+  fragments: RankFragments;
+  /** The fragment map of the whole layout (rank 0 only; null elsewhere). */
+  fragmentMap: FragmentMap | null;
   collectives: CollectiveRecord[];
-  /** Where this rank's pieces lie: tensor-parallel shards and ZeRO fragments. */
-  fragments: { tensorParallel: Record<string, TensorParallelShard>; zero: ZeroFragment[] };
-  memory: ZeroMemory;
+  memory: RankMemory;
 }
 
 export default async function trainRank(ctx: RankContext, args: TrainRankArgs): Promise<TrainRankResult> {
@@ -69,7 +70,7 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
   });
   const share = engine.share(config.batch, config.seq);
   const clipNorm = config.clipNorm ?? 1;
-  let memory: ZeroMemory | null = null;
+  let memory: RankMemory | null = null;
   try {
     const losses: number[] = [];
     for (let step = 0; step < config.steps; step++) {
@@ -109,12 +110,12 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       };
       ctx.emit(event);
     }
-    const params = await engine.consolidated();
     return {
       losses,
-      params: ctx.rank === 0 ? Object.fromEntries(params) : {},
-      collectives: ctx.comm.ledger.toJSON().collectives,
+      state: await engine.exportState(),
       fragments: engine.fragments(),
+      fragmentMap: ctx.rank === 0 ? engine.fragmentMap() : null,
+      collectives: ctx.comm.ledger.toJSON().collectives,
       memory: memory!,
     };
   } finally {

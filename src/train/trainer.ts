@@ -15,6 +15,7 @@ import { AdamW } from "../optim/adamw.ts";
 import { clipScale, globalGradNorm } from "../optim/clip.ts";
 import { warmupCosine } from "../optim/schedule.ts";
 import { worldSize } from "../parallel/layout.ts";
+import type { RankMemory } from "../parallel/strategy.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout, warmupStepsOf } from "./config.ts";
 import { trainParallel } from "./parallel_run.ts";
 
@@ -40,18 +41,11 @@ export interface StepMetrics {
   memory: RankMemory[];
 }
 
-/** What one rank holds, in bytes; `gathered` is the largest ZeRO-3 working copy of a block's parameters. */
-export interface RankMemory {
-  parameters: number;
-  gradients: number;
-  optimizer: number;
-  gathered: number;
-}
-
 export class Trainer {
   /** The expected loss floor for rows of this run's length, in nats per token. */
   readonly floor: number;
-  private readonly optimizer: AdamW;
+  /** AdamW with each parameter's state (exp_avg, exp_avg_sq, step), by Hugging Face name. */
+  readonly optimizer: AdamW;
   private readonly named: [string, Tensor][];
   private readonly params: Tensor[];
   private readonly lrAt: (step: number) => number;
@@ -106,16 +100,16 @@ export class Trainer {
     const data = globalBatch({ seed, step: this.stepsDone, batch, seq });
     const lr = this.lrAt(this.stepsDone);
 
-    const inputs = this.device.tensor(data.inputs, [batch, seq]);
-    const targets = this.device.tensor(data.targets, [batch, seq]);
-    const loss = tidy(() => this.model.loss(inputs, targets));
-    await loss.backward();
-    inputs.dispose();
-    targets.dispose();
-
-    // Both read-backs in flight at once: each costs a wait for the device to report finished work.
-    const [gradNorm, [lossValue]] = await Promise.all([globalGradNorm(this.params), loss.read()]);
-    loss.dispose();
+    const [gradNorm, lossValue] = await tidy(async () => {
+      const loss = await this.model.loss(
+        this.device.tensor(data.inputs, [batch, seq]),
+        this.device.tensor(data.targets, [batch, seq]),
+      );
+      await loss.backward();
+      // Both read-backs in flight at once: each costs a wait for the device to report finished work.
+      const [norm, [value]] = await Promise.all([globalGradNorm(this.params), loss.read()]);
+      return [norm, value];
+    });
     this.optimizer.step({ lr, gradScale: clipNorm > 0 ? clipScale(gradNorm, clipNorm) : 1 });
     this.optimizer.zeroGrad();
 

@@ -34,7 +34,7 @@ import { adamw } from "./adamw.ts";
 
 /** A host array owned by the CPU backend; f16 is held as raw bits in a Uint16Array. */
 export class CpuStorage implements Storage {
-  /** What the array occupied when it was handed out; kept after destroy() drops the array. */
+  /** What the array occupied when it was handed out; kept after release() or destroy() drops the array. */
   readonly bytes: number;
   released = false;
 
@@ -43,7 +43,7 @@ export class CpuStorage implements Storage {
   }
 }
 
-/** Empty stand-in for the data of storages dropped by destroy(). */
+/** Empty stand-in for the data of released storages, so that a tensor object outliving its memory does not hold the array. */
 const DROPPED = new Float32Array(0);
 
 export class CpuBackend implements Backend {
@@ -82,6 +82,7 @@ export class CpuBackend implements Backend {
     const cpu = storage as CpuStorage;
     if (cpu.released) throw new DisposedError(`cpu release: a storage of ${cpu.bytes} bytes was already released`);
     cpu.released = true;
+    cpu.data = DROPPED;
     if (this.live.delete(cpu)) this.liveBytes -= cpu.bytes;
   }
 

@@ -2,7 +2,7 @@
 
 export { add, cast, div, equal, exp, gelu, log, mul, neg, relu, scale, silu, sqrt, sub } from "./elementwise.ts";
 export { max, mean, sum } from "./reduce.ts";
-export { broadcastTo, concat, permute, reshape, slice, split, transpose } from "./layout.ts";
+export { broadcastTo, concat, permute, reshape, slice, split, transpose, writeRange } from "./layout.ts";
 export { matmul, type MatmulOptions } from "./matmul.ts";
 export { crossEntropy, embedding, layerNorm, logSoftmax, rmsNorm, rope, type RopeOptions, softmax } from "./nn.ts";
 export { attention, type AttentionOptions } from "./attention.ts";

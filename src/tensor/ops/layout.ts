@@ -1,5 +1,6 @@
 // Ops that move elements without arithmetic: reshape (a view), permute and transpose, slice,
-// concat, split and broadcastTo. All but reshape are one strided copy each.
+// concat, split and broadcastTo, and the in-place write of a range, writeRange. All but reshape
+// are one strided copy each.
 
 import type { StridedCopy } from "../../backend/backend.ts";
 import { recordOp } from "../autograd.ts";
@@ -190,4 +191,19 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
     dstStrides: stridesOf(shape),
   });
   return recordOp("broadcastTo", out, [x], [], (g) => [sumToShape(g, x.shape)]);
+}
+
+/**
+ * In place, outside autograd: elements [srcOffset, srcOffset + numel) of src, flattened, overwrite
+ * elements [dstOffset, dstOffset + numel) of dst, flattened (a ZeRO partition's range, say).
+ */
+export function writeRange(dst: Tensor, dstOffset: number, src: Tensor, srcOffset = 0, numel = src.size - srcOffset): void {
+  const op = "writeRange";
+  if (src.dtype !== dst.dtype) throw new DTypeError(`${op}: src is ${src.dtype}, dst ${dst.dtype}`);
+  for (const [what, offset, size] of [["src", srcOffset, src.size], ["dst", dstOffset, dst.size]] as const) {
+    if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(numel) || numel < 0 || offset + numel > size) {
+      throw new ShapeError(`${op}: elements [${offset}, ${offset + numel}) fall outside ${what}'s ${size}`);
+    }
+  }
+  copyInto(op, src, dst, { shape: [numel], srcOffset, srcStrides: [1], dstOffset, dstStrides: [1] });
 }

@@ -1,0 +1,225 @@
+// The fragment map: where every part of the training state lies on every rank of a layout. It is
+// the contract between the parallel strategies and the checkpoint module: with the model config,
+// the map and every rank's state rebuild the whole training state (assembleState).
+//
+// A rank's optimizer state is one step count and three flat f32 arrays of the same length and
+// order: the fp32 master values, AdamW's exp_avg and exp_avg_sq (RankState). Under DDP the flat
+// state is the rank's tensor-parallel shard of every parameter, one after another in model order;
+// under ZeRO it is the rank's partition of the flat groups (zero_partition.ts), padding included.
+//
+// A fragment is a stretch of the flat state that holds one parameter: [start, start + numel) of
+// each array, which is elements [shardOffset, shardOffset + numel) of the rank's shard of that
+// parameter (row-major); the shard says where it lies in the full parameter (tp_shards.ts: kind,
+// dim, index, parts, sub-parameter rows, vocabulary padding). A fragment never straddles two
+// sub-parameters (q, k, v of a fused qkv_proj; gate and up), so all of it has the same replicas:
+// the ranks that hold the same elements at the same place with the same values.
+//   across the data group    every rank under DDP; none under ZeRO (each holds its own part)
+//   across the tp group      every rank for a replicated parameter (the norms); the tp / numKvHeads
+//                            ranks that share a kv head for its rows; none for the rest
+
+import { sizeOf } from "../tensor/shape.ts";
+import type { Phi3Config } from "../nn/config.ts";
+import { dataParallelSize, groupIndices, type ParallelLayout, tensorParallelSize, worldSize } from "./layout.ts";
+import { type SubParam, type TensorParallelShard, tensorParallelShards, unshardValues } from "./tp_shards.ts";
+import { type FlatGroup, type FragmentPlace, partitionParameters } from "./zero_partition.ts";
+
+export const FRAGMENT_MAP_VERSION = 1;
+
+/** A fragment: where it lies in each array of the rank's flat state and in its shard, by Hugging Face name, and its replicas. */
+export interface Fragment extends FragmentPlace {
+  /** World ranks that hold these elements at the same place of their flat state, this one included, ascending. */
+  replicas: number[];
+}
+
+export interface RankFragments {
+  rank: number;
+  /** This rank's index in its data group (ZeRO's partition index) and in its tensor-parallel group (its shards' index). */
+  dataRank: number;
+  tensorParallelRank: number;
+  /** Elements of each array of the flat state. */
+  numel: number;
+  /** ZeRO: the flat groups, each with where this rank's part lies; empty under DDP. */
+  flatGroups: FlatGroup[];
+  /** Stretches of the flat state that hold no parameter (zeros), as [start, numel]. */
+  padding: [number, number][];
+  fragments: Fragment[];
+}
+
+export interface FragmentMap {
+  version: typeof FRAGMENT_MAP_VERSION;
+  layout: ParallelLayout;
+  worldSize: number;
+  dataParallelSize: number;
+  tensorParallelSize: number;
+  /** Every parameter in model order: its full (Hugging Face) shape, and the shard each tensor-parallel rank holds. */
+  parameters: { name: string; shape: number[]; shards: TensorParallelShard[] }[];
+  /** Indexed by world rank. */
+  ranks: RankFragments[];
+}
+
+/** One rank's optimizer state, in the order of its RankFragments. */
+export interface RankState {
+  /** AdamW updates applied so far (every fragment of the rank has had as many). */
+  step: number;
+  fp32: Float32Array;
+  expAvg: Float32Array;
+  expAvgSq: Float32Array;
+}
+
+/** The whole training state, by parameter name: full values and moments in the Hugging Face shape. */
+export interface AssembledState {
+  step: number;
+  parameters: Map<string, { fp32: Float32Array; expAvg: Float32Array; expAvgSq: Float32Array }>;
+}
+
+/**
+ * The fragment map of a layout. `blocks` lists the parameter names of the model's blocks in order
+ * (ZeRO-3 partitions each as a flat group; ZeRO-1/2 flatten them all as one).
+ */
+export function fragmentMap(config: Phi3Config, layout: ParallelLayout, blocks: readonly string[][]): FragmentMap {
+  const tpSize = tensorParallelSize(layout);
+  const shards = Array.from({ length: tpSize }, (_, index) => tensorParallelShards(config, tpSize, index));
+  const world = worldSize(layout);
+  return {
+    version: FRAGMENT_MAP_VERSION,
+    layout: { ...layout },
+    worldSize: world,
+    dataParallelSize: dataParallelSize(layout),
+    tensorParallelSize: tpSize,
+    parameters: [...shards[0]].map(([name, shard]) => ({
+      name,
+      shape: [...shard.fullShape],
+      shards: shards.map((s) => s.get(name)!),
+    })),
+    ranks: Array.from({ length: world }, (_, rank) => rankFragments(layout, shards, blocks, rank)),
+  };
+}
+
+/**
+ * World rank `rank`'s entry of the fragment map, from the shard every tensor-parallel rank holds
+ * of each parameter (`shards[index]`, in model order) and the blocks (see fragmentMap).
+ */
+export function rankFragments(
+  layout: ParallelLayout,
+  shards: readonly Map<string, TensorParallelShard>[],
+  blocks: readonly string[][],
+  rank: number,
+): RankFragments {
+  const { data, tensorParallel } = groupIndices(layout, rank);
+  const local = shards[tensorParallel];
+  const params = [...local].map(([name, shard]) => [name, sizeOf(shard.shape)] as const);
+  let places: FragmentPlace[];
+  let flatGroups: FlatGroup[] = [];
+  let padding: [number, number][] = [];
+  let numel = 0;
+  if (layout.zero === 0) {
+    places = params.map(([name, size]) => {
+      const place = { name, start: numel, numel: size, shardOffset: 0 };
+      numel += size;
+      return place;
+    });
+  } else {
+    const groups = layout.zero === 3 ? blocks.map((names) => [...names]) : [blocks.flat()];
+    const partition = partitionParameters(params, groups, dataParallelSize(layout), data);
+    ({ fragments: places, numel, padding } = partition);
+    flatGroups = partition.groups;
+  }
+  const holders = Array.from({ length: worldSize(layout) }, (_, r) => groupIndices(layout, r));
+  const fragments = places.flatMap((place) => {
+    const shard = local.get(place.name)!;
+    return splitAtSubParams(place, shard).map(({ sub, ...cut }): Fragment => ({
+      ...cut,
+      replicas: holders.flatMap((other, r) =>
+        (layout.zero === 0 || other.data === data) && sameRows(shard, sub, tensorParallel, other.tensorParallel) ? [r] : []
+      ),
+    }));
+  });
+  return { rank, dataRank: data, tensorParallelRank: tensorParallel, numel, flatGroups, padding, fragments };
+}
+
+/** Whether tensor-parallel ranks `a` and `b` hold the same rows of the shard's parameter (within sub-parameter `sub`). */
+function sameRows(shard: TensorParallelShard, sub: SubParam | null, a: number, b: number): boolean {
+  if (shard.kind === "replicated") return true;
+  const replicas = sub?.replicas ?? 1;
+  return Math.floor(a / replicas) === Math.floor(b / replicas);
+}
+
+/** The fragment cut where the shard's sub-parameters meet, each cut with the sub-parameter it lies in (null: none). */
+function splitAtSubParams(place: FragmentPlace, shard: TensorParallelShard): (FragmentPlace & { sub: SubParam | null })[] {
+  const subs = shard.subParams ?? [];
+  if (subs.length === 0) return [{ ...place, sub: null }];
+  const width = shard.shape[1];
+  const cuts: (FragmentPlace & { sub: SubParam | null })[] = [];
+  for (const sub of subs) {
+    const lo = Math.max(place.shardOffset, sub.localStart * width);
+    const hi = Math.min(place.shardOffset + place.numel, (sub.localStart + sub.localRows) * width);
+    if (hi > lo) {
+      cuts.push({ name: place.name, start: place.start + lo - place.shardOffset, numel: hi - lo, shardOffset: lo, sub });
+    }
+  }
+  return cuts;
+}
+
+/**
+ * The whole training state from every rank's (states[r] for world rank r): each fragment is taken
+ * from its first replica and put into its rank's shard, and the shards are joined into the full
+ * parameter (vocabulary padding dropped). Throws naming the parameter when a shard is not covered
+ * exactly, and the ranks when their step counts differ.
+ */
+export function assembleState(map: FragmentMap, states: readonly RankState[]): AssembledState {
+  if (states.length !== map.worldSize) {
+    throw new RangeError(`assembleState: the map has ${map.worldSize} ranks, but ${states.length} states were given`);
+  }
+  const step = states[0].step;
+  const buffers = new Map(
+    map.parameters.map(({ name, shards }) => [name, shards.map((shard) => newShardState(sizeOf(shard.shape)))]),
+  );
+  for (const entry of map.ranks) {
+    const state = states[entry.rank];
+    if (state.step !== step) {
+      throw new RangeError(`assembleState: rank ${entry.rank} is at step ${state.step}, rank 0 at step ${step}`);
+    }
+    for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
+      if (state[key].length !== entry.numel) {
+        throw new RangeError(
+          `assembleState: rank ${entry.rank}'s ${key} holds ${state[key].length} elements, its map ${entry.numel}`,
+        );
+      }
+    }
+    for (const fragment of entry.fragments) {
+      const target = buffers.get(fragment.name)?.[entry.tensorParallelRank];
+      const end = fragment.shardOffset + fragment.numel;
+      if (!target || end > target.fp32.length || fragment.start + fragment.numel > entry.numel) {
+        throw new RangeError(
+          `assembleState: rank ${entry.rank} has a fragment of "${fragment.name}" outside its shard or its state`,
+        );
+      }
+      // A replica that an earlier rank already gave holds the same values.
+      if (target.covered[fragment.shardOffset]) continue;
+      for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
+        target[key].set(state[key].subarray(fragment.start, fragment.start + fragment.numel), fragment.shardOffset);
+      }
+      target.covered.fill(1, fragment.shardOffset, end);
+    }
+  }
+  const parameters: AssembledState["parameters"] = new Map();
+  for (const { name, shards } of map.parameters) {
+    const held = buffers.get(name)!;
+    held.forEach((shard, index) => {
+      const hole = shard.covered.indexOf(0);
+      if (hole >= 0) throw new RangeError(`assembleState: no fragment holds element ${hole} of "${name}" shard ${index}`);
+    });
+    const join = (key: "fp32" | "expAvg" | "expAvgSq") => unshardValues(held.map((shard) => shard[key]), shards);
+    parameters.set(name, { fp32: join("fp32"), expAvg: join("expAvg"), expAvgSq: join("expAvgSq") });
+  }
+  return { step, parameters };
+}
+
+function newShardState(size: number) {
+  return {
+    fp32: new Float32Array(size),
+    expAvg: new Float32Array(size),
+    expAvgSq: new Float32Array(size),
+    covered: new Uint8Array(size),
+  };
+}
