@@ -23,18 +23,12 @@ export async function generate(model: Phi3ForCausalLM, promptIds: Int32Array, op
   for (let step = 0; step < maxNewTokens; step++) {
     const length = promptIds.length + step;
     const context = tokens.subarray(Math.max(0, length - maxSeqLen), length);
-    const last = await ops.noGrad(() =>
+    const logits = await ops.noGrad(() =>
       ops.tidy(async () => {
-        const logits = await model.forward(model.device.tensor(context, [1, context.length]));
-        return ops.slice(logits, [0, context.length - 1, 0], [1, 1, vocabSize]);
+        const all = await model.forward(model.device.tensor(context, [1, context.length]));
+        return (await ops.slice(all, [0, context.length - 1, 0], [1, 1, vocabSize]).read()) as Float32Array;
       })
     );
-    let logits: Float32Array;
-    try {
-      logits = (await last.read()) as Float32Array;
-    } finally {
-      last.dispose();
-    }
     tokens[length] = temperature === 0 ? argmax(logits) : sample(logits, temperature, deriveSeed(seed, `generate/${step}`));
   }
   return tokens.slice(promptIds.length);
