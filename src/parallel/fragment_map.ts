@@ -69,7 +69,7 @@ export interface RankState {
 /** The whole training state, by parameter name: full values and moments in the Hugging Face shape. */
 export interface AssembledState {
   step: number;
-  parameters: Map<string, { fp32: Float32Array; expAvg: Float32Array; expAvgSq: Float32Array }>;
+  parameters: Map<string, StateValues>;
 }
 
 /**
@@ -160,66 +160,96 @@ function splitAtSubParams(place: FragmentPlace, shard: TensorParallelShard): (Fr
   return cuts;
 }
 
+/** A parameter's three states (values of a fragment, a shard or the whole parameter). */
+export interface StateValues {
+  fp32: Float32Array;
+  expAvg: Float32Array;
+  expAvgSq: Float32Array;
+}
+
+const STATE_KEYS = ["fp32", "expAvg", "expAvgSq"] as const;
+
+/** One replica of every fragment of parameter `name`: the first rank that holds it, in rank order. */
+export function heldFragments(map: FragmentMap, name: string): { rank: number; fragment: Fragment }[] {
+  const held: { rank: number; fragment: Fragment }[] = [];
+  for (const entry of map.ranks) {
+    for (const fragment of entry.fragments) {
+      if (fragment.name === name && fragment.replicas[0] === entry.rank) held.push({ rank: entry.rank, fragment });
+    }
+  }
+  return held;
+}
+
 /**
- * The whole training state from every rank's (states[r] for world rank r): each fragment is taken
- * from its first replica and put into its rank's shard, and the shards are joined into the full
- * parameter (vocabulary padding dropped). Throws naming the parameter when a shard is not covered
- * exactly, and the ranks when their step counts differ.
+ * Parameter `name`'s full value and moments, from the values of the fragments heldFragments lists
+ * (`values(rank, fragment)`, each of the fragment's numel): each put into the shards of its
+ * replicas, the shards joined (vocabulary padding dropped). Throws naming the element no fragment holds.
+ */
+export function assembleParameter(
+  map: FragmentMap,
+  name: string,
+  values: (rank: number, fragment: Fragment) => StateValues,
+): StateValues {
+  const parameter = map.parameters.find((p) => p.name === name);
+  if (!parameter) throw new RangeError(`assembleParameter: the map has no parameter "${name}"`);
+  const shards = parameter.shards.map((shard) => ({
+    ...newState(sizeOf(shard.shape)),
+    covered: new Uint8Array(sizeOf(shard.shape)),
+  }));
+  for (const { rank, fragment } of heldFragments(map, name)) {
+    const given = values(rank, fragment);
+    const end = fragment.shardOffset + fragment.numel;
+    // The replicas on other tensor-parallel ranks hold the same elements of their own shards.
+    for (const index of new Set(fragment.replicas.map((r) => map.ranks[r].tensorParallelRank))) {
+      const target = shards[index];
+      if (end > target.fp32.length) {
+        throw new RangeError(`assembleParameter: rank ${rank} has a fragment of "${name}" outside its shard`);
+      }
+      for (const key of STATE_KEYS) target[key].set(given[key], fragment.shardOffset);
+      target.covered.fill(1, fragment.shardOffset, end);
+    }
+  }
+  shards.forEach((shard, index) => {
+    const hole = shard.covered.indexOf(0);
+    if (hole >= 0) throw new RangeError(`assembleParameter: no fragment holds element ${hole} of "${name}" shard ${index}`);
+  });
+  const join = (key: typeof STATE_KEYS[number]) => unshardValues(shards.map((shard) => shard[key]), parameter.shards);
+  return { fp32: join("fp32"), expAvg: join("expAvg"), expAvgSq: join("expAvgSq") };
+}
+
+/**
+ * The whole training state from every rank's (states[r] for world rank r), one parameter at a time
+ * (assembleParameter). Throws naming the ranks when their step counts or sizes disagree with the map.
  */
 export function assembleState(map: FragmentMap, states: readonly RankState[]): AssembledState {
   if (states.length !== map.worldSize) {
     throw new RangeError(`assembleState: the map has ${map.worldSize} ranks, but ${states.length} states were given`);
   }
   const step = states[0].step;
-  const buffers = new Map(
-    map.parameters.map(({ name, shards }) => [name, shards.map((shard) => newShardState(sizeOf(shard.shape)))]),
-  );
   for (const entry of map.ranks) {
     const state = states[entry.rank];
     if (state.step !== step) {
       throw new RangeError(`assembleState: rank ${entry.rank} is at step ${state.step}, rank 0 at step ${step}`);
     }
-    for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
+    for (const key of STATE_KEYS) {
       if (state[key].length !== entry.numel) {
         throw new RangeError(
           `assembleState: rank ${entry.rank}'s ${key} holds ${state[key].length} elements, its map ${entry.numel}`,
         );
       }
     }
-    for (const fragment of entry.fragments) {
-      const target = buffers.get(fragment.name)?.[entry.tensorParallelRank];
-      const end = fragment.shardOffset + fragment.numel;
-      if (!target || end > target.fp32.length || fragment.start + fragment.numel > entry.numel) {
-        throw new RangeError(
-          `assembleState: rank ${entry.rank} has a fragment of "${fragment.name}" outside its shard or its state`,
-        );
-      }
-      // A replica that an earlier rank already gave holds the same values.
-      if (target.covered[fragment.shardOffset]) continue;
-      for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
-        target[key].set(state[key].subarray(fragment.start, fragment.start + fragment.numel), fragment.shardOffset);
-      }
-      target.covered.fill(1, fragment.shardOffset, end);
-    }
   }
-  const parameters: AssembledState["parameters"] = new Map();
-  for (const { name, shards } of map.parameters) {
-    const held = buffers.get(name)!;
-    held.forEach((shard, index) => {
-      const hole = shard.covered.indexOf(0);
-      if (hole >= 0) throw new RangeError(`assembleState: no fragment holds element ${hole} of "${name}" shard ${index}`);
-    });
-    const join = (key: "fp32" | "expAvg" | "expAvgSq") => unshardValues(held.map((shard) => shard[key]), shards);
-    parameters.set(name, { fp32: join("fp32"), expAvg: join("expAvg"), expAvgSq: join("expAvgSq") });
-  }
-  return { step, parameters };
+  const slice = (rank: number, { start, numel }: Fragment): StateValues => {
+    const state = states[rank];
+    return {
+      fp32: state.fp32.subarray(start, start + numel),
+      expAvg: state.expAvg.subarray(start, start + numel),
+      expAvgSq: state.expAvgSq.subarray(start, start + numel),
+    };
+  };
+  return { step, parameters: new Map(map.parameters.map(({ name }) => [name, assembleParameter(map, name, slice)])) };
 }
 
-function newShardState(size: number) {
-  return {
-    fp32: new Float32Array(size),
-    expAvg: new Float32Array(size),
-    expAvgSq: new Float32Array(size),
-    covered: new Uint8Array(size),
-  };
+function newState(size: number): StateValues {
+  return { fp32: new Float32Array(size), expAvg: new Float32Array(size), expAvgSq: new Float32Array(size) };
 }
