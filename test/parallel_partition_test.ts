@@ -9,15 +9,10 @@
 // included), and say which element is missing when a fragment is dropped.
 
 import assert from "node:assert/strict";
-import { type Phi3Config, presetConfig } from "../src/nn/config.ts";
-import { shapeOnly } from "../src/nn/parameter.ts";
-import { Phi3ForCausalLM } from "../src/nn/phi3.ts";
-import { assembleState, type FragmentMap, fragmentMap, type RankState } from "../src/parallel/fragment_map.ts";
-import { type ParallelLayout, resolveLayout } from "../src/parallel/layout.ts";
-import { shardValues } from "../src/parallel/tp_shards.ts";
+import { assembleState } from "../src/parallel/fragment_map.ts";
+import type { ParallelLayout } from "../src/parallel/layout.ts";
 import { type Partition, partitionParameters } from "../src/parallel/zero_partition.ts";
-import { randnValues } from "../src/tensor/random.ts";
-import { cpuDevice } from "./helpers.ts";
+import { knownValues, mapOf, MODEL, statesFrom } from "./known_states.ts";
 
 // ---- partitions ----
 
@@ -123,35 +118,6 @@ Deno.test("partition: bad sizes, ranks and flat groups are refused, naming the v
 
 // ---- the fragment map ----
 
-/** The tiny preset with a vocabulary that tp 2 and 4 must pad. */
-const MODEL: Phi3Config = { ...presetConfig("tiny"), vocabSize: 97 };
-
-async function mapOf(options: Partial<ParallelLayout>): Promise<FragmentMap> {
-  const model = new Phi3ForCausalLM(await cpuDevice(), MODEL, { parameters: shapeOnly });
-  return fragmentMap(MODEL, resolveLayout(options), model.blocks.map((block) => block.parameters.map((p) => p.name)));
-}
-
-/** Each rank's state made from known full values: its shards' elements placed where its fragments say, padding zero. */
-function statesFrom(map: FragmentMap, full: Map<string, Float32Array>, step: number): RankState[] {
-  return map.ranks.map((entry) => {
-    const state = {
-      step,
-      fp32: new Float32Array(entry.numel),
-      expAvg: new Float32Array(entry.numel),
-      expAvgSq: new Float32Array(entry.numel),
-    };
-    for (const f of entry.fragments) {
-      const { shards } = map.parameters.find((p) => p.name === f.name)!;
-      const shard = shardValues(full.get(f.name)!, shards[entry.tensorParallelRank]);
-      const piece = shard.subarray(f.shardOffset, f.shardOffset + f.numel);
-      state.fp32.set(piece, f.start);
-      state.expAvg.set(piece.map((v) => 2 * v), f.start);
-      state.expAvgSq.set(piece.map((v) => v * v), f.start);
-    }
-    return state;
-  });
-}
-
 const LAYOUTS: Partial<ParallelLayout>[] = [
   {},
   { dp: 2 },
@@ -171,9 +137,7 @@ for (const layout of LAYOUTS) {
   Deno.test(`fragment map: ${JSON.stringify(layout)} rebuilds known values and moments from the ranks' states`, async () => {
     const map = await mapOf(layout);
     assert.deepEqual(JSON.parse(JSON.stringify(map)), map, "the map is plain JSON");
-    const full = new Map(
-      map.parameters.map(({ name, shape }, i) => [name, randnValues(shape.reduce((a, b) => a * b, 1), 70 + i)]),
-    );
+    const full = knownValues(map);
     const { step, parameters } = assembleState(map, statesFrom(map, full, 7));
     assert.equal(step, 7);
     for (const [name, values] of full) {

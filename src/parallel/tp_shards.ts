@@ -150,6 +150,70 @@ function checkLength(op: string, values: Float32Array, shape: number[], what: st
   }
 }
 
+/**
+ * Where element `local` of the shard (flat, row-major) lies in the full parameter, and for how many
+ * elements from there both run on contiguously: `full` is -1 on vocabulary padding rows (which hold
+ * no element of the parameter). Resharding copies a fragment run by run.
+ */
+export function shardRun(shard: TensorParallelShard, local: number): { full: number; numel: number } {
+  const width = shard.shape.length === 1 ? 1 : shard.shape[1];
+  const size = sizeOf(shard.shape);
+  const row = Math.floor(local / width);
+  switch (shard.kind) {
+    case "replicated":
+      return { full: local, numel: size - local };
+    case "vocab": {
+      const { start, real } = vocabRows(shard);
+      if (row >= real) return { full: -1, numel: size - local };
+      return { full: start * width + local, numel: real * width - local };
+    }
+    case "column": {
+      const sub = subParamsOf(shard).find((s) => row < s.localStart + s.localRows)!;
+      const end = (sub.localStart + sub.localRows) * width;
+      return { full: (heldRow(sub, shard.index) + row - sub.localStart) * width + (local % width), numel: end - local };
+    }
+    case "row": {
+      const column = local % width;
+      return { full: row * shard.fullShape[1] + shard.index * width + column, numel: width - column };
+    }
+  }
+}
+
+/**
+ * Which shard of `shards` (every tensor-parallel rank's, in rank order) first holds element `full`
+ * of the parameter, where in it, and for how many elements from there both run on contiguously.
+ */
+export function locateInShards(
+  shards: readonly TensorParallelShard[],
+  full: number,
+): { index: number; local: number; numel: number } {
+  const first = shards[0];
+  const width = first.fullShape.length === 1 ? 1 : first.fullShape[1];
+  const row = Math.floor(full / width);
+  const column = full % width;
+  switch (first.kind) {
+    case "replicated":
+      return { index: 0, local: full, numel: sizeOf(first.fullShape) - full };
+    case "vocab": {
+      const rows = first.shape[0];
+      const index = Math.floor(row / rows);
+      const last = Math.min((index + 1) * rows, first.fullShape[0]);
+      return { index, local: full - index * rows * width, numel: last * width - full };
+    }
+    case "column": {
+      const sub = subParamsOf(first).find((s) => row < s.fullStart + s.fullRows)!;
+      const block = Math.floor((row - sub.fullStart) / sub.localRows);
+      const local = (sub.localStart + row - sub.fullStart - block * sub.localRows) * width + column;
+      return { index: block * sub.replicas, local, numel: (sub.fullStart + (block + 1) * sub.localRows) * width - full };
+    }
+    case "row": {
+      const columns = first.shape[1];
+      const index = Math.floor(column / columns);
+      return { index, local: row * columns + column - index * columns, numel: columns - (column - index * columns) };
+    }
+  }
+}
+
 /** The piece of `full` (a value of the full parameter) that the shard's rank holds; vocab padding rows are 0. */
 export function shardValues(full: Float32Array, shard: TensorParallelShard): Float32Array {
   checkLength("shardValues", full, shard.fullShape, "the full value");

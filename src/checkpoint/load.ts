@@ -1,0 +1,94 @@
+// Opening a checkpoint and loading one rank's state from it, on any layout.
+//
+// A path is a checkpoint folder (it holds metadata.json) or a save root (its `latest` names the
+// folder). A folder without metadata.json is torn: refused, never loaded. A rank's state comes from
+// a distributed checkpoint by load-time resharding (reshard.ts: only the byte ranges it needs),
+// from a universal one by slicing the whole parameters the same way.
+
+import type { Phi3Config } from "../nn/config.ts";
+import { heldFragments, type RankFragments, type RankState } from "../parallel/fragment_map.ts";
+import type { TensorParallelShard } from "../parallel/tp_shards.ts";
+import { CheckpointError } from "./errors.ts";
+import { type CheckpointMetadata, checkSameModel, parseMetadata } from "./metadata.ts";
+import { planCopies, readCopies, type SourceFragment, type SourceLayout } from "./reshard.ts";
+import { LATEST, METADATA, rankFile } from "./save.ts";
+import { type CheckpointStorage, joinPath } from "./storage.ts";
+
+export interface Checkpoint {
+  storage: CheckpointStorage;
+  /** The checkpoint's folder in the storage. */
+  folder: string;
+  metadata: CheckpointMetadata;
+}
+
+/** The committed checkpoint at `path` (a checkpoint folder, or a save root whose `latest` is followed). */
+export async function openCheckpoint(storage: CheckpointStorage, path: string): Promise<Checkpoint> {
+  let folder = path;
+  if (await storage.size(joinPath(path, METADATA)) === null) {
+    if (await storage.size(joinPath(path, LATEST)) === null) {
+      const names = await storage.list(path);
+      if (names.some((name) => name.startsWith("rank-"))) {
+        throw new CheckpointError(`${path} is a torn checkpoint: its rank files were written but no metadata.json was committed`);
+      }
+      throw new CheckpointError(`${path}: no checkpoint here (no metadata.json and no ${LATEST} file)`);
+    }
+    const latest = new TextDecoder().decode(await storage.read(joinPath(path, LATEST))).trim();
+    if (!/^step-\d+$/.test(latest)) {
+      throw new CheckpointError(`${path}/${LATEST} names ${JSON.stringify(latest)}, not a step folder`);
+    }
+    folder = joinPath(path, latest);
+    if (await storage.size(joinPath(folder, METADATA)) === null) {
+      throw new CheckpointError(`${folder} (named by ${path}/${LATEST}) is a torn checkpoint: no metadata.json was committed`);
+    }
+  }
+  const metadata = parseMetadata(new TextDecoder().decode(await storage.read(joinPath(folder, METADATA))), folder);
+  return { storage, folder, metadata };
+}
+
+/** What the checkpoint holds of every parameter, for resharding. */
+export function sourceLayout({ metadata }: Checkpoint): SourceLayout {
+  const shards = new Map<string, readonly TensorParallelShard[]>();
+  const fragments = new Map<string, SourceFragment[]>();
+  if (metadata.kind === "universal") {
+    for (const { name, shape } of metadata.parameters) {
+      shards.set(name, [{ kind: "replicated", dim: 0, index: 0, parts: 1, fullShape: shape, shape }]);
+      const numel = shape.reduce((a, b) => a * b, 1);
+      fragments.set(name, [{
+        name,
+        shardIndex: 0,
+        shardOffset: 0,
+        numel,
+        at: (state) => ({ file: `${state}.safetensors`, tensor: name, element: 0 }),
+      }]);
+    }
+    return { shards, fragments };
+  }
+  const map = metadata.fragmentMap!;
+  for (const { name, shards: held } of map.parameters) {
+    shards.set(name, held);
+    const pieces = heldFragments(map, name).map(({ rank, fragment }): SourceFragment => ({
+      name,
+      shardIndex: map.ranks[rank].tensorParallelRank,
+      shardOffset: fragment.shardOffset,
+      numel: fragment.numel,
+      at: (state) => ({ file: rankFile(rank), tensor: state, element: fragment.start }),
+    }));
+    fragments.set(name, pieces.sort((a, b) => a.shardIndex - b.shardIndex || a.shardOffset - b.shardOffset));
+  }
+  return { shards, fragments };
+}
+
+/**
+ * This rank's state for its entry of the target layout's fragment map (`target`, with its shard of
+ * every parameter), from `checkpoint` of the same model `model`.
+ */
+export async function loadRankState(
+  checkpoint: Checkpoint,
+  model: Phi3Config,
+  target: RankFragments,
+  targetShards: Map<string, TensorParallelShard>,
+): Promise<RankState> {
+  checkSameModel(checkpoint.metadata.model, model, checkpoint.folder);
+  const copies = planCopies(sourceLayout(checkpoint), target, targetShards);
+  return await readCopies(checkpoint.storage, checkpoint.folder, copies, target.numel, checkpoint.metadata.training.step);
+}

@@ -1,0 +1,156 @@
+// Saving a checkpoint, distributed: every rank writes only what it holds, then one rank commits.
+//
+//   ROOT/step-00000020/rank-00000.safetensors   each rank's flat state: tensors fp32, exp_avg and
+//   ROOT/step-00000020/rank-00001.safetensors   exp_avg_sq, with the training record in __metadata__
+//   ROOT/step-00000020/metadata.json            written last (a temp file, then replaced into place)
+//   ROOT/latest                                 "step-00000020", replaced atomically after it
+//
+// A crash at any moment leaves the previous checkpoint whole and `latest` naming it: a folder
+// without metadata.json is torn and never loaded. The commit reads every parameter back from the
+// ranks' files, one at a time (assembleParameter), to record the SHA-256 of its canonical value.
+
+import type { Phi3Config } from "../nn/config.ts";
+import {
+  assembleParameter,
+  type FragmentMap,
+  heldFragments,
+  type RankState,
+  type StateValues,
+} from "../parallel/fragment_map.ts";
+import type { ParallelLayout } from "../parallel/layout.ts";
+import { CheckpointError } from "./errors.ts";
+import {
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_VERSION,
+  type CheckpointMetadata,
+  type FileRecord,
+  meaningOf,
+  type ParameterRecord,
+  STATES,
+  type TrainingRecord,
+} from "./metadata.ts";
+import type { SafetensorsHeader } from "./safetensors.ts";
+import { sha256 } from "./sha256.ts";
+import { readHeader, writeSafetensors } from "./safetensors_io.ts";
+import { type CheckpointStorage, joinPath } from "./storage.ts";
+
+export const LATEST = "latest";
+export const METADATA = "metadata.json";
+
+/** The folder of the checkpoint taken after `step` steps. */
+export function stepFolder(step: number): string {
+  return `step-${String(step).padStart(8, "0")}`;
+}
+
+/** The data file of world rank `rank`. */
+export function rankFile(rank: number): string {
+  return `rank-${String(rank).padStart(5, "0")}.safetensors`;
+}
+
+/** Writes world rank `rank`'s flat state into `folder` and syncs it; returns the file's record. */
+export async function saveRankFile(
+  storage: CheckpointStorage,
+  folder: string,
+  rank: number,
+  state: RankState,
+  training: TrainingRecord,
+): Promise<FileRecord> {
+  const name = rankFile(rank);
+  const shape = [state.fp32.length];
+  const { header } = await writeSafetensors(storage, joinPath(folder, name), [
+    { name: "fp32", dtype: "F32", shape, data: state.fp32 },
+    { name: "exp_avg", dtype: "F32", shape, data: state.expAvg },
+    { name: "exp_avg_sq", dtype: "F32", shape, data: state.expAvgSq },
+  ], { format: CHECKPOINT_FORMAT, rank: String(rank), training: JSON.stringify(training) });
+  return {
+    name,
+    bytes: header.length + 12 * state.fp32.length,
+    sha256: sha256(header, state.fp32, state.expAvg, state.expAvgSq),
+  };
+}
+
+export interface CommitOptions {
+  model: Phi3Config;
+  training: TrainingRecord;
+  layout: ParallelLayout;
+  map: FragmentMap;
+  /** Every rank's file record, in rank order. */
+  files: FileRecord[];
+}
+
+/**
+ * Commits the checkpoint in ROOT/`folder` once every rank's file is written: the per-parameter
+ * checksums, metadata.json, then `latest`.
+ */
+export async function commitCheckpoint(
+  storage: CheckpointStorage,
+  root: string,
+  folder: string,
+  options: CommitOptions,
+): Promise<void> {
+  const { model, training, layout, map, files } = options;
+  const path = joinPath(root, folder);
+  const parameters: ParameterRecord[] = [];
+  const headers: HeaderCache = new Map();
+  for (const { name, shape, shards } of map.parameters) {
+    const value = await readParameter(storage, path, map, name, headers);
+    const sha = { fp32: sha256(value.fp32), exp_avg: sha256(value.expAvg), exp_avg_sq: sha256(value.expAvgSq) };
+    parameters.push({ name, shape, meaning: meaningOf(shards), sha256: sha });
+  }
+  const metadata: CheckpointMetadata = {
+    format: CHECKPOINT_FORMAT,
+    version: CHECKPOINT_VERSION,
+    kind: "distributed",
+    model,
+    training,
+    layout,
+    fragmentMap: map,
+    parameters,
+    files,
+  };
+  await writeReplacing(storage, joinPath(path, METADATA), JSON.stringify(metadata));
+  await writeReplacing(storage, joinPath(root, LATEST), folder);
+}
+
+/** Writes a small text file through a temporary name, then replaces the file with it in one step. */
+export async function writeReplacing(storage: CheckpointStorage, path: string, text: string): Promise<void> {
+  const temp = `${path}.tmp`;
+  await storage.write(temp, [new TextEncoder().encode(text)]);
+  await storage.replace(temp, path);
+}
+
+/** Headers already read, by path. */
+export type HeaderCache = Map<string, SafetensorsHeader>;
+
+/** One parameter's full value and moments, read from the rank files in `path` by the map. */
+export async function readParameter(
+  storage: CheckpointStorage,
+  path: string,
+  map: FragmentMap,
+  name: string,
+  headers: HeaderCache = new Map(),
+): Promise<StateValues> {
+  const held = heldFragments(map, name);
+  const values = new Map<string, StateValues>();
+  for (const { rank, fragment } of held) {
+    const file = joinPath(path, rankFile(rank));
+    if (!headers.has(file)) headers.set(file, await readHeader(storage, file));
+    const header = headers.get(file)!;
+    const read = async (state: typeof STATES[number]) => {
+      const entry = header.tensors.get(state);
+      if (!entry || entry.dtype !== "F32" || entry.end - entry.begin < 4 * (fragment.start + fragment.numel)) {
+        throw new CheckpointError(
+          `${file}: tensor "${state}" does not hold elements [${fragment.start}, ${fragment.start + fragment.numel})`,
+        );
+      }
+      const bytes = await storage.read(file, header.dataStart + entry.begin + 4 * fragment.start, 4 * fragment.numel);
+      return new Float32Array(bytes.buffer, bytes.byteOffset, fragment.numel);
+    };
+    values.set(`${rank}:${fragment.start}`, {
+      fp32: await read("fp32"),
+      expAvg: await read("exp_avg"),
+      expAvgSq: await read("exp_avg_sq"),
+    });
+  }
+  return assembleParameter(map, name, (rank, fragment) => values.get(`${rank}:${fragment.start}`)!);
+}

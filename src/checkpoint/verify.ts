@@ -1,0 +1,120 @@
+// Trusting a checkpoint: the whole of it offline (verifyCheckpoint: every data file's size and
+// SHA-256, every parameter's consolidated SHA-256), and what the ranks loaded from it
+// (verifyLoadedState: each parameter put together again from the ranks' new states, on one rank
+// each, and its checksums compared with the ones saved).
+
+import type { Comm } from "../comm/collectives.ts";
+import { assembleParameter, type Fragment, type FragmentMap, heldFragments, type RankState } from "../parallel/fragment_map.ts";
+import { CheckpointError } from "./errors.ts";
+import type { Checkpoint } from "./load.ts";
+import { STATES } from "./metadata.ts";
+import { readParameter } from "./save.ts";
+import { readHeader } from "./safetensors_io.ts";
+import { Sha256, sha256 } from "./sha256.ts";
+import { joinPath } from "./storage.ts";
+
+/** Bytes hashed per read when a whole file is checked. */
+const CHUNK = 16 * 2 ** 20;
+
+/** Every problem of the checkpoint, each naming the file or the parameter and state (none: it is whole). */
+export async function verifyCheckpoint({ storage, folder, metadata }: Checkpoint): Promise<string[]> {
+  const problems: string[] = [];
+  for (const file of metadata.files) {
+    const path = joinPath(folder, file.name);
+    const size = await storage.size(path);
+    if (size === null) {
+      problems.push(`${path}: missing`);
+      continue;
+    }
+    if (size !== file.bytes) {
+      problems.push(`${path}: ${size} bytes, the metadata says ${file.bytes}`);
+      continue;
+    }
+    const hash = new Sha256();
+    for (let at = 0; at < size; at += CHUNK) hash.update(await storage.read(path, at, Math.min(CHUNK, size - at)));
+    const digest = hash.hex();
+    if (digest !== file.sha256) problems.push(`${path}: SHA-256 ${digest}, the metadata says ${file.sha256}`);
+  }
+  if (problems.length > 0) return problems;
+  for (const parameter of metadata.parameters) {
+    try {
+      const values = metadata.kind === "distributed"
+        ? await readParameter(storage, folder, metadata.fragmentMap!, parameter.name)
+        : await readWhole(storage, folder, parameter.name);
+      const hashes = { fp32: sha256(values.fp32), exp_avg: sha256(values.expAvg), exp_avg_sq: sha256(values.expAvgSq) };
+      for (const state of STATES) {
+        if (hashes[state] !== parameter.sha256[state]) {
+          problems.push(`${folder}: parameter "${parameter.name}" ${state} does not match its SHA-256`);
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof CheckpointError)) throw error;
+      problems.push(error.message);
+    }
+  }
+  return problems;
+}
+
+/** A parameter of a universal checkpoint: its tensor in each state's file. */
+async function readWhole(storage: Checkpoint["storage"], folder: string, name: string) {
+  const read = async (state: typeof STATES[number]) => {
+    const path = joinPath(folder, `${state}.safetensors`);
+    const header = await readHeader(storage, path);
+    const entry = header.tensors.get(name);
+    if (!entry || entry.dtype !== "F32") throw new CheckpointError(`${path}: no F32 tensor "${name}"`);
+    const bytes = await storage.read(path, header.dataStart + entry.begin, entry.end - entry.begin);
+    return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+  };
+  return { fp32: await read("fp32"), expAvg: await read("exp_avg"), expAvgSq: await read("exp_avg_sq") };
+}
+
+/**
+ * Collective over `world` (every rank of the target layout, whose fragment map is `map`): each
+ * parameter is gathered on one rank (round robin, tag checkpoint.verify) from the ranks' loaded
+ * states, put together and hashed; a checksum that differs from the checkpoint's throws, naming
+ * the parameter and state, on every rank.
+ */
+export async function verifyLoadedState(world: Comm, map: FragmentMap, state: RankState, checkpoint: Checkpoint): Promise<void> {
+  const expected = new Map(checkpoint.metadata.parameters.map((p) => [p.name, p.sha256]));
+  const problems: string[] = [];
+  for (const [i, { name }] of map.parameters.entries()) {
+    const owner = i % world.size;
+    const held = heldFragments(map, name);
+    const mine = held.filter(({ rank }) => rank === world.rank).map(({ fragment }) => fragment);
+    const payload = new Float32Array(3 * mine.reduce((sum, f) => sum + f.numel, 0));
+    let at = 0;
+    for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
+      for (const { start, numel } of mine) {
+        payload.set(state[key].subarray(start, start + numel), at);
+        at += numel;
+      }
+    }
+    const gathered = await world.gather(payload, { root: owner, tag: "checkpoint.verify" });
+    if (!gathered) continue;
+    // Rank r's payload: its fragments' fp32, then their exp_avg, then their exp_avg_sq.
+    const pieces = new Map<Fragment, { fp32: Float32Array; expAvg: Float32Array; expAvgSq: Float32Array }>();
+    let offset = 0;
+    for (let rank = 0; rank < world.size; rank++) {
+      const ofRank = held.filter((h) => h.rank === rank).map(({ fragment }) => fragment);
+      const total = ofRank.reduce((sum, f) => sum + f.numel, 0);
+      let inner = 0;
+      for (const fragment of ofRank) {
+        const part = (k: number) => gathered.subarray(offset + k * total + inner, offset + k * total + inner + fragment.numel);
+        pieces.set(fragment, { fp32: part(0), expAvg: part(1), expAvgSq: part(2) });
+        inner += fragment.numel;
+      }
+      offset += 3 * total;
+    }
+    const values = assembleParameter(map, name, (_rank, fragment) => pieces.get(fragment)!);
+    const hashes = { fp32: sha256(values.fp32), exp_avg: sha256(values.expAvg), exp_avg_sq: sha256(values.expAvgSq) };
+    for (const s of STATES) if (hashes[s] !== expected.get(name)?.[s]) problems.push(`"${name}" ${s}`);
+  }
+  const [failed] = await world.allReduce(new Int32Array([problems.length]), { op: "sum", tag: "checkpoint.verify" });
+  if (failed > 0) {
+    throw new CheckpointError(
+      `${checkpoint.folder}: after loading, ${failed} parameter state(s) differ from the saved checksums${
+        problems.length ? ` (on this rank: ${problems.join(", ")})` : ""
+      }`,
+    );
+  }
+}

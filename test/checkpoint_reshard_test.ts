@@ -1,0 +1,149 @@
+// Save on one layout, load on another, without training: every rank's state is made from known full
+// values (known_states.ts), saved distributed into memory and committed, and every rank of every
+// target layout must load exactly the state the same values give it there, bit for bit, by
+// load-time resharding (only the byte ranges it needs). The checkpoint must verify whole; a flipped
+// byte, a truncated or missing file, a torn folder, a later version and another model are named.
+
+import assert from "node:assert/strict";
+import { CheckpointError } from "../src/checkpoint/errors.ts";
+import { loadRankState, openCheckpoint } from "../src/checkpoint/load.ts";
+import type { TrainingRecord } from "../src/checkpoint/metadata.ts";
+import { commitCheckpoint, rankFile, saveRankFile, stepFolder } from "../src/checkpoint/save.ts";
+import { MemoryStorage } from "../src/checkpoint/storage.ts";
+import { verifyCheckpoint } from "../src/checkpoint/verify.ts";
+import type { FragmentMap } from "../src/parallel/fragment_map.ts";
+import type { ParallelLayout } from "../src/parallel/layout.ts";
+import { knownValues, mapOf, MODEL, statesFrom } from "./known_states.ts";
+
+const TRAINING: TrainingRecord = {
+  step: 7,
+  seed: 3,
+  preset: "tiny",
+  batch: 4,
+  seq: 16,
+  schedule: { maxLr: 1e-3, minLr: 1e-4, warmupSteps: 2, totalSteps: 20 },
+  adamw: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 },
+  clipNorm: 1,
+};
+
+/** A committed checkpoint of `map`'s layout holding the known values, in memory under "run". */
+async function saved(map: FragmentMap): Promise<MemoryStorage> {
+  const storage = new MemoryStorage();
+  const folder = stepFolder(TRAINING.step);
+  const states = statesFrom(map, knownValues(map), TRAINING.step);
+  const files = [];
+  for (const [rank, state] of states.entries()) files.push(await saveRankFile(storage, `run/${folder}`, rank, state, TRAINING));
+  await commitCheckpoint(storage, "run", folder, { model: MODEL, training: TRAINING, layout: map.layout, map, files });
+  return storage;
+}
+
+const SOURCES: Partial<ParallelLayout>[] = [
+  {},
+  { dp: 2, zero: 3 },
+  { dp: 3, zero: 1 },
+  { tp: 2 },
+  { tp: 4, dp: 2, zero: 2 },
+  { sp: 2, spImpl: "megatron" },
+  { dp: 2, sp: 2 },
+];
+const TARGETS: Partial<ParallelLayout>[] = [...SOURCES, { dp: 4, zero: 3 }, { tp: 2, sp: 2 }, { dp: 2, tp: 2, zero: 3 }];
+
+for (const source of SOURCES) {
+  Deno.test(`checkpoint: saved on ${JSON.stringify(source)}, every target layout loads its exact state`, async () => {
+    const storage = await saved(await mapOf(source));
+    const checkpoint = await openCheckpoint(storage, "run");
+    assert.deepEqual(await verifyCheckpoint(checkpoint), [], "the checkpoint verifies whole");
+    for (const target of TARGETS) {
+      const map = await mapOf(target);
+      const expected = statesFrom(map, knownValues(map), TRAINING.step);
+      for (const entry of map.ranks) {
+        const shards = new Map(map.parameters.map((p) => [p.name, p.shards[entry.tensorParallelRank]]));
+        const state = await loadRankState(checkpoint, MODEL, entry, shards);
+        const what = `${JSON.stringify(source)} → ${JSON.stringify(target)} rank ${entry.rank}`;
+        assert.equal(state.step, TRAINING.step, what);
+        assert.deepEqual(state.fp32, expected[entry.rank].fp32, `${what}: fp32`);
+        assert.deepEqual(state.expAvg, expected[entry.rank].expAvg, `${what}: exp_avg`);
+        assert.deepEqual(state.expAvgSq, expected[entry.rank].expAvgSq, `${what}: exp_avg_sq`);
+      }
+    }
+  });
+}
+
+Deno.test("checkpoint: a rank reads only the byte ranges it needs", async () => {
+  const storage = await saved(await mapOf({ tp: 4, dp: 2, zero: 2 }));
+  const checkpoint = await openCheckpoint(storage, "run");
+  const map = await mapOf({ dp: 4, zero: 3 });
+  let read = 0;
+  const counting = Object.assign(Object.create(storage), {
+    read: (path: string, offset?: number, length?: number) => {
+      if (path.endsWith(".safetensors") && offset !== undefined && offset >= 8 && length !== undefined && length > 0) {
+        read += length;
+      }
+      return storage.read(path, offset, length);
+    },
+  });
+  const entry = map.ranks[1];
+  const shards = new Map(map.parameters.map((p) => [p.name, p.shards[entry.tensorParallelRank]]));
+  await loadRankState({ ...checkpoint, storage: counting }, MODEL, entry, shards);
+  const headers =
+    (await Promise.all(checkpoint.metadata.files.map(async (f) => (await storage.read(`${checkpoint.folder}/${f.name}`, 0, 8)))))
+      .reduce((sum, prefix) => sum + Number(new DataView(prefix.buffer).getBigUint64(0, true)), 0);
+  // Its three states of its partition, plus the headers it read: nothing of other ranks' parts.
+  const held = entry.fragments.reduce((sum, f) => sum + f.numel, 0);
+  assert.ok(
+    read <= 12 * held + headers,
+    `read ${read} bytes for ${held} elements (${12 * held} bytes) and ${headers} header bytes`,
+  );
+  assert.ok(read >= 12 * held, `read ${read} bytes, fewer than the ${12 * held} it holds`);
+});
+
+Deno.test("checkpoint: a flipped byte, a truncated or missing file, a torn folder, a later version and another model are named", async () => {
+  const map = await mapOf({ dp: 2, zero: 1 });
+  const folder = `run/${stepFolder(TRAINING.step)}`;
+  const file = `${folder}/${rankFile(1)}`;
+
+  const flipped = await saved(map);
+  const bytes = flipped.files.get(file)!;
+  bytes[bytes.length - 5] ^= 0x40;
+  const problems = await verifyCheckpoint(await openCheckpoint(flipped, "run"));
+  assert.ok(problems.some((p) => p.includes(rankFile(1)) && /SHA-256/.test(p)), problems.join("\n"));
+
+  const truncated = await saved(map);
+  truncated.files.set(file, truncated.files.get(file)!.slice(0, -4));
+  assert.ok((await verifyCheckpoint(await openCheckpoint(truncated, "run"))).some((p) => p.includes(`bytes, the metadata says`)));
+  const entry = map.ranks[1];
+  const shards = new Map(map.parameters.map((p) => [p.name, p.shards[entry.tensorParallelRank]]));
+  await assert.rejects(
+    loadRankState(await openCheckpoint(truncated, "run"), MODEL, entry, shards),
+    (e) => e instanceof CheckpointError && e.message.includes(rankFile(1)),
+  );
+
+  const missing = await saved(map);
+  missing.files.delete(file);
+  assert.ok((await verifyCheckpoint(await openCheckpoint(missing, "run"))).some((p) => p === `${file}: missing`));
+
+  const torn = await saved(map);
+  torn.files.delete(`${folder}/metadata.json`);
+  await assert.rejects(openCheckpoint(torn, "run"), /is a torn checkpoint: no metadata.json was committed/);
+  await assert.rejects(openCheckpoint(torn, folder), /is a torn checkpoint: its rank files were written but no metadata.json/);
+
+  const later = await saved(map);
+  const metadata = JSON.parse(new TextDecoder().decode(later.files.get(`${folder}/metadata.json`)));
+  later.files.set(`${folder}/metadata.json`, new TextEncoder().encode(JSON.stringify({ ...metadata, version: 2 })));
+  await assert.rejects(
+    openCheckpoint(later, "run"),
+    /version 2; this shardlab reads version 1 \(the checkpoint is from a later shardlab\)/,
+  );
+  later.files.set(
+    `${folder}/metadata.json`,
+    new TextEncoder().encode(JSON.stringify({ ...metadata, files: [{ name: "../x" }] })),
+  );
+  await assert.rejects(openCheckpoint(later, "run"), /names a data file "..\/x" that is not a plain file name/);
+
+  const other = await openCheckpoint(await saved(map), "run");
+  await assert.rejects(
+    loadRankState(other, { ...MODEL, hiddenSize: 128 }, entry, shards),
+    /holds a model with hiddenSize 64, but this run's model has hiddenSize 128/,
+  );
+  await assert.rejects(openCheckpoint(new MemoryStorage(), "run"), /no checkpoint here/);
+});
