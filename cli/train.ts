@@ -9,6 +9,9 @@ import { type ParallelLayout, type SpImpl, worldSize, type ZeroStage } from "../
 import { checkTrainConfig, DEFAULT_TRAIN_CONFIG, type TrainConfig, trainLayout } from "../src/train/config.ts";
 import { trainParallel } from "../src/train/parallel_run.ts";
 import { type StepMetrics, Trainer } from "../src/train/trainer.ts";
+import { CheckpointError } from "../src/checkpoint/errors.ts";
+import { openCheckpoint } from "../src/checkpoint/load.ts";
+import { storageAt } from "../src/train/checkpointing.ts";
 import { UsageError } from "./usage.ts";
 
 export const TRAIN_USAGE = `usage: shardlab train [options]
@@ -31,6 +34,12 @@ parallel layout (world = dp × tp × sp ranks, each a worker with its own device
   --zero 0|1|2|3             ZeRO stage over the data-parallel ranks (default 0: DDP)
   --nodes N                  simulated nodes; consecutive ranks share one (default 1)
   --bucket-cap-mb X          DDP's gradient bucket size in MiB (default 25)
+
+checkpoints (any layout resumes on any other):
+  --save DIR                 save into DIR/step-NNNNNNNN (one file per rank), DIR/latest names the last
+  --save-every N             save every N steps as well as at the end (default: at the end)
+  --resume PATH              go on from a checkpoint folder, or from DIR/latest; the checkpoint's seed,
+                             learning-rate schedule, AdamW settings and clipping are kept, --steps is the end
 `;
 
 /** Reads a numeric option, naming it when the text is not a number. */
@@ -65,6 +74,9 @@ function parseTrainArgs(
         zero: { type: "string" },
         nodes: { type: "string" },
         "bucket-cap-mb": { type: "string" },
+        save: { type: "string" },
+        "save-every": { type: "string" },
+        resume: { type: "string" },
       },
     });
   } catch (error) {
@@ -87,6 +99,9 @@ function parseTrainArgs(
     nodes: numberOption("nodes", v.nodes, 1),
     spImpl: (v["sp-impl"] ?? "ulysses") as SpImpl,
     bucketCapMb: numberOption("bucket-cap-mb", v["bucket-cap-mb"], 25),
+    save: v.save,
+    saveEvery: v["save-every"] === undefined ? undefined : numberOption("save-every", v["save-every"], 0),
+    resume: v.resume,
   };
   let modelConfig: Phi3Config;
   try {
@@ -115,7 +130,21 @@ function progressLine(m: StepMetrics, steps: number, floor: number, barWidth: nu
 export async function trainCommand(argv: string[]): Promise<number> {
   const { config, modelConfig, layout, json, sample } = parseTrainArgs(argv);
   const world = worldSize(layout);
-  const trainer = world === 1 ? await Trainer.create(config) : null;
+  let trainer: Trainer | null = null;
+  let startStep = 0;
+  try {
+    if (config.resume) {
+      const checkpoint = await openCheckpoint(storageAt(config.resume), "");
+      const { training, layout: saved } = checkpoint.metadata;
+      startStep = training.step;
+      console.log(`resuming from ${config.resume}/${checkpoint.folder} at step ${startStep} (saved on ${describeLayout(saved)})`);
+    }
+    trainer = world === 1 ? await Trainer.create(config) : null;
+  } catch (error) {
+    if (!(error instanceof CheckpointError)) throw error;
+    console.error(`shardlab: ${error.message}`);
+    return 1;
+  }
   const where = trainer
     ? `on ${trainer.device.name} (${trainer.device.info.adapter})`
     : `on ${world} ranks (dp ${layout.dp} × tp ${layout.tp} × sp ${layout.sp}${
@@ -165,12 +194,16 @@ export async function trainCommand(argv: string[]): Promise<number> {
     if (jsonFile) await jsonFile.write(encoder.encode(lines.map((line) => line + "\n").join("")));
     if (live) console.log();
     const seconds = (performance.now() - started) / 1000;
-    const tokens = config.steps * config.batch * config.seq;
+    const tokens = (config.steps - startStep) * config.batch * config.seq;
     const finalLoss = recentLosses.reduce((a, b) => a + b, 0) / recentLosses.length;
     console.log(
       `done in ${seconds.toFixed(1)} s (${formatRate(tokens / seconds)} tok/s): final loss ${finalLoss.toFixed(3)} ` +
         `(mean of the last ${recentLosses.length} steps), ${(finalLoss - floor).toFixed(3)} nats above the floor`,
     );
+    if (config.save) {
+      const latest = new TextDecoder().decode(await storageAt(config.save).read("latest")).trim();
+      console.log(`checkpoint saved: ${config.save}/${latest} (${config.save}/latest names it)`);
+    }
     if (sample && trainer) {
       console.log('\nsamples (each started from "the "):');
       for (const text of await trainer.sample("the ", 3, 120)) console.log(`  ${text.replaceAll("\n", "\n  ")}\n`);
@@ -180,4 +213,11 @@ export async function trainCommand(argv: string[]): Promise<number> {
     trainer?.dispose();
   }
   return 0;
+}
+
+/** A saved layout in words, as the header line prints the run's. */
+function describeLayout(layout: ParallelLayout | null): string {
+  if (!layout) return "one rank (a universal checkpoint)";
+  const { dp, tp, sp, spImpl, zero, nodes } = layout;
+  return `dp ${dp} × tp ${tp} × sp ${sp}${sp > 1 ? ` ${spImpl}` : ""}, zero ${zero}, ${nodes} node${nodes > 1 ? "s" : ""}`;
 }

@@ -11,7 +11,7 @@ import { sizeOf } from "../tensor/shape.ts";
 import { CheckpointError } from "./errors.ts";
 import { type StateName, STATES } from "./metadata.ts";
 import { readHeader } from "./safetensors_io.ts";
-import type { CheckpointStorage } from "./storage.ts";
+import { type CheckpointStorage, joinPath } from "./storage.ts";
 
 /** A stretch of a saved shard, and where each state of it lies: a file, a tensor in it, an element of that tensor. */
 export interface SourceFragment {
@@ -122,7 +122,7 @@ export async function readCopies(
     }
     for (const group of groups.values()) {
       const { file, tensor } = group[0];
-      const path = `${folder}/${file}`;
+      const path = joinPath(folder, file);
       if (!headers.has(path)) headers.set(path, await readHeader(storage, path));
       const header = headers.get(path)!;
       const entry = header.tensors.get(tensor);

@@ -4,7 +4,15 @@
 // each, and its checksums compared with the ones saved).
 
 import type { Comm } from "../comm/collectives.ts";
-import { assembleParameter, type Fragment, type FragmentMap, heldFragments, type RankState } from "../parallel/fragment_map.ts";
+import {
+  assembleParameter,
+  assembleState,
+  type Fragment,
+  type FragmentMap,
+  heldFragments,
+  type RankState,
+  type StateValues,
+} from "../parallel/fragment_map.ts";
 import { CheckpointError } from "./errors.ts";
 import type { Checkpoint } from "./load.ts";
 import { STATES } from "./metadata.ts";
@@ -69,52 +77,77 @@ async function readWhole(storage: Checkpoint["storage"], folder: string, name: s
 }
 
 /**
- * Collective over `world` (every rank of the target layout, whose fragment map is `map`): each
- * parameter is gathered on one rank (round robin, tag checkpoint.verify) from the ranks' loaded
- * states, put together and hashed; a checksum that differs from the checkpoint's throws, naming
- * the parameter and state, on every rank.
+ * Checks what the ranks of the target layout (fragment map `map`) loaded from `checkpoint`: each
+ * parameter is put together on one rank (round robin; gathered over `world`, tag
+ * checkpoint.verify) from the ranks' states and hashed. A checksum that differs from the saved one
+ * throws on every rank, naming the parameter and state. With `world` null, the one rank holds all.
  */
-export async function verifyLoadedState(world: Comm, map: FragmentMap, state: RankState, checkpoint: Checkpoint): Promise<void> {
+export async function verifyLoadedState(
+  world: Comm | null,
+  map: FragmentMap,
+  state: RankState,
+  checkpoint: Checkpoint,
+): Promise<void> {
   const expected = new Map(checkpoint.metadata.parameters.map((p) => [p.name, p.sha256]));
   const problems: string[] = [];
-  for (const [i, { name }] of map.parameters.entries()) {
-    const owner = i % world.size;
-    const held = heldFragments(map, name);
-    const mine = held.filter(({ rank }) => rank === world.rank).map(({ fragment }) => fragment);
-    const payload = new Float32Array(3 * mine.reduce((sum, f) => sum + f.numel, 0));
-    let at = 0;
-    for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
-      for (const { start, numel } of mine) {
-        payload.set(state[key].subarray(start, start + numel), at);
-        at += numel;
-      }
-    }
-    const gathered = await world.gather(payload, { root: owner, tag: "checkpoint.verify" });
-    if (!gathered) continue;
-    // Rank r's payload: its fragments' fp32, then their exp_avg, then their exp_avg_sq.
-    const pieces = new Map<Fragment, { fp32: Float32Array; expAvg: Float32Array; expAvgSq: Float32Array }>();
-    let offset = 0;
-    for (let rank = 0; rank < world.size; rank++) {
-      const ofRank = held.filter((h) => h.rank === rank).map(({ fragment }) => fragment);
-      const total = ofRank.reduce((sum, f) => sum + f.numel, 0);
-      let inner = 0;
-      for (const fragment of ofRank) {
-        const part = (k: number) => gathered.subarray(offset + k * total + inner, offset + k * total + inner + fragment.numel);
-        pieces.set(fragment, { fp32: part(0), expAvg: part(1), expAvgSq: part(2) });
-        inner += fragment.numel;
-      }
-      offset += 3 * total;
-    }
-    const values = assembleParameter(map, name, (_rank, fragment) => pieces.get(fragment)!);
+  const check = (name: string, values: StateValues) => {
     const hashes = { fp32: sha256(values.fp32), exp_avg: sha256(values.expAvg), exp_avg_sq: sha256(values.expAvgSq) };
     for (const s of STATES) if (hashes[s] !== expected.get(name)?.[s]) problems.push(`"${name}" ${s}`);
+  };
+  if (!world) {
+    for (const [name, values] of assembleState(map, [state]).parameters) check(name, values);
+  } else {
+    for (const [i, { name }] of map.parameters.entries()) {
+      const values = await gatherParameter(world, map, name, i % world.size, state);
+      if (values) check(name, values);
+    }
   }
-  const [failed] = await world.allReduce(new Int32Array([problems.length]), { op: "sum", tag: "checkpoint.verify" });
+  const failed = world
+    ? (await world.allReduce(new Int32Array([problems.length]), { op: "sum", tag: "checkpoint.verify" }))[0]
+    : problems.length;
   if (failed > 0) {
     throw new CheckpointError(
       `${checkpoint.folder}: after loading, ${failed} parameter state(s) differ from the saved checksums${
-        problems.length ? ` (on this rank: ${problems.join(", ")})` : ""
+        problems.length ? ` (${problems.join(", ")})` : ""
       }`,
     );
   }
+}
+
+/** Parameter `name` put together on rank `owner` from every rank's state (null on the others). */
+async function gatherParameter(
+  world: Comm,
+  map: FragmentMap,
+  name: string,
+  owner: number,
+  state: RankState,
+): Promise<StateValues | null> {
+  const held = heldFragments(map, name);
+  const of = (rank: number) => held.filter((h) => h.rank === rank).map(({ fragment }) => fragment);
+  // This rank's fragments' fp32, then their exp_avg, then their exp_avg_sq.
+  const mine = of(world.rank);
+  const payload = new Float32Array(3 * mine.reduce((sum, f) => sum + f.numel, 0));
+  let at = 0;
+  for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
+    for (const { start, numel } of mine) {
+      payload.set(state[key].subarray(start, start + numel), at);
+      at += numel;
+    }
+  }
+  const gathered = await world.gather(payload, { root: owner, tag: "checkpoint.verify" });
+  if (!gathered) return null;
+  const pieces = new Map<Fragment, StateValues>();
+  let offset = 0;
+  for (let rank = 0; rank < world.size; rank++) {
+    const fragments = of(rank);
+    const total = fragments.reduce((sum, f) => sum + f.numel, 0);
+    let inner = 0;
+    for (const fragment of fragments) {
+      const part = (k: number) => gathered.subarray(offset + k * total + inner, offset + k * total + inner + fragment.numel);
+      pieces.set(fragment, { fp32: part(0), expAvg: part(1), expAvgSq: part(2) });
+      inner += fragment.numel;
+    }
+    offset += 3 * total;
+  }
+  return assembleParameter(map, name, (_rank, fragment) => pieces.get(fragment)!);
 }

@@ -146,50 +146,12 @@ export class DataParallel implements Strategy {
     return { parameters: bytes, gradients: bytes, optimizer: 2 * bytes, gathered: 0 };
   }
 
-  /** Every parameter and its moments at its place in the flat state (the shards in model order). */
-  async exportState(): Promise<RankState> {
-    const { numel } = this.fragments;
-    const state: RankState = {
-      step: 0,
-      fp32: new Float32Array(numel),
-      expAvg: new Float32Array(numel),
-      expAvgSq: new Float32Array(numel),
-    };
-    const steps = new Set<number>();
-    for (const [name, param] of this.named) {
-      const record = this.optimizer.state(name);
-      steps.add(record.step);
-      const start = this.startOf(name);
-      const [fp32, expAvg, expAvgSq] = await Promise.all([param.read(), record.expAvg.read(), record.expAvgSq.read()]);
-      state.fp32.set(fp32 as Float32Array, start);
-      state.expAvg.set(expAvg as Float32Array, start);
-      state.expAvgSq.set(expAvgSq as Float32Array, start);
-    }
-    if (steps.size > 1) {
-      throw new RangeError(`ddp: the parameters have taken different numbers of steps (${[...steps].join(", ")})`);
-    }
-    state.step = [...steps][0];
-    return state;
+  exportState(): Promise<RankState> {
+    return exportShardState(this.named, this.optimizer, this.fragments);
   }
 
   importState(state: RankState): Promise<void> {
-    for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
-      if (state[key].length !== this.fragments.numel) {
-        throw new RangeError(
-          `ddp: the state's ${key} holds ${state[key].length} elements, this rank's shards ${this.fragments.numel}`,
-        );
-      }
-    }
-    for (const [name, param] of this.named) {
-      const record = this.optimizer.state(name);
-      const start = this.startOf(name);
-      tidy(() => {
-        for (const [key, target] of [["fp32", param], ["expAvg", record.expAvg], ["expAvgSq", record.expAvgSq]] as const) {
-          ops.writeRange(target, 0, param.device.tensor(state[key].subarray(start, start + param.size), [param.size]));
-        }
-      });
-      record.step = state.step;
-    }
+    importShardState(this.named, this.optimizer, this.fragments, state);
     return Promise.resolve();
   }
 
@@ -197,8 +159,66 @@ export class DataParallel implements Strategy {
     this.optimizer.zeroGrad();
     this.optimizer.dispose();
   }
+}
 
-  private startOf(name: string): number {
-    return Math.min(...this.fragments.fragments.filter((f) => f.name === name).map((f) => f.start));
+/** Where parameter `name`'s shard begins in a flat state of whole shards. */
+function startOf(fragments: RankFragments, name: string): number {
+  return Math.min(...fragments.fragments.filter((f) => f.name === name).map((f) => f.start));
+}
+
+/**
+ * The flat state of whole shards, one after another in model order (DDP's, and one device's), from
+ * the parameters and their AdamW state; every parameter must have taken as many steps.
+ */
+export async function exportShardState(
+  named: readonly [string, Tensor][],
+  optimizer: AdamW,
+  fragments: RankFragments,
+): Promise<RankState> {
+  const { numel } = fragments;
+  const state: RankState = {
+    step: 0,
+    fp32: new Float32Array(numel),
+    expAvg: new Float32Array(numel),
+    expAvgSq: new Float32Array(numel),
+  };
+  const steps = new Set<number>();
+  for (const [name, param] of named) {
+    const record = optimizer.state(name);
+    steps.add(record.step);
+    const start = startOf(fragments, name);
+    const [fp32, expAvg, expAvgSq] = await Promise.all([param.read(), record.expAvg.read(), record.expAvgSq.read()]);
+    state.fp32.set(fp32 as Float32Array, start);
+    state.expAvg.set(expAvg as Float32Array, start);
+    state.expAvgSq.set(expAvgSq as Float32Array, start);
+  }
+  if (steps.size > 1) {
+    throw new RangeError(`ddp: the parameters have taken different numbers of steps (${[...steps].join(", ")})`);
+  }
+  state.step = [...steps][0];
+  return state;
+}
+
+/** Puts a flat state of whole shards (exportShardState's layout) into the parameters and their AdamW state. */
+export function importShardState(
+  named: readonly [string, Tensor][],
+  optimizer: AdamW,
+  fragments: RankFragments,
+  state: RankState,
+): void {
+  for (const key of ["fp32", "expAvg", "expAvgSq"] as const) {
+    if (state[key].length !== fragments.numel) {
+      throw new RangeError(`ddp: the state's ${key} holds ${state[key].length} elements, this rank's shards ${fragments.numel}`);
+    }
+  }
+  for (const [name, param] of named) {
+    const record = optimizer.state(name);
+    const start = startOf(fragments, name);
+    tidy(() => {
+      for (const [key, target] of [["fp32", param], ["expAvg", record.expAvg], ["expAvgSq", record.expAvgSq]] as const) {
+        ops.writeRange(target, 0, param.device.tensor(state[key].subarray(start, start + param.size), [param.size]));
+      }
+    });
+    record.step = state.step;
   }
 }

@@ -14,7 +14,7 @@
 import type { Comm } from "../comm/collectives.ts";
 import type { Phi3Config } from "../nn/config.ts";
 import { Phi3ForCausalLM } from "../nn/phi3.ts";
-import { adamwHyperparameters } from "../optim/adamw.ts";
+import { adamwHyperparameters, type AdamWOptions } from "../optim/adamw.ts";
 import type { Device } from "../tensor/device.ts";
 import { tidy } from "../tensor/scope.ts";
 import { DataParallel, type DdpOptions } from "./ddp.ts";
@@ -38,8 +38,8 @@ import { Zero3 } from "./zero3.ts";
 export interface EngineOptions {
   layout: ParallelLayout;
   seed: number;
-  /** AdamW's decoupled weight decay (default 0.1). */
-  weightDecay?: number;
+  /** AdamW's hyperparameters (defaults: β 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices). */
+  adamw?: AdamWOptions;
   ddp?: DdpOptions;
 }
 
@@ -87,7 +87,7 @@ export class ParallelEngine {
       blocks: model.blocks,
       data: groups.data,
       fragments: rankFragments(layout, everyShard, blockNames(model), world.rank),
-      adamw: adamwHyperparameters({ weightDecay: options.weightDecay }),
+      adamw: adamwHyperparameters(options.adamw),
       sumReplicated: (parameters) => sumReplicatedGradients(shards, parameters, tp, groups.sequenceParallel),
       codec: f32Codec,
       ddp: options.ddp,

@@ -38,6 +38,12 @@ export interface TrainConfig {
   spImpl?: SpImpl;
   /** DDP's gradient bucket size in MiB, as PyTorch's bucket_cap_mb (default 25). */
   bucketCapMb?: number;
+  /** A folder to save checkpoints into: every `saveEvery` steps and at the end. */
+  save?: string;
+  /** Steps between checkpoints (default: only at the end). */
+  saveEvery?: number;
+  /** A checkpoint to go on from (a checkpoint folder, or a save folder whose `latest` is followed). */
+  resume?: string;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -92,6 +98,15 @@ export function checkTrainConfig(config: TrainConfig): Phi3Config {
   }
   if (config.bucketCapMb !== undefined && !(Number.isFinite(config.bucketCapMb) && config.bucketCapMb > 0)) {
     throw new RangeError(`train: --bucket-cap-mb must be a positive number of MiB, got ${config.bucketCapMb}`);
+  }
+  if (config.saveEvery !== undefined) {
+    checkInteger("save-every", config.saveEvery, 1);
+    if (config.save === undefined) throw new RangeError(`train: --save-every ${config.saveEvery} needs --save DIR`);
+  }
+  for (const [flag, path] of [["save", config.save], ["resume", config.resume]] as const) {
+    if (path !== undefined && (typeof path !== "string" || path.trim() === "")) {
+      throw new RangeError(`train: --${flag} needs a folder, got ${JSON.stringify(path)}`);
+    }
   }
   const layout = trainLayout(config);
   asTrainError(() => checkLayoutFits(layout, model, config.batch, config.seq));

@@ -6,6 +6,7 @@
 import { launch, type LaunchResult } from "../comm/launch.ts";
 import { globalBatch } from "../data/corpus.ts";
 import { worldSize } from "../parallel/layout.ts";
+import { runStart } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
 import type { StepMetrics } from "./trainer.ts";
 import type { RankStepEvent, TrainRankArgs, TrainRankResult } from "./train_rank.ts";
@@ -24,8 +25,10 @@ export async function trainParallel(
   onStep?: (metrics: StepMetrics) => void,
   options: { timeoutMs?: number } = {},
 ): Promise<ParallelRun> {
-  checkTrainConfig(config);
+  const model = checkTrainConfig(config);
   const layout = trainLayout(config);
+  // The seed of the data: the config's, or the checkpoint's when the run resumes one.
+  const { seed } = await runStart(config, model);
   const ranks = worldSize(layout);
   const pending = new Map<number, RankStepEvent[]>();
   const history: StepMetrics[] = [];
@@ -36,7 +39,7 @@ export async function trainParallel(
     pending.set(report.step, reports);
     if (Object.keys(reports).length < ranks) return;
     pending.delete(report.step);
-    const metrics = worldMetrics(config, reports);
+    const metrics = worldMetrics(config, seed, reports);
     history.push(metrics);
     onStep?.(metrics);
   };
@@ -53,7 +56,7 @@ export async function trainParallel(
   return { history, ranks: result };
 }
 
-function worldMetrics(config: TrainConfig, reports: RankStepEvent[]): StepMetrics {
+function worldMetrics(config: TrainConfig, seed: number, reports: RankStepEvent[]): StepMetrics {
   const { step, loss, gradNorm, lr } = reports[0];
   const slowest = Math.max(...reports.map((report) => report.seconds));
   const intra = reports.reduce((sum, report) => sum + report.sent.intra, 0);
@@ -61,7 +64,7 @@ function worldMetrics(config: TrainConfig, reports: RankStepEvent[]): StepMetric
   return {
     step,
     loss,
-    floor: globalBatch({ seed: config.seed, step: step - 1, batch: config.batch, seq: config.seq }).floor,
+    floor: globalBatch({ seed, step: step - 1, batch: config.batch, seq: config.seq }).floor,
     lr,
     gradNorm,
     tokensPerSec: (config.batch * config.seq) / slowest,

@@ -13,7 +13,9 @@ import { warmupCosine } from "../optim/schedule.ts";
 import { ParallelEngine, type TokenBatch } from "../parallel/engine.ts";
 import type { FragmentMap, RankFragments, RankState } from "../parallel/fragment_map.ts";
 import type { RankMemory } from "../parallel/strategy.ts";
-import { checkTrainConfig, type TrainConfig, trainLayout, warmupStepsOf } from "./config.ts";
+import { loadCheckpoint, saveCheckpoint } from "../checkpoint/distributed.ts";
+import { runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
+import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
 
 export interface TrainRankArgs {
   config: TrainConfig;
@@ -55,28 +57,21 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
   const { config } = args;
   const modelConfig = checkTrainConfig(config);
   const layout = trainLayout(config);
+  const start = await runStart(config, modelConfig);
   const ddp = config.bucketCapMb === undefined ? {} : { bucketBytes: Math.round(config.bucketCapMb * 2 ** 20) };
-  const engine = ParallelEngine.create(ctx.comm, ctx.device, modelConfig, {
-    layout,
-    seed: config.seed,
-    weightDecay: config.weightDecay,
-    ddp,
-  });
-  const lrAt = warmupCosine({
-    maxLr: config.lr,
-    minLr: config.lr / 10,
-    warmupSteps: warmupStepsOf(config),
-    totalSteps: config.steps,
-  });
+  const engine = ParallelEngine.create(ctx.comm, ctx.device, modelConfig, { layout, seed: start.seed, adamw: start.adamw, ddp });
+  const lrAt = warmupCosine(start.schedule);
   const share = engine.share(config.batch, config.seq);
-  const clipNorm = config.clipNorm ?? 1;
   let memory: RankMemory | null = null;
   try {
+    if (start.checkpoint) {
+      await engine.importState(await loadCheckpoint(ctx.comm, start.checkpoint, modelConfig, engine.fragmentMap(), ctx.rank));
+    }
     const losses: number[] = [];
-    for (let step = 0; step < config.steps; step++) {
-      const start = performance.now();
+    for (let step = start.step; step < config.steps; step++) {
+      const began = performance.now();
       const recorded = ctx.comm.ledger.collectives.length;
-      const rows = batchRows({ seed: config.seed, step, rowStart: share.rowStart, rowCount: share.rowCount, seq: config.seq });
+      const rows = batchRows({ seed: start.seed, step, rowStart: share.rowStart, rowCount: share.rowCount, seq: config.seq });
       const batch: TokenBatch = {
         ids: tokenColumns(rows.inputs, config.seq, share.tokenStart, share.tokenCount),
         targets: tokenColumns(rows.targets, config.seq, share.tokenStart, share.tokenCount),
@@ -89,7 +84,7 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       // Sampled with the gradients reduced and not yet freed (the full gradients exist during backward
       // under every stage: the reductions run after it).
       memory = engine.memory();
-      await engine.step(lr, clipNorm > 0 ? clipScale(gradNorm, clipNorm) : 1);
+      await engine.step(lr, start.clipNorm > 0 ? clipScale(gradNorm, start.clipNorm) : 1);
       const loss = await engine.reduceLoss(rankLoss);
       losses.push(loss);
 
@@ -102,13 +97,22 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
         gradNorm,
         lr,
         tokens: share.rowCount * share.tokenCount,
-        seconds: (performance.now() - start) / 1000,
+        seconds: (performance.now() - began) / 1000,
         sent,
         simulatedMs: records.reduce((sum, record) => sum + record.simulatedMs, 0),
         memory,
         deviceBytes: ctx.device.stats().bytes,
       };
       ctx.emit(event);
+      // After the step's figures, so that a save's own traffic is not counted as the step's.
+      if (saveDue(config, step + 1)) {
+        await saveCheckpoint(ctx.comm, storageAt(config.save!), "", {
+          state: await engine.exportState(),
+          map: engine.fragmentMap(),
+          model: modelConfig,
+          training: trainingRecord(config, start, step + 1),
+        });
+      }
     }
     return {
       losses,

@@ -14,9 +14,13 @@ import { corpusFloor, globalBatch } from "../data/corpus.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { clipScale, globalGradNorm } from "../optim/clip.ts";
 import { warmupCosine } from "../optim/schedule.ts";
-import { worldSize } from "../parallel/layout.ts";
+import { loadCheckpoint, saveCheckpoint } from "../checkpoint/distributed.ts";
+import { exportShardState, importShardState } from "../parallel/ddp.ts";
+import { type FragmentMap, fragmentMap } from "../parallel/fragment_map.ts";
+import { SINGLE_RANK, worldSize } from "../parallel/layout.ts";
 import type { RankMemory } from "../parallel/strategy.ts";
-import { checkTrainConfig, type TrainConfig, trainLayout, warmupStepsOf } from "./config.ts";
+import { type RunStart, runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
+import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
 import { trainParallel } from "./parallel_run.ts";
 
 export interface StepMetrics {
@@ -46,34 +50,36 @@ export class Trainer {
   readonly floor: number;
   /** AdamW with each parameter's state (exp_avg, exp_avg_sq, step), by Hugging Face name. */
   readonly optimizer: AdamW;
+  /** Where this trainer's state lies (one rank's entry of the one-device layout), for checkpoints. */
+  readonly fragmentMap: FragmentMap;
   private readonly named: [string, Tensor][];
   private readonly params: Tensor[];
   private readonly lrAt: (step: number) => number;
-  private stepsDone = 0;
+  private stepsDone: number;
 
   private constructor(
     readonly config: TrainConfig,
     readonly modelConfig: Phi3Config,
     readonly device: Device,
     readonly model: Phi3ForCausalLM,
+    private readonly start: RunStart,
     private readonly ownsDevice: boolean,
   ) {
     const named = model.namedParameters();
     this.named = named;
     this.params = named.map(([, p]) => p);
-    this.optimizer = new AdamW(named, { weightDecay: config.weightDecay ?? 0.1 });
-    this.lrAt = warmupCosine({
-      maxLr: config.lr,
-      minLr: config.lr / 10,
-      warmupSteps: warmupStepsOf(config),
-      totalSteps: config.steps,
-    });
+    this.optimizer = new AdamW(named, start.adamw);
+    this.lrAt = warmupCosine(start.schedule);
     this.floor = corpusFloor(config.seq);
+    this.stepsDone = start.step;
+    const blocks = model.blocks.map((block) => block.parameters.map((p) => p.name));
+    this.fragmentMap = fragmentMap(modelConfig, SINGLE_RANK, blocks);
   }
 
   /**
-   * Checks the config, opens the device (unless one is given) and builds the model. A trainer runs
-   * on one device; a layout of several ranks trains through train(), which launches them.
+   * Checks the config, opens the device (unless one is given) and builds the model, from the
+   * checkpoint `config.resume` names if any. A trainer runs on one device; a layout of several ranks
+   * trains through train(), which launches them.
    */
   static async create(config: TrainConfig, device?: Device): Promise<Trainer> {
     const modelConfig = checkTrainConfig(config);
@@ -83,20 +89,32 @@ export class Trainer {
         `train: a Trainer runs on one device, and this layout has ${world} ranks; use train(config), which launches them`,
       );
     }
+    const start = await runStart(config, modelConfig);
     const owned = !device;
     device ??= await createDevice({ backend: config.backend });
-    const model = new Phi3ForCausalLM(device, modelConfig, { seed: config.seed });
-    return new Trainer(config, modelConfig, device, model, owned);
+    const model = new Phi3ForCausalLM(device, modelConfig, { seed: start.seed });
+    const trainer = new Trainer(config, modelConfig, device, model, start, owned);
+    if (start.checkpoint) {
+      const state = await loadCheckpoint(null, start.checkpoint, modelConfig, trainer.fragmentMap, 0);
+      importShardState(trainer.named, trainer.optimizer, trainer.fragmentMap.ranks[0], state);
+    }
+    return trainer;
   }
 
   get done(): boolean {
     return this.stepsDone >= this.config.steps;
   }
 
+  /** Steps done so far (a resumed run starts at its checkpoint's). */
+  get stepCount(): number {
+    return this.stepsDone;
+  }
+
   /** Runs the next step and returns its figures. */
   async step(): Promise<StepMetrics> {
-    const { seed, batch, seq, clipNorm = 1 } = this.config;
-    const start = performance.now();
+    const { batch, seq } = this.config;
+    const { seed, clipNorm } = this.start;
+    const began = performance.now();
     const data = globalBatch({ seed, step: this.stepsDone, batch, seq });
     const lr = this.lrAt(this.stepsDone);
 
@@ -114,7 +132,8 @@ export class Trainer {
     this.optimizer.zeroGrad();
 
     this.stepsDone++;
-    const seconds = (performance.now() - start) / 1000;
+    const seconds = (performance.now() - began) / 1000;
+    if (saveDue(this.config, this.stepsDone)) await this.save(this.config.save!);
     return {
       step: this.stepsDone,
       loss: lossValue,
@@ -127,6 +146,16 @@ export class Trainer {
       simTime: 0,
       memory: [this.memory()],
     };
+  }
+
+  /** Saves a checkpoint of the state after the steps done into the folder `path`; returns the checkpoint's folder name. */
+  async save(path: string): Promise<string> {
+    return await saveCheckpoint(null, storageAt(path), "", {
+      state: await exportShardState(this.named, this.optimizer, this.fragmentMap.ranks[0]),
+      map: this.fragmentMap,
+      model: this.modelConfig,
+      training: trainingRecord(this.config, this.start, this.stepsDone),
+    });
   }
 
   /** Bytes of the parameters, their gradients and AdamW's two moments. */
