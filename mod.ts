@@ -91,6 +91,7 @@ export { Zero3 } from "./src/parallel/zero3.ts";
 export { f32Codec, type PartitionCodec } from "./src/parallel/partition_codec.ts";
 export {
   type AssembledState,
+  assembleParameter,
   assembleState,
   type Fragment,
   FRAGMENT_MAP_VERSION,
@@ -105,3 +106,20 @@ export { cut, type CutBackward } from "./src/parallel/cut.ts";
 export { parallelLayers } from "./src/parallel/parallel_layers.ts";
 export { shardValues, type TensorParallelShard, tensorParallelShards, unshardValues } from "./src/parallel/tp_shards.ts";
 export { type HeadAssignment, ulyssesAttention, ulyssesHeads } from "./src/parallel/ulysses.ts";
+
+// Checkpoints: distributed save, universal conversion, load on any layout.
+export { CheckpointError } from "./src/checkpoint/errors.ts";
+export { type CheckpointStorage, type FileWriter, MemoryStorage } from "./src/checkpoint/storage.ts";
+export { FsStorage } from "./src/checkpoint/fs_storage.ts";
+export { loadCheckpoint, saveCheckpoint, type SaveOptions } from "./src/checkpoint/distributed.ts";
+export { type Checkpoint, loadRankState, openCheckpoint } from "./src/checkpoint/load.ts";
+export { convertCheckpoint, type ConvertReport } from "./src/checkpoint/convert.ts";
+export { verifyCheckpoint, verifyLoadedState } from "./src/checkpoint/verify.ts";
+export {
+  CHECKPOINT_VERSION,
+  type CheckpointMetadata,
+  type Meaning,
+  type ParameterRecord,
+  type TrainingRecord,
+} from "./src/checkpoint/metadata.ts";
+export { type CheckpointPatterns, PHI3_CHECKPOINT_PATTERNS } from "./src/nn/checkpoint_patterns.ts";

@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { createDevice } from "../mod.ts";
 import type { BackendChoice } from "../src/tensor/device.ts";
 import { selfcheck } from "./selfcheck.ts";
+import { CKPT_USAGE, ckptCommand } from "./ckpt.ts";
 import { TRAIN_USAGE, trainCommand } from "./train.ts";
 import { UsageError } from "./usage.ts";
 
@@ -11,6 +12,7 @@ const USAGE = `usage: shardlab <command> [options]
 
 commands:
   train       train a Phi-3-style model on the procedural corpus (shardlab train --help)
+  ckpt        inspect, verify or convert a checkpoint (shardlab ckpt --help)
   info        print the runtime, adapter, limits and features, and the backend chosen
   selfcheck   run one op of every kernel family on the chosen backend against the CPU reference
 
@@ -18,7 +20,7 @@ options of info and selfcheck:
   --backend auto|webgpu|cpu   (default auto: WebGPU when an adapter exists, otherwise CPU)
 `;
 
-const COMMANDS = ["train", "info", "selfcheck"];
+const COMMANDS = ["train", "ckpt", "info", "selfcheck"];
 const BACKENDS = ["auto", "webgpu", "cpu"];
 
 /** The --backend option of info and selfcheck. */
@@ -41,6 +43,10 @@ async function info(backend: BackendChoice): Promise<number> {
   return 0;
 }
 
+function usageOf(command: string): string {
+  return command === "train" ? TRAIN_USAGE : command === "ckpt" ? CKPT_USAGE : USAGE;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === "--help" || command === "-h") {
@@ -48,13 +54,15 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (rest.includes("--help") || rest.includes("-h")) {
-    console.log(command === "train" ? TRAIN_USAGE : USAGE);
+    console.log(usageOf(command));
     return 0;
   }
   try {
     switch (command) {
       case "train":
         return await trainCommand(rest);
+      case "ckpt":
+        return await ckptCommand(rest);
       case "info":
         return await info(parseBackend(rest));
       case "selfcheck":
@@ -64,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
     }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    console.error(`shardlab: ${error.message}\n\n${command === "train" ? TRAIN_USAGE : USAGE}`);
+    console.error(`shardlab: ${error.message}\n\n${usageOf(command)}`);
     return 2;
   }
 }

@@ -5,8 +5,10 @@
 // byte, a truncated or missing file, a torn folder, a later version and another model are named.
 
 import assert from "node:assert/strict";
+import { convertCheckpoint } from "../src/checkpoint/convert.ts";
 import { CheckpointError } from "../src/checkpoint/errors.ts";
 import { loadRankState, openCheckpoint } from "../src/checkpoint/load.ts";
+import { PHI3_CHECKPOINT_PATTERNS } from "../src/nn/checkpoint_patterns.ts";
 import type { TrainingRecord } from "../src/checkpoint/metadata.ts";
 import { commitCheckpoint, rankFile, saveRankFile, stepFolder } from "../src/checkpoint/save.ts";
 import { MemoryStorage } from "../src/checkpoint/storage.ts";
@@ -49,17 +51,25 @@ const SOURCES: Partial<ParallelLayout>[] = [
 const TARGETS: Partial<ParallelLayout>[] = [...SOURCES, { dp: 4, zero: 3 }, { tp: 2, sp: 2 }, { dp: 2, tp: 2, zero: 3 }];
 
 for (const source of SOURCES) {
-  Deno.test(`checkpoint: saved on ${JSON.stringify(source)}, every target layout loads its exact state`, async () => {
+  Deno.test(`checkpoint: saved on ${JSON.stringify(source)}, every target layout loads its exact state, directly and made universal`, async () => {
     const storage = await saved(await mapOf(source));
-    const checkpoint = await openCheckpoint(storage, "run");
-    assert.deepEqual(await verifyCheckpoint(checkpoint), [], "the checkpoint verifies whole");
-    for (const target of TARGETS) {
+    const distributed = await openCheckpoint(storage, "run");
+    assert.deepEqual(await verifyCheckpoint(distributed), [], "the checkpoint verifies whole");
+    const report = await convertCheckpoint(distributed, storage, "universal");
+    const universal = await openCheckpoint(storage, "universal");
+    assert.equal(universal.metadata.kind, "universal");
+    assert.deepEqual(await verifyCheckpoint(universal), [], "the universal checkpoint verifies whole");
+    assert.ok(
+      report.peakBytes <= 2 * report.largestParameterBytes + 64,
+      `convert held ${report.peakBytes} bytes, largest parameter ${report.largestParameterBytes}`,
+    );
+    for (const [target, checkpoint] of TARGETS.flatMap((t) => [[t, distributed], [t, universal]] as const)) {
       const map = await mapOf(target);
       const expected = statesFrom(map, knownValues(map), TRAINING.step);
       for (const entry of map.ranks) {
         const shards = new Map(map.parameters.map((p) => [p.name, p.shards[entry.tensorParallelRank]]));
         const state = await loadRankState(checkpoint, MODEL, entry, shards);
-        const what = `${JSON.stringify(source)} → ${JSON.stringify(target)} rank ${entry.rank}`;
+        const what = `${JSON.stringify(source)} → ${checkpoint.metadata.kind} → ${JSON.stringify(target)} rank ${entry.rank}`;
         assert.equal(state.step, TRAINING.step, what);
         assert.deepEqual(state.fp32, expected[entry.rank].fp32, `${what}: fp32`);
         assert.deepEqual(state.expAvg, expected[entry.rank].expAvg, `${what}: exp_avg`);
@@ -146,4 +156,51 @@ Deno.test("checkpoint: a flipped byte, a truncated or missing file, a torn folde
     /holds a model with hiddenSize 64, but this run's model has hiddenSize 128/,
   );
   await assert.rejects(openCheckpoint(new MemoryStorage(), "run"), /no checkpoint here/);
+});
+
+Deno.test("convert: the pattern table is strict and must agree with what the ranks recorded", async () => {
+  const checkpoint = await openCheckpoint(await saved(await mapOf({ tp: 2 })), "run");
+  const out = new MemoryStorage();
+  const table = { ...PHI3_CHECKPOINT_PATTERNS };
+  await assert.rejects(
+    convertCheckpoint(checkpoint, out, "u", { ...table, average: [/^nothing$/] }),
+    /the pattern \/\^nothing\$\/ matches no parameter/,
+  );
+  await assert.rejects(
+    convertCheckpoint(checkpoint, out, "u", { ...table, replicated: [/^model\.norm\.weight$/] }),
+    /no pattern matches parameter "model\.layers\.0\.input_layernorm\.weight"/,
+  );
+  await assert.rejects(
+    convertCheckpoint(checkpoint, out, "u", { ...table, rowParallel: [/down_proj/], columnParallel: [/o_proj/] }),
+    /"model\.layers\.0\.self_attn\.o_proj\.weight" is column by the pattern table, but its pieces were recorded as \{"kind":"row"/,
+  );
+  await assert.rejects(
+    convertCheckpoint(checkpoint, out, "u", {
+      ...table,
+      vocabulary: [/embed_tokens/],
+      rowParallel: [...table.rowParallel, /lm_head/],
+    }),
+    /"lm_head\.weight" is row by the pattern table/,
+  );
+  // Averaging replicas that are equal gives them back: the universal form is the same.
+  const averaged = await convertCheckpoint(checkpoint, out, "avg", { ...table, replicated: [], average: table.replicated });
+  assert.equal(averaged.parameters, checkpoint.metadata.parameters.length);
+  assert.deepEqual(await verifyCheckpoint(await openCheckpoint(out, "avg")), []);
+  await assert.rejects(convertCheckpoint(await openCheckpoint(out, "avg"), out, "again"), /is already universal/);
+});
+
+Deno.test("convert: replicas that disagree stop the conversion, naming the parameter and rank", async () => {
+  const map = await mapOf({ tp: 2 });
+  const storage = await saved(map);
+  // Rewrite rank 1's copy of a norm and its recorded checksums, as a faulty writer would have.
+  const norm = map.ranks[1].fragments.find((f) => f.name === "model.norm.weight")!;
+  const path = `run/${stepFolder(TRAINING.step)}/${rankFile(1)}`;
+  const file = storage.files.get(path)!;
+  const view = new DataView(file.buffer);
+  const dataStart = 8 + Number(view.getBigUint64(0, true));
+  view.setFloat32(dataStart + 4 * norm.start, 42, true);
+  await assert.rejects(
+    convertCheckpoint(await openCheckpoint(storage, "run"), storage, "u"),
+    /"model\.norm\.weight" fp32 is replicated, but tensor-parallel rank 1's copy differs from rank 0's/,
+  );
 });

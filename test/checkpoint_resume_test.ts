@@ -6,6 +6,9 @@
 // through the Trainer, as `shardlab train` does; more ranks through their workers.
 
 import assert from "node:assert/strict";
+import { FsStorage } from "../src/checkpoint/fs_storage.ts";
+import { openCheckpoint } from "../src/checkpoint/load.ts";
+import { verifyCheckpoint } from "../src/checkpoint/verify.ts";
 import { launch } from "../src/comm/launch.ts";
 import type { RankState } from "../src/parallel/fragment_map.ts";
 import { type ParallelLayout, worldSize } from "../src/parallel/layout.ts";
@@ -122,4 +125,22 @@ Deno.test("resume: a save root resumes from what its latest names, and a finishe
   await assert.rejects(run({ ...BASE, ...layout, resume: folderOf(layout) }), /is at step 6; --steps 6 leaves nothing to train/);
   const longer = await run({ ...BASE, ...layout, steps: 8, resume: folderOf(layout) });
   assert.equal(longer.losses.length, 2, "steps 7 and 8");
+});
+
+Deno.test("resume: a rank that dies while writing its file leaves the previous checkpoint whole and latest on it", async () => {
+  const folder = `${root}/crash`;
+  const config: TrainConfig = { ...BASE, dp: 2, zero: 1, save: folder, saveEvery: 3 };
+  await assert.rejects(
+    launch({ ranks: 2, entry: ENTRY, args: { config, crashDuringSave: { rank: 1, step: 6 } }, backend: "cpu" }),
+    /rank 1 died while writing its checkpoint file after step 6/,
+  );
+  assert.equal(await Deno.readTextFile(`${folder}/latest`), "step-00000003", "latest still names step 3");
+  const storage = new FsStorage(folder);
+  await assert.rejects(openCheckpoint(storage, "step-00000006"), /torn checkpoint/);
+  const previous = await openCheckpoint(storage, "");
+  assert.equal(previous.metadata.training.step, 3);
+  assert.deepEqual(await verifyCheckpoint(previous), []);
+  const reference = await source({ dp: 2, zero: 1 });
+  const resumed = await run({ ...BASE, dp: 2, zero: 1, resume: folder });
+  assert.deepEqual(resumed.losses, reference.losses.slice(3), "resumed from step 3, as if never stopped");
 });

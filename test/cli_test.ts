@@ -1,5 +1,6 @@
-// The shardlab command line as a user meets it: `train` with --json, `info`, and exit code 2 with a
-// message naming the value for every kind of bad input.
+// The shardlab command line as a user meets it: `train` with --json, `info`, saving, resuming on
+// another layout and the `ckpt` commands, and exit code 2 with a message naming the value for
+// every kind of bad input.
 
 import assert from "node:assert/strict";
 
@@ -103,7 +104,11 @@ const BAD_INPUT: [string[], RegExp][] = [
   [["train", "--dp", "2", "--sample"], /--sample generates on one rank/],
   [["train", "--dp", "2", "--bucket-cap-mb", "0"], /--bucket-cap-mb must be a positive number of MiB, got 0/],
   [["info", "--backend", "tpu"], /unknown backend "tpu"/],
-  [["fly"], /unknown command "fly" \(valid: train, info, selfcheck\)/],
+  [["fly"], /unknown command "fly" \(valid: train, ckpt, info, selfcheck\)/],
+  [["train", "--save-every", "5"], /--save-every 5 needs --save DIR/],
+  [["train", "--save", "x", "--save-every", "0"], /--save-every must be an integer ≥ 1, got 0/],
+  [["ckpt", "fold", "x"], /unknown ckpt action "fold" \(valid: inspect, verify, convert\)/],
+  [["ckpt", "convert", "x"], /ckpt convert takes SRC and DST, got 1 path\(s\)/],
 ];
 
 for (const [args, message] of BAD_INPUT) {
@@ -113,3 +118,44 @@ for (const [args, message] of BAD_INPUT) {
     assert.match(result.stderr, message);
   });
 }
+
+Deno.test("cli: train --save, ckpt inspect, verify and convert, and --resume on another layout", async () => {
+  const root = await Deno.makeTempDir({ prefix: "shardlab-cli-" });
+  const common = ["train", "--steps", "4", "--batch", "4", "--seq", "16", "--backend", "cpu"];
+  const saved = await shardlab(...common, "--dp", "2", "--zero", "2", "--save", `${root}/run`, "--save-every", "2");
+  assert.equal(saved.code, 0, saved.stderr);
+  assert.match(saved.stdout, new RegExp(`checkpoint saved: ${root}/run/step-00000004`));
+  assert.equal(await Deno.readTextFile(`${root}/run/latest`), "step-00000004");
+
+  const inspect = await shardlab("ckpt", "inspect", `${root}/run/step-00000002`);
+  assert.equal(inspect.code, 0, inspect.stderr);
+  assert.match(inspect.stdout, /distributed checkpoint at step 2/);
+  assert.match(inspect.stdout, /layout: dp 2 × tp 1 × sp 1 \(ulysses\), zero 2/);
+  assert.match(inspect.stdout, /rank-00001\.safetensors/);
+  const json = JSON.parse((await shardlab("ckpt", "inspect", `${root}/run`, "--json")).stdout);
+  assert.equal(json.step, 4);
+  assert.equal(json.ranks.length, 2);
+
+  assert.equal((await shardlab("ckpt", "verify", `${root}/run`)).code, 0);
+  const converted = await shardlab("ckpt", "convert", `${root}/run/step-00000002`, `${root}/universal`);
+  assert.equal(converted.code, 0, converted.stderr);
+  assert.match(converted.stdout, /15 parameters × 3 states/);
+  assert.equal((await shardlab("ckpt", "verify", `${root}/universal`)).code, 0);
+
+  const resumed = await shardlab(...common, "--tp", "2", "--resume", `${root}/universal`);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stdout, /resuming from .*universal.* at step 2 \(saved on one rank \(a universal checkpoint\)\)/);
+  assert.match(resumed.stdout, /step 4\/4/);
+
+  // A flipped byte: verify names the file and exits 1; so does a resume from a path with no checkpoint.
+  const file = `${root}/run/step-00000004/rank-00000.safetensors`;
+  const bytes = await Deno.readFile(file);
+  bytes[bytes.length - 1] ^= 1;
+  await Deno.writeFile(file, bytes);
+  const verify = await shardlab("ckpt", "verify", `${root}/run`);
+  assert.equal(verify.code, 1);
+  assert.match(verify.stdout, /rank-00000\.safetensors: SHA-256 /);
+  const missing = await shardlab(...common, "--resume", `${root}/nothing`);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no checkpoint here/);
+});

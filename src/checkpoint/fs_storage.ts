@@ -3,24 +3,37 @@
 // by a sync of the folder so that the rename itself survives a crash.
 
 import { CheckpointError } from "./errors.ts";
-import { type CheckpointStorage, pathParts } from "./storage.ts";
+import { type CheckpointStorage, type FileWriter, pathParts } from "./storage.ts";
 
 export class FsStorage implements CheckpointStorage {
   constructor(readonly root: string) {}
 
   async write(path: string, pieces: readonly ArrayBufferView[]): Promise<void> {
+    const writer = await this.create(path);
+    try {
+      for (const piece of pieces) await writer.write(piece);
+    } finally {
+      await writer.close();
+    }
+  }
+
+  async create(path: string): Promise<FileWriter> {
     const file = this.resolve(path);
     await Deno.mkdir(parentOf(file), { recursive: true });
     const handle = await Deno.open(file, { write: true, create: true, truncate: true });
-    try {
-      for (const piece of pieces) {
+    return {
+      write: async (piece) => {
         const bytes = new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength);
         for (let at = 0; at < bytes.length;) at += await handle.write(bytes.subarray(at));
-      }
-      await handle.sync();
-    } finally {
-      handle.close();
-    }
+      },
+      close: async () => {
+        try {
+          await handle.sync();
+        } finally {
+          handle.close();
+        }
+      },
+    };
   }
 
   async read(path: string, offset = 0, length?: number): Promise<Uint8Array> {

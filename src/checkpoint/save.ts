@@ -11,10 +11,11 @@
 
 import type { Phi3Config } from "../nn/config.ts";
 import {
-  assembleParameter,
   type FragmentMap,
   heldFragments,
+  ParameterAssembly,
   type RankState,
+  type StateKey,
   type StateValues,
 } from "../parallel/fragment_map.ts";
 import type { ParallelLayout } from "../parallel/layout.ts";
@@ -122,17 +123,24 @@ export async function writeReplacing(storage: CheckpointStorage, path: string, t
 /** Headers already read, by path. */
 export type HeaderCache = Map<string, SafetensorsHeader>;
 
-/** One parameter's full value and moments, read from the rank files in `path` by the map. */
-export async function readParameter(
+/** The tensor of a rank file that holds each state. */
+export const STATE_TENSORS: Record<StateKey, typeof STATES[number]> = { fp32: "fp32", expAvg: "exp_avg", expAvgSq: "exp_avg_sq" };
+
+/**
+ * One parameter's full value and moments (the states `keys`, all by default), read from the rank
+ * files in `path` by the map: one replica of each fragment, its byte range only, placed as it
+ * arrives (about the parameter's size held beside the result).
+ */
+export async function readParameter<K extends StateKey = StateKey>(
   storage: CheckpointStorage,
   path: string,
   map: FragmentMap,
   name: string,
   headers: HeaderCache = new Map(),
-): Promise<StateValues> {
-  const held = heldFragments(map, name);
-  const values = new Map<string, StateValues>();
-  for (const { rank, fragment } of held) {
+  keys: readonly K[] = Object.keys(STATE_TENSORS) as K[],
+): Promise<Pick<StateValues, K>> {
+  const assembly = new ParameterAssembly(map, name, keys);
+  for (const { rank, fragment } of heldFragments(map, name)) {
     const file = joinPath(path, rankFile(rank));
     if (!headers.has(file)) headers.set(file, await readHeader(storage, file));
     const header = headers.get(file)!;
@@ -146,11 +154,9 @@ export async function readParameter(
       const bytes = await storage.read(file, header.dataStart + entry.begin + 4 * fragment.start, 4 * fragment.numel);
       return new Float32Array(bytes.buffer, bytes.byteOffset, fragment.numel);
     };
-    values.set(`${rank}:${fragment.start}`, {
-      fp32: await read("fp32"),
-      expAvg: await read("exp_avg"),
-      expAvgSq: await read("exp_avg_sq"),
-    });
+    const got = {} as Pick<StateValues, K>;
+    for (const key of keys) got[key] = await read(STATE_TENSORS[key]) as StateValues[K];
+    assembly.place(rank, fragment, got);
   }
-  return assembleParameter(map, name, (rank, fragment) => values.get(`${rank}:${fragment.start}`)!);
+  return assembly.join();
 }

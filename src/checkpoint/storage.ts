@@ -4,9 +4,17 @@
 
 import { CheckpointError } from "./errors.ts";
 
+/** A file being written piece by piece; close() syncs it. */
+export interface FileWriter {
+  write(piece: ArrayBufferView): Promise<void>;
+  close(): Promise<void>;
+}
+
 export interface CheckpointStorage {
   /** Writes the file from its pieces, creating its folders and replacing any file of that name, and syncs it. */
   write(path: string, pieces: readonly ArrayBufferView[]): Promise<void>;
+  /** Opens the file for writing in pieces (folders created, any file of that name replaced). */
+  create(path: string): Promise<FileWriter>;
   /** `length` bytes from `offset` (all of the rest by default); a missing file or a short read is a CheckpointError. */
   read(path: string, offset?: number, length?: number): Promise<Uint8Array>;
   /** The file's size in bytes, or null when there is none. */
@@ -47,6 +55,20 @@ export class MemoryStorage implements CheckpointStorage {
         at += piece.byteLength;
       }
       this.files.set(key(path), bytes);
+    });
+  }
+
+  create(path: string): Promise<FileWriter> {
+    return settle(() => {
+      const pieces: Uint8Array[] = [];
+      key(path);
+      return {
+        write: (piece) => {
+          pieces.push(new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength).slice());
+          return Promise.resolve();
+        },
+        close: () => this.write(path, pieces),
+      };
     });
   }
 

@@ -168,6 +168,7 @@ export interface StateValues {
 }
 
 const STATE_KEYS = ["fp32", "expAvg", "expAvgSq"] as const;
+export type StateKey = typeof STATE_KEYS[number];
 
 /** One replica of every fragment of parameter `name`: the first rank that holds it, in rank order. */
 export function heldFragments(map: FragmentMap, name: string): { rank: number; fragment: Fragment }[] {
@@ -181,40 +182,65 @@ export function heldFragments(map: FragmentMap, name: string): { rank: number; f
 }
 
 /**
- * Parameter `name`'s full value and moments, from the values of the fragments heldFragments lists
- * (`values(rank, fragment)`, each of the fragment's numel): each put into the shards of its
- * replicas, the shards joined (vocabulary padding dropped). Throws naming the element no fragment holds.
+ * One parameter put together from its fragments (the states `keys`): place() each fragment that
+ * heldFragments lists, as its values arrive, into the shards of its replicas; join() checks that
+ * every element arrived and joins the shards (vocabulary padding dropped). Holds the shards only,
+ * so a parameter read from files takes about its own size beside the result.
  */
-export function assembleParameter(
-  map: FragmentMap,
-  name: string,
-  values: (rank: number, fragment: Fragment) => StateValues,
-): StateValues {
-  const parameter = map.parameters.find((p) => p.name === name);
-  if (!parameter) throw new RangeError(`assembleParameter: the map has no parameter "${name}"`);
-  const shards = parameter.shards.map((shard) => ({
-    ...newState(sizeOf(shard.shape)),
-    covered: new Uint8Array(sizeOf(shard.shape)),
-  }));
-  for (const { rank, fragment } of heldFragments(map, name)) {
-    const given = values(rank, fragment);
+export class ParameterAssembly<K extends StateKey = StateKey> {
+  private readonly parameter: FragmentMap["parameters"][number];
+  private readonly shards: { values: Pick<StateValues, K>; covered: Uint8Array }[];
+
+  constructor(private readonly map: FragmentMap, readonly name: string, private readonly keys: readonly K[]) {
+    const parameter = map.parameters.find((p) => p.name === name);
+    if (!parameter) throw new RangeError(`assembleParameter: the map has no parameter "${name}"`);
+    this.parameter = parameter;
+    this.shards = parameter.shards.map((shard) => ({
+      values: Object.fromEntries(keys.map((key) => [key, new Float32Array(sizeOf(shard.shape))])) as Pick<StateValues, K>,
+      covered: new Uint8Array(sizeOf(shard.shape)),
+    }));
+  }
+
+  place(rank: number, fragment: Fragment, given: Pick<StateValues, K>): void {
     const end = fragment.shardOffset + fragment.numel;
     // The replicas on other tensor-parallel ranks hold the same elements of their own shards.
-    for (const index of new Set(fragment.replicas.map((r) => map.ranks[r].tensorParallelRank))) {
-      const target = shards[index];
-      if (end > target.fp32.length) {
-        throw new RangeError(`assembleParameter: rank ${rank} has a fragment of "${name}" outside its shard`);
+    for (const index of new Set(fragment.replicas.map((r) => this.map.ranks[r].tensorParallelRank))) {
+      const target = this.shards[index];
+      if (end > target.covered.length) {
+        throw new RangeError(`assembleParameter: rank ${rank} has a fragment of "${this.name}" outside its shard`);
       }
-      for (const key of STATE_KEYS) target[key].set(given[key], fragment.shardOffset);
+      for (const key of this.keys) target.values[key].set(given[key], fragment.shardOffset);
       target.covered.fill(1, fragment.shardOffset, end);
     }
   }
-  shards.forEach((shard, index) => {
-    const hole = shard.covered.indexOf(0);
-    if (hole >= 0) throw new RangeError(`assembleParameter: no fragment holds element ${hole} of "${name}" shard ${index}`);
-  });
-  const join = (key: typeof STATE_KEYS[number]) => unshardValues(shards.map((shard) => shard[key]), parameter.shards);
-  return { fp32: join("fp32"), expAvg: join("expAvg"), expAvgSq: join("expAvgSq") };
+
+  join(): Pick<StateValues, K> {
+    this.shards.forEach((shard, index) => {
+      const hole = shard.covered.indexOf(0);
+      if (hole >= 0) {
+        throw new RangeError(`assembleParameter: no fragment holds element ${hole} of "${this.name}" shard ${index}`);
+      }
+    });
+    return Object.fromEntries(
+      this.keys.map((key) => [key, unshardValues(this.shards.map((shard) => shard.values[key]), this.parameter.shards)]),
+    ) as Pick<StateValues, K>;
+  }
+}
+
+/**
+ * Parameter `name`'s full value and moments, from the values of the fragments heldFragments lists
+ * (`values(rank, fragment)`, each of the fragment's numel; of the states `keys`, all by default).
+ * Throws naming the element no fragment holds.
+ */
+export function assembleParameter<K extends StateKey = StateKey>(
+  map: FragmentMap,
+  name: string,
+  values: (rank: number, fragment: Fragment) => Pick<StateValues, K>,
+  keys: readonly K[] = STATE_KEYS as readonly StateKey[] as readonly K[],
+): Pick<StateValues, K> {
+  const assembly = new ParameterAssembly(map, name, keys);
+  for (const { rank, fragment } of heldFragments(map, name)) assembly.place(rank, fragment, values(rank, fragment));
+  return assembly.join();
 }
 
 /**
@@ -248,8 +274,4 @@ export function assembleState(map: FragmentMap, states: readonly RankState[]): A
     };
   };
   return { step, parameters: new Map(map.parameters.map(({ name }) => [name, assembleParameter(map, name, slice)])) };
-}
-
-function newState(size: number): StateValues {
-  return { fp32: new Float32Array(size), expAvg: new Float32Array(size), expAvgSq: new Float32Array(size) };
 }

@@ -14,11 +14,17 @@ import { ParallelEngine, type TokenBatch } from "../parallel/engine.ts";
 import type { FragmentMap, RankFragments, RankState } from "../parallel/fragment_map.ts";
 import type { RankMemory } from "../parallel/strategy.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/distributed.ts";
+import { rankFile, stepFolder } from "../checkpoint/save.ts";
 import { runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
 
 export interface TrainRankArgs {
   config: TrainConfig;
+  /**
+   * For tests and demos only: rank `rank` dies in the middle of writing its checkpoint file after
+   * step `step` (it writes part of the file, then throws), as a crashed machine would.
+   */
+  crashDuringSave?: { rank: number; step: number };
 }
 
 /** What one rank reports after each step. */
@@ -106,8 +112,17 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       ctx.emit(event);
       // After the step's figures, so that a save's own traffic is not counted as the step's.
       if (saveDue(config, step + 1)) {
+        const state = await engine.exportState();
+        if (args.crashDuringSave?.rank === ctx.rank && args.crashDuringSave.step === step + 1) {
+          await storageAt(config.save!).write(`${stepFolder(step + 1)}/${rankFile(ctx.rank)}`, [
+            state.fp32.subarray(0, state.fp32.length >> 1),
+          ]);
+          throw new Error(
+            `rank ${ctx.rank} died while writing its checkpoint file after step ${step + 1} (crashDuringSave, a test hook)`,
+          );
+        }
         await saveCheckpoint(ctx.comm, storageAt(config.save!), "", {
-          state: await engine.exportState(),
+          state,
           map: engine.fragmentMap(),
           model: modelConfig,
           training: trainingRecord(config, start, step + 1),
