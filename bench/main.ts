@@ -19,6 +19,10 @@ const SUITES: Record<string, { summary: string; run: (options: CollectivesOption
     summary: "nccl-tests style time, algbw and busbw of every collective over 8 B … 64 MiB vs the copy bound",
     run: async (options) => (await import("./collectives.ts")).runCollectives(options),
   },
+  checkpoint: {
+    summary: "checkpoint save against the raw write bandwidth, load-time resharding, universal conversion and its peak memory",
+    run: async (options) => (await import("./checkpoint.ts")).runCheckpoint(options),
+  },
   parallel: {
     summary: "every parallel layout's tokens/s, bytes per link class, simulated time and memory; Ulysses vs Megatron-SP scaling",
     run: async (options) => (await import("./parallel.ts")).runParallel(options),

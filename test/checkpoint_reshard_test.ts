@@ -156,6 +156,14 @@ Deno.test("checkpoint: a flipped byte, a truncated or missing file, a torn folde
     /holds a model with hiddenSize 64, but this run's model has hiddenSize 128/,
   );
   await assert.rejects(openCheckpoint(new MemoryStorage(), "run"), /no checkpoint here/);
+  const renamed = await saved(map);
+  const named = JSON.parse(new TextDecoder().decode(renamed.files.get(`${folder}/metadata.json`)));
+  named.parameters[0].name = "../model.embed_tokens.weight";
+  renamed.files.set(`${folder}/metadata.json`, new TextEncoder().encode(JSON.stringify(named)));
+  await assert.rejects(
+    loadRankState(await openCheckpoint(renamed, "run"), MODEL, entry, shards),
+    /its parameters are not this model's \(missing "model\.embed_tokens\.weight", extra "\.\.\/model\.embed_tokens\.weight"\)/,
+  );
 });
 
 Deno.test("convert: the pattern table is strict and must agree with what the ranks recorded", async () => {

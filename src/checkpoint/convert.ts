@@ -62,7 +62,7 @@ export async function convertCheckpoint(
       const { value, held } = await consolidate(source, parameter, rules.get(parameter)!, key, headers);
       report.peakBytes = Math.max(report.peakBytes, held);
       report.largestParameterBytes = Math.max(report.largestParameterBytes, 4 * sizeOf(shape));
-      if (sha256(value) !== saved[state]) {
+      if (await sha256(value) !== saved[state]) {
         throw new CheckpointError(`${source.folder}: the pieces of "${parameter}" ${state} do not give its saved SHA-256`);
       }
       await writer.write(value);

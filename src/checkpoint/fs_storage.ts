@@ -37,26 +37,42 @@ export class FsStorage implements CheckpointStorage {
   }
 
   async read(path: string, offset = 0, length?: number): Promise<Uint8Array> {
-    const file = this.resolve(path);
+    if (length === undefined) {
+      const size = await this.size(path);
+      if (size === null) throw new CheckpointError(`${path}: no such file`);
+      length = size - offset;
+    }
+    return (await this.readRanges(path, [[offset, length]]))[0];
+  }
+
+  async readRanges(path: string, ranges: readonly (readonly [number, number])[]): Promise<Uint8Array[]> {
     let handle: Deno.FsFile;
     try {
-      handle = await Deno.open(file, { read: true });
+      handle = await Deno.open(this.resolve(path), { read: true });
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new CheckpointError(`${path}: no such file`);
       throw error;
     }
     try {
       const size = (await handle.stat()).size;
-      const end = length === undefined ? size : offset + length;
-      if (offset < 0 || end > size) throw new CheckpointError(`${path}: bytes [${offset}, ${end}) lie beyond its ${size} bytes`);
-      const bytes = new Uint8Array(end - offset);
-      await handle.seek(offset, Deno.SeekMode.Start);
-      for (let at = 0; at < bytes.length;) {
-        const read = await handle.read(bytes.subarray(at));
-        if (read === null) throw new CheckpointError(`${path}: the file ended at byte ${offset + at} while ${end} were expected`);
-        at += read;
+      const out: Uint8Array[] = [];
+      for (const [offset, length] of ranges) {
+        const end = offset + length;
+        if (offset < 0 || length < 0 || end > size) {
+          throw new CheckpointError(`${path}: bytes [${offset}, ${end}) lie beyond its ${size} bytes`);
+        }
+        const bytes = new Uint8Array(length);
+        await handle.seek(offset, Deno.SeekMode.Start);
+        for (let at = 0; at < bytes.length;) {
+          const read = await handle.read(bytes.subarray(at));
+          if (read === null) {
+            throw new CheckpointError(`${path}: the file ended at byte ${offset + at} while ${end} were expected`);
+          }
+          at += read;
+        }
+        out.push(bytes);
       }
-      return bytes;
+      return out;
     } finally {
       handle.close();
     }

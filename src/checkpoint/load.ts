@@ -89,6 +89,17 @@ export async function loadRankState(
   targetShards: Map<string, TensorParallelShard>,
 ): Promise<RankState> {
   checkSameModel(checkpoint.metadata.model, model, checkpoint.folder);
+  const saved = new Set(checkpoint.metadata.parameters.map((p) => p.name));
+  const wanted = new Set(targetShards.keys());
+  const extra = [...saved].filter((name) => !wanted.has(name));
+  const missing = [...wanted].filter((name) => !saved.has(name));
+  if (extra.length + missing.length > 0) {
+    throw new CheckpointError(
+      `${checkpoint.folder}: its parameters are not this model's (${
+        [...missing.map((n) => `missing "${n}"`), ...extra.map((n) => `extra "${n}"`)].join(", ")
+      })`,
+    );
+  }
   const copies = planCopies(sourceLayout(checkpoint), target, targetShards);
   return await readCopies(checkpoint.storage, checkpoint.folder, copies, target.numel, checkpoint.metadata.training.step);
 }

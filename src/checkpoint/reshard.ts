@@ -133,23 +133,29 @@ export async function readCopies(
       }
       const elements = sizeOf(entry.shape);
       group.sort((a, b) => a.element - b.element);
-      // Runs of copies that touch or overlap in the tensor: one read each.
+      // Runs of copies that touch or overlap in the tensor: one range each, all read with the file opened once.
+      const spans: { begin: number; end: number; first: number; last: number }[] = [];
       for (let i = 0; i < group.length;) {
         let end = group[i].element + group[i].copy.numel;
         let j = i + 1;
         for (; j < group.length && group[j].element <= end; j++) end = Math.max(end, group[j].element + group[j].copy.numel);
-        const begin = group[i].element;
         if (end > elements) {
           throw new CheckpointError(`${path}: tensor "${tensor}" has ${elements} elements; element ${end - 1} was asked for`);
         }
-        const bytes = await storage.read(path, header.dataStart + entry.begin + 4 * begin, 4 * (end - begin));
-        const values = new Float32Array(bytes.buffer, bytes.byteOffset, end - begin);
-        for (let k = i; k < j; k++) {
+        spans.push({ begin: group[i].element, end, first: i, last: j });
+        i = j;
+      }
+      const reads = await storage.readRanges(
+        path,
+        spans.map(({ begin, end }) => [header.dataStart + entry.begin + 4 * begin, 4 * (end - begin)] as const),
+      );
+      spans.forEach(({ begin, end, first, last }, r) => {
+        const values = new Float32Array(reads[r].buffer, reads[r].byteOffset, end - begin);
+        for (let k = first; k < last; k++) {
           const { element, copy } = group[k];
           arrays[name].set(values.subarray(element - begin, element - begin + copy.numel), copy.to);
         }
-        i = j;
-      }
+      });
     }
   }
   return state;

@@ -32,7 +32,8 @@ import {
 } from "./metadata.ts";
 import type { SafetensorsHeader } from "./safetensors.ts";
 import { sha256 } from "./sha256.ts";
-import { readHeader, writeSafetensors } from "./safetensors_io.ts";
+import { readHeader } from "./safetensors_io.ts";
+import { encodeHeader } from "./safetensors.ts";
 import { type CheckpointStorage, joinPath } from "./storage.ts";
 
 export const LATEST = "latest";
@@ -58,16 +59,21 @@ export async function saveRankFile(
 ): Promise<FileRecord> {
   const name = rankFile(rank);
   const shape = [state.fp32.length];
-  const { header } = await writeSafetensors(storage, joinPath(folder, name), [
-    { name: "fp32", dtype: "F32", shape, data: state.fp32 },
-    { name: "exp_avg", dtype: "F32", shape, data: state.expAvg },
-    { name: "exp_avg_sq", dtype: "F32", shape, data: state.expAvgSq },
+  const { bytes: header } = encodeHeader([
+    { name: "fp32", dtype: "F32", shape },
+    { name: "exp_avg", dtype: "F32", shape },
+    { name: "exp_avg_sq", dtype: "F32", shape },
   ], { format: CHECKPOINT_FORMAT, rank: String(rank), training: JSON.stringify(training) });
-  return {
-    name,
-    bytes: header.length + 12 * state.fp32.length,
-    sha256: sha256(header, state.fp32, state.expAvg, state.expAvgSq),
-  };
+  // The whole file in one buffer: hashed natively (WebCrypto) and written in one piece.
+  const file = new Uint8Array(header.length + 12 * shape[0]);
+  file.set(header);
+  [state.fp32, state.expAvg, state.expAvgSq].forEach((values, i) => {
+    file.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), header.length + 4 * shape[0] * i);
+  });
+  // Hashed here, from the bytes the rank means to write, so that a file damaged later cannot pass.
+  const digest = await sha256(file);
+  await storage.write(joinPath(folder, name), [file]);
+  return { name, bytes: file.length, sha256: digest };
 }
 
 export interface CommitOptions {
@@ -95,7 +101,7 @@ export async function commitCheckpoint(
   const headers: HeaderCache = new Map();
   for (const { name, shape, shards } of map.parameters) {
     const value = await readParameter(storage, path, map, name, headers);
-    const sha = { fp32: sha256(value.fp32), exp_avg: sha256(value.expAvg), exp_avg_sq: sha256(value.expAvgSq) };
+    const sha = { fp32: await sha256(value.fp32), exp_avg: await sha256(value.expAvg), exp_avg_sq: await sha256(value.expAvgSq) };
     parameters.push({ name, shape, meaning: meaningOf(shards), sha256: sha });
   }
   const metadata: CheckpointMetadata = {

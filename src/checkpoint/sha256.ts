@@ -1,7 +1,8 @@
-// SHA-256 (FIPS 180-4) over data given in pieces, so that a checkpoint file or a parameter can be
-// hashed as it streams by, in bounded memory (WebCrypto's digest takes the whole input at once).
+// SHA-256 (FIPS 180-4): Sha256 over data given in pieces, so that a file can be hashed as it streams
+// by in bounded memory (WebCrypto's digest takes the whole input at once), and sha256 over data held
+// whole, by WebCrypto.
 
-const K = new Uint32Array([
+const K = new Int32Array([
   0x428a2f98,
   0x71374491,
   0xb5c0fbcf,
@@ -69,7 +70,7 @@ const K = new Uint32Array([
 ]);
 
 export class Sha256 {
-  private readonly state = new Uint32Array([
+  private readonly state = new Int32Array([
     0x6a09e667,
     0xbb67ae85,
     0x3c6ef372,
@@ -80,7 +81,7 @@ export class Sha256 {
     0x5be0cd19,
   ]);
   private readonly block = new Uint8Array(64);
-  private readonly words = new Uint32Array(64);
+  private readonly words = new Int32Array(64);
   private filled = 0;
   private length = 0;
 
@@ -114,7 +115,7 @@ export class Sha256 {
     view.setUint32(tail.length - 8, Math.floor(bits / 2 ** 32));
     view.setUint32(tail.length - 4, bits >>> 0);
     for (let at = 0; at < tail.length; at += 64) this.compress(tail, at);
-    return Array.from(this.state, (word) => word.toString(16).padStart(8, "0")).join("");
+    return Array.from(this.state, (word) => (word >>> 0).toString(16).padStart(8, "0")).join("");
   }
 
   private compress(bytes: Uint8Array, at: number): void {
@@ -124,13 +125,14 @@ export class Sha256 {
       w[i] = (bytes[j] << 24) | (bytes[j + 1] << 16) | (bytes[j + 2] << 8) | bytes[j + 3];
     }
     for (let i = 16; i < 64; i++) {
-      const a = w[i - 15];
-      const b = w[i - 2];
-      const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3);
-      const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10);
+      const x = w[i - 15];
+      const y = w[i - 2];
+      const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+      const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
       w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
     }
-    let [a, b, c, d, e, f, g, h] = this.state;
+    const s = this.state;
+    let a = s[0] | 0, b = s[1] | 0, c = s[2] | 0, d = s[3] | 0, e = s[4] | 0, f = s[5] | 0, g = s[6] | 0, h = s[7] | 0;
     for (let i = 0; i < 64; i++) {
       const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
       const t1 = (h + S1 + ((e & f) ^ (~e & g)) + K[i] + w[i]) | 0;
@@ -145,7 +147,6 @@ export class Sha256 {
       b = a;
       a = (t1 + t2) | 0;
     }
-    const s = this.state;
     s[0] += a;
     s[1] += b;
     s[2] += c;
@@ -157,9 +158,9 @@ export class Sha256 {
   }
 }
 
-/** The SHA-256 of the data, as hex. */
-export function sha256(...pieces: ArrayBufferView[]): string {
-  const hash = new Sha256();
-  for (const piece of pieces) hash.update(piece);
-  return hash.hex();
+/** The SHA-256 of data held whole, as hex, by the platform's WebCrypto (native, several times the speed of Sha256). */
+export async function sha256(data: ArrayBufferView): Promise<string> {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -17,6 +17,8 @@ export interface CheckpointStorage {
   create(path: string): Promise<FileWriter>;
   /** `length` bytes from `offset` (all of the rest by default); a missing file or a short read is a CheckpointError. */
   read(path: string, offset?: number, length?: number): Promise<Uint8Array>;
+  /** The bytes of each [offset, length] range of one file, opening it once. */
+  readRanges(path: string, ranges: readonly (readonly [number, number])[]): Promise<Uint8Array[]>;
   /** The file's size in bytes, or null when there is none. */
   size(path: string): Promise<number | null>;
   /** The names directly inside a folder (none when it does not exist). */
@@ -82,6 +84,12 @@ export class MemoryStorage implements CheckpointStorage {
       }
       return bytes.slice(offset, end);
     });
+  }
+
+  async readRanges(path: string, ranges: readonly (readonly [number, number])[]): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (const [offset, length] of ranges) out.push(await this.read(path, offset, length));
+    return out;
   }
 
   size(path: string): Promise<number | null> {

@@ -49,7 +49,11 @@ export async function verifyCheckpoint({ storage, folder, metadata }: Checkpoint
       const values = metadata.kind === "distributed"
         ? await readParameter(storage, folder, metadata.fragmentMap!, parameter.name)
         : await readWhole(storage, folder, parameter.name);
-      const hashes = { fp32: sha256(values.fp32), exp_avg: sha256(values.expAvg), exp_avg_sq: sha256(values.expAvgSq) };
+      const hashes = {
+        fp32: await sha256(values.fp32),
+        exp_avg: await sha256(values.expAvg),
+        exp_avg_sq: await sha256(values.expAvgSq),
+      };
       for (const state of STATES) {
         if (hashes[state] !== parameter.sha256[state]) {
           problems.push(`${folder}: parameter "${parameter.name}" ${state} does not match its SHA-256`);
@@ -90,16 +94,20 @@ export async function verifyLoadedState(
 ): Promise<void> {
   const expected = new Map(checkpoint.metadata.parameters.map((p) => [p.name, p.sha256]));
   const problems: string[] = [];
-  const check = (name: string, values: StateValues) => {
-    const hashes = { fp32: sha256(values.fp32), exp_avg: sha256(values.expAvg), exp_avg_sq: sha256(values.expAvgSq) };
+  const check = async (name: string, values: StateValues) => {
+    const hashes = {
+      fp32: await sha256(values.fp32),
+      exp_avg: await sha256(values.expAvg),
+      exp_avg_sq: await sha256(values.expAvgSq),
+    };
     for (const s of STATES) if (hashes[s] !== expected.get(name)?.[s]) problems.push(`"${name}" ${s}`);
   };
   if (!world) {
-    for (const [name, values] of assembleState(map, [state]).parameters) check(name, values);
+    for (const [name, values] of assembleState(map, [state]).parameters) await check(name, values);
   } else {
     for (const [i, { name }] of map.parameters.entries()) {
       const values = await gatherParameter(world, map, name, i % world.size, state);
-      if (values) check(name, values);
+      if (values) await check(name, values);
     }
   }
   const failed = world
