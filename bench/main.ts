@@ -23,6 +23,10 @@ const SUITES: Record<string, { summary: string; run: (options: CollectivesOption
     summary: "checkpoint save against the raw write bandwidth, load-time resharding, universal conversion and its peak memory",
     run: async (options) => (await import("./checkpoint.ts")).runCheckpoint(options),
   },
+  fuzz: {
+    summary: "mutated checkpoint files and metadata against the readers: CheckpointError or a value, never a crash or a hang",
+    run: async (options) => (await import("./checkpoint_fuzz.ts")).runFuzz(options),
+  },
   parallel: {
     summary: "every parallel layout's tokens/s, bytes per link class, simulated time and memory; Ulysses vs Megatron-SP scaling",
     run: async (options) => (await import("./parallel.ts")).runParallel(options),

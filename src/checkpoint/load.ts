@@ -10,6 +10,7 @@ import { heldFragments, type RankFragments, type RankState } from "../parallel/f
 import type { TensorParallelShard } from "../parallel/tp_shards.ts";
 import { CheckpointError } from "./errors.ts";
 import { type CheckpointMetadata, checkSameModel, parseMetadata } from "./metadata.ts";
+import { checkMetadataFields } from "./metadata_check.ts";
 import { planCopies, readCopies, type SourceFragment, type SourceLayout } from "./reshard.ts";
 import { LATEST, METADATA, rankFile } from "./save.ts";
 import { type CheckpointStorage, joinPath } from "./storage.ts";
@@ -41,8 +42,14 @@ export async function openCheckpoint(storage: CheckpointStorage, path: string): 
       throw new CheckpointError(`${folder} (named by ${path}/${LATEST}) is a torn checkpoint: no metadata.json was committed`);
     }
   }
-  const metadata = parseMetadata(new TextDecoder().decode(await storage.read(joinPath(folder, METADATA))), folder);
-  return { storage, folder, metadata };
+  const parsed = parseMetadata(new TextDecoder().decode(await storage.read(joinPath(folder, METADATA))), folder);
+  let bytes = 0;
+  for (const file of parsed.files) {
+    const size = await storage.size(joinPath(folder, file.name));
+    if (size === null) throw new CheckpointError(`${joinPath(folder, file.name)}: missing (metadata.json lists it)`);
+    bytes += size;
+  }
+  return { storage, folder, metadata: checkMetadataFields(parsed, folder, bytes) };
 }
 
 /** What the checkpoint holds of every parameter, for resharding. */
@@ -89,17 +96,6 @@ export async function loadRankState(
   targetShards: Map<string, TensorParallelShard>,
 ): Promise<RankState> {
   checkSameModel(checkpoint.metadata.model, model, checkpoint.folder);
-  const saved = new Set(checkpoint.metadata.parameters.map((p) => p.name));
-  const wanted = new Set(targetShards.keys());
-  const extra = [...saved].filter((name) => !wanted.has(name));
-  const missing = [...wanted].filter((name) => !saved.has(name));
-  if (extra.length + missing.length > 0) {
-    throw new CheckpointError(
-      `${checkpoint.folder}: its parameters are not this model's (${
-        [...missing.map((n) => `missing "${n}"`), ...extra.map((n) => `extra "${n}"`)].join(", ")
-      })`,
-    );
-  }
   const copies = planCopies(sourceLayout(checkpoint), target, targetShards);
   return await readCopies(checkpoint.storage, checkpoint.folder, copies, target.numel, checkpoint.metadata.training.step);
 }

@@ -138,10 +138,11 @@ export function parseMetadata(text: string, where: string): CheckpointMetadata {
       );
     }
   }
-  for (const file of json.files as FileRecord[]) {
-    if (typeof file.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(file.name)) {
+  if (!Array.isArray(json.files)) throw new CheckpointError(`${where}/metadata.json: "files" is not a list`);
+  for (const file of json.files as (FileRecord | null)[]) {
+    if (typeof file?.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(file.name)) {
       throw new CheckpointError(
-        `${where}/metadata.json names a data file ${JSON.stringify(file.name)} that is not a plain file name`,
+        `${where}/metadata.json names a data file ${JSON.stringify(file?.name)} that is not a plain file name`,
       );
     }
   }
