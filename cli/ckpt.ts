@@ -78,7 +78,7 @@ function inspect({ folder, metadata }: Checkpoint, path: string, json: boolean):
     return 0;
   }
   const l = layout;
-  console.log(`${path}/${folder}: ${kind} checkpoint at step ${training.step}`);
+  console.log(`${folder ? `${path}/${folder}` : path}: ${kind} checkpoint at step ${training.step}`);
   console.log(
     `model: hidden ${model.hiddenSize}, ${model.numLayers} layers, ${model.numHeads} heads (${model.numKvHeads} kv), vocabulary ${model.vocabSize}; ` +
       `${metadata.parameters.length} parameters`,

@@ -137,7 +137,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
       const checkpoint = await openCheckpoint(storageAt(config.resume), "");
       const { training, layout: saved } = checkpoint.metadata;
       startStep = training.step;
-      console.log(`resuming from ${config.resume}/${checkpoint.folder} at step ${startStep} (saved on ${describeLayout(saved)})`);
+      const where = checkpoint.folder ? `${config.resume}/${checkpoint.folder}` : config.resume;
+      console.log(`resuming from ${where} at step ${startStep} (saved on ${describeLayout(saved)})`);
     }
     trainer = world === 1 ? await Trainer.create(config) : null;
   } catch (error) {
@@ -217,7 +218,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
 
 /** A saved layout in words, as the header line prints the run's. */
 function describeLayout(layout: ParallelLayout | null): string {
-  if (!layout) return "one rank (a universal checkpoint)";
+  if (!layout) return "any layout: a universal checkpoint";
   const { dp, tp, sp, spImpl, zero, nodes } = layout;
   return `dp ${dp} × tp ${tp} × sp ${sp}${sp > 1 ? ` ${spImpl}` : ""}, zero ${zero}, ${nodes} node${nodes > 1 ? "s" : ""}`;
 }
