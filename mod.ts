@@ -111,6 +111,7 @@ export { type HeadAssignment, ulyssesAttention, ulyssesHeads } from "./src/paral
 export { CheckpointError } from "./src/checkpoint/errors.ts";
 export { type CheckpointStorage, type FileWriter, MemoryStorage } from "./src/checkpoint/storage.ts";
 export { FsStorage } from "./src/checkpoint/fs_storage.ts";
+export { OpfsStorage } from "./src/checkpoint/opfs_storage.ts";
 export { loadCheckpoint, saveCheckpoint, type SaveOptions } from "./src/checkpoint/distributed.ts";
 export { type Checkpoint, loadRankState, openCheckpoint } from "./src/checkpoint/load.ts";
 export { convertCheckpoint, type ConvertReport } from "./src/checkpoint/convert.ts";

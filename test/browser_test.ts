@@ -50,3 +50,29 @@ pageTest("demo page: every kernel family agrees with the CPU reference in Chromi
   assert.ok(rows.length >= 10, `expected a row per kernel family, got ${rows.length}`);
   for (const row of rows) assert.equal(row.ok, "true", `${row.family} differs from the CPU reference in the browser`);
 });
+
+pageTest(
+  "demo page: a run saved to OPFS resumes after a reload and goes on as it did",
+  "?steps=12&batch=8&seq=32&save=run&saveEvery=6",
+  async (page, pageErrors) => {
+    const finished = () =>
+      page.waitForFunction(() => ["done", "error", "stopped"].includes(document.body.dataset.train ?? ""), null, {
+        timeout: 300_000,
+      });
+    await finished();
+    assert.equal(await page.evaluate(() => document.body.dataset.train), "done", await page.textContent("#train-status") ?? "");
+    const first: number[] = JSON.parse(await page.evaluate(() => document.body.dataset.losses ?? "[]"));
+    assert.equal(first.length, 12);
+    assert.equal(await page.evaluate(() => document.body.dataset.saved), "run/step-00000012");
+
+    // A new page load reads step 6's checkpoint back from OPFS and trains steps 7 to 12 again.
+    await page.goto(page.url().replace(/\?.*$/, "?steps=12&batch=8&seq=32&resume=run/step-00000006"));
+    await finished();
+    await screenshot(page, "demo-page-resumed.png");
+    assert.equal(await page.evaluate(() => document.body.dataset.train), "done", await page.textContent("#train-status") ?? "");
+    assert.match(await page.textContent("#checkpoint") ?? "", /resumed at step 6 from OPFS run\/step-00000006/);
+    const resumed: number[] = JSON.parse(await page.evaluate(() => document.body.dataset.losses ?? "[]"));
+    assert.deepEqual(resumed, first.slice(6), "the same losses, bit for bit: the same device, layout and state");
+    assert.deepEqual(pageErrors, []);
+  },
+);

@@ -1,7 +1,10 @@
 // The demo page: trains the tiny preset in a Web Worker and draws the live loss curve against the
 // corpus floor, with a progress bar and tokens/s; a second panel runs the kernel self-check.
-// URL parameters override the run (?steps=40&batch=8&seq=32&preset=tiny&lr=0.01&seed=0&autostart=0).
-// `document.body.dataset.train` goes "running" → "done" | "stopped" | "error" so tests can wait for it.
+// URL parameters override the run (?steps=40&batch=8&seq=32&preset=tiny&lr=0.01&seed=0&autostart=0;
+// save=FOLDER&saveEvery=N saves checkpoints into that OPFS folder, resume=PATH goes on from one).
+// "Save to OPFS" saves after the current step into the folder "checkpoints"; "Resume from OPFS"
+// goes on from what its latest names. `document.body.dataset.train` goes "running" → "done" |
+// "stopped" | "error", and `dataset.saved` names the last checkpoint, so tests can wait for them.
 
 import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "../src/train/config.ts";
 import { LossChart } from "./loss_chart.ts";
@@ -25,8 +28,14 @@ function configFromUrl(): TrainConfig {
     seq: number("seq"),
     lr: number("lr"),
     seed: number("seed"),
+    save: params.get("save") ?? undefined,
+    saveEvery: params.has("saveEvery") ? Number(params.get("saveEvery")) : undefined,
+    resume: params.get("resume") ?? undefined,
   };
 }
+
+/** Where the buttons save and resume. */
+const OPFS_FOLDER = "checkpoints";
 
 function showError(element: HTMLElement, message: string): void {
   element.textContent = `error: ${message}`;
@@ -59,6 +68,7 @@ function startTraining(config: TrainConfig): void {
         notice.style.display = reply.backend === "cpu" ? "block" : "none";
         notice.textContent = "This browser offers no WebGPU adapter, so shardlab trains on its CPU backend.";
         chart.reset(config.steps, reply.floor);
+        if (reply.startStep > 0) byId("checkpoint").textContent = `resumed at step ${reply.startStep} from OPFS ${config.resume}`;
         byId("floor").textContent = reply.floor.toFixed(3);
         break;
       }
@@ -72,9 +82,14 @@ function startTraining(config: TrainConfig): void {
         byId("rate").textContent = m.tokensPerSec.toFixed(0);
         byId("memory").textContent = `${(m.deviceBytes / 2 ** 20).toFixed(1)} MiB`;
         status.textContent = "training…";
+        byId<HTMLButtonElement>("save").disabled = false;
         document.body.dataset.losses = JSON.stringify(losses);
         break;
       }
+      case "saved":
+        byId("checkpoint").textContent = `saved step ${reply.step} to OPFS ${reply.folder}`;
+        document.body.dataset.saved = reply.folder;
+        break;
       case "done":
         status.textContent = reply.stopped ? "stopped." : "done.";
         for (const line of reply.samples) {
@@ -83,6 +98,7 @@ function startTraining(config: TrainConfig): void {
           byId("samples").append(pre);
         }
         byId<HTMLButtonElement>("stop").disabled = true;
+        byId<HTMLButtonElement>("save").disabled = true;
         document.body.dataset.train = reply.stopped ? "stopped" : "done";
         break;
       case "error":
@@ -101,6 +117,8 @@ function startTraining(config: TrainConfig): void {
 
 byId("start").addEventListener("click", () => startTraining(configFromUrl()));
 byId("stop").addEventListener("click", () => worker?.postMessage({ type: "stop" }));
+byId("save").addEventListener("click", () => worker?.postMessage({ type: "save", folder: OPFS_FOLDER }));
+byId("resume").addEventListener("click", () => startTraining({ ...configFromUrl(), resume: OPFS_FOLDER }));
 byId("selfcheck").addEventListener("click", () => {
   document.body.dataset.selfcheck = "running";
   runSelfcheck(byId("rows"), byId("selfcheck-status")).then(

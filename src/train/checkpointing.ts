@@ -7,6 +7,7 @@ import { type Checkpoint, openCheckpoint } from "../checkpoint/load.ts";
 import type { TrainingRecord } from "../checkpoint/metadata.ts";
 import { checkSameModel } from "../checkpoint/metadata.ts";
 import { FsStorage } from "../checkpoint/fs_storage.ts";
+import { OpfsStorage } from "../checkpoint/opfs_storage.ts";
 import type { CheckpointStorage } from "../checkpoint/storage.ts";
 import type { Phi3Config } from "../nn/config.ts";
 import { adamwHyperparameters } from "../optim/adamw.ts";
@@ -18,9 +19,9 @@ export interface RunStart extends Omit<TrainingRecord, "step" | "preset" | "batc
   checkpoint: Checkpoint | null;
 }
 
-/** The storage a --save or --resume path names (a folder of the local file system). */
+/** The storage a --save or --resume path names: a folder of the local file system in Deno, of OPFS in a browser. */
 export function storageAt(path: string): CheckpointStorage {
-  return new FsStorage(path);
+  return "Deno" in globalThis ? new FsStorage(path) : new OpfsStorage(path);
 }
 
 /** Step 0 of the config, or the training record of the checkpoint `config.resume` names. */
