@@ -16,7 +16,7 @@ import { exportShardState } from "../src/parallel/ddp.ts";
 import type { TrainConfig } from "../src/train/config.ts";
 import type { TrainRankResult } from "../src/train/train_rank.ts";
 import { Trainer } from "../src/train/trainer.ts";
-import { cpuDevice } from "./helpers.ts";
+import { cpuDevice, skipWebGpu, webgpuDevice } from "./helpers.ts";
 
 const ENTRY = new URL("../src/train/train_rank.ts", import.meta.url).href;
 const BASE: TrainConfig = { preset: "tiny", steps: 6, batch: 12, seq: 16, lr: 1e-3, seed: 5, backend: "cpu" };
@@ -143,4 +143,30 @@ Deno.test("resume: a rank that dies while writing its file leaves the previous c
   const reference = await source({ dp: 2, zero: 1 });
   const resumed = await run({ ...BASE, dp: 2, zero: 1, resume: folder });
   assert.deepEqual(resumed.losses, reference.losses.slice(3), "resumed from step 3, as if never stopped");
+});
+
+Deno.test({
+  name: "resume: a checkpoint saved by CPU ranks resumes on WebGPU, and one saved on WebGPU on CPU ranks",
+  ignore: skipWebGpu,
+  fn: async () => {
+    const reference = await source({ dp: 2, zero: 3 });
+    const gpu = (await webgpuDevice())!;
+    const onGpu = await Trainer.create(
+      { ...BASE, backend: "webgpu", resume: `${folderOf({ dp: 2, zero: 3 })}/step-00000003` },
+      gpu,
+    );
+    const losses: number[] = [];
+    try {
+      while (!onGpu.done) losses.push((await onGpu.step()).loss);
+      await onGpu.save(`${root}/from-gpu`);
+    } finally {
+      onGpu.dispose();
+    }
+    // The backends agree to 1e-3 (as one rank's runs on each do).
+    losses.forEach((loss, i) =>
+      assert.ok(Math.abs(loss - reference.losses[3 + i]) <= 1e-3 * reference.losses[3 + i], `step ${4 + i} on WebGPU: ${loss}`)
+    );
+    const back = await run({ ...BASE, steps: 8, tp: 2, resume: `${root}/from-gpu` });
+    assert.equal(back.losses.length, 2, "CPU ranks go on from the WebGPU checkpoint's step 6");
+  },
 });

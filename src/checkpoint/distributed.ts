@@ -1,6 +1,7 @@
 // Saving and loading from every rank of a world at once (or from the one rank of a run on one
-// device, `world` null). Save: each rank writes its own file, the records reach rank 0 (a gather),
-// rank 0 commits, and every rank waits for the commit. Load: each rank reads the byte ranges of its
+// device, `world` null). Save: each rank writes its own file; once all are written, each rank reads
+// back and hashes its share of the parameters (round robin); the file and parameter records reach
+// rank 0 (a gather), rank 0 commits, and every rank waits for the commit. Load: each rank reads the byte ranges of its
 // own fragments, then all check together what they loaded against the saved checksums.
 
 import type { Comm } from "../comm/collectives.ts";
@@ -8,8 +9,8 @@ import type { Phi3Config } from "../nn/config.ts";
 import type { FragmentMap, RankState } from "../parallel/fragment_map.ts";
 import type { Checkpoint } from "./load.ts";
 import { loadRankState } from "./load.ts";
-import type { FileRecord, TrainingRecord } from "./metadata.ts";
-import { commitCheckpoint, saveRankFile, stepFolder } from "./save.ts";
+import type { FileRecord, ParameterRecord, TrainingRecord } from "./metadata.ts";
+import { commitCheckpoint, parameterRecords, saveRankFile, stepFolder } from "./save.ts";
 import { type CheckpointStorage, joinPath } from "./storage.ts";
 import { verifyLoadedState } from "./verify.ts";
 
@@ -31,20 +32,42 @@ export async function saveCheckpoint(
   const { state, map, model, training } = options;
   const folder = stepFolder(training.step);
   const rank = world?.rank ?? 0;
-  const record = await saveRankFile(storage, joinPath(root, folder), rank, state, training);
-  const files = world ? await gatherRecords(world, record) : [record];
-  if (files) await commitCheckpoint(storage, root, folder, { model, training, layout: map.layout, map, files });
-  await world?.barrier({ tag: "checkpoint.commit" });
+  const path = joinPath(root, folder);
+  const file = await saveRankFile(storage, path, rank, state, training);
+  if (!world) {
+    await commitCheckpoint(storage, root, folder, { model, training, layout: map.layout, map, files: [file] });
+    return folder;
+  }
+  await world.barrier({ tag: "checkpoint.written" });
+  const mine = map.parameters.map((_, i) => i).filter((i) => i % world.size === rank);
+  const gathered = await gatherRecords(world, { file, parameters: await parameterRecords(storage, path, map, mine) });
+  if (gathered) {
+    const parameters = map.parameters.map((_, i) => gathered[i % world.size].parameters[Math.floor(i / world.size)]);
+    await commitCheckpoint(storage, root, folder, {
+      model,
+      training,
+      layout: map.layout,
+      map,
+      files: gathered.map((g) => g.file),
+      parameters,
+    });
+  }
+  await world.barrier({ tag: "checkpoint.commit" });
   return folder;
 }
 
-/** Every rank's file record on rank 0, in rank order (null elsewhere). */
-async function gatherRecords(world: Comm, record: FileRecord): Promise<FileRecord[] | null> {
+interface RankRecords {
+  file: FileRecord;
+  parameters: ParameterRecord[];
+}
+
+/** Every rank's records on rank 0, in rank order (null elsewhere). */
+async function gatherRecords(world: Comm, record: RankRecords): Promise<RankRecords[] | null> {
   const bytes = new TextEncoder().encode(JSON.stringify(record));
   const lengths = await world.allGather(new Int32Array([bytes.length]), { tag: "checkpoint.records" });
   const gathered = await world.gather(bytes, { root: 0, tag: "checkpoint.records" });
   if (!gathered) return null;
-  const records: FileRecord[] = [];
+  const records: RankRecords[] = [];
   let at = 0;
   for (const length of lengths) {
     records.push(JSON.parse(new TextDecoder().decode(gathered.subarray(at, at + length))));

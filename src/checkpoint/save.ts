@@ -6,8 +6,9 @@
 //   ROOT/latest                                 "step-00000020", replaced atomically after it
 //
 // A crash at any moment leaves the previous checkpoint whole and `latest` naming it: a folder
-// without metadata.json is torn and never loaded. The commit reads every parameter back from the
-// ranks' files, one at a time (assembleParameter), to record the SHA-256 of its canonical value.
+// without metadata.json is torn and never loaded. Every parameter is read back from the ranks'
+// files, one at a time, to record the SHA-256 of its canonical value (parameterRecords; the ranks
+// share this work when they save together).
 
 import type { Phi3Config } from "../nn/config.ts";
 import {
@@ -83,11 +84,34 @@ export interface CommitOptions {
   map: FragmentMap;
   /** Every rank's file record, in rank order. */
   files: FileRecord[];
+  /** Every parameter's record in model order (parameterRecords; by default computed here, all of them). */
+  parameters?: ParameterRecord[];
 }
 
 /**
- * Commits the checkpoint in ROOT/`folder` once every rank's file is written: the per-parameter
- * checksums, metadata.json, then `latest`.
+ * The records of the parameters of `map` at `indices` (model order): shape, meaning, and the SHA-256
+ * of each state's canonical value, read back from the rank files in `path` one parameter at a time.
+ */
+export async function parameterRecords(
+  storage: CheckpointStorage,
+  path: string,
+  map: FragmentMap,
+  indices: readonly number[],
+): Promise<ParameterRecord[]> {
+  const records: ParameterRecord[] = [];
+  const headers: HeaderCache = new Map();
+  for (const i of indices) {
+    const { name, shape, shards } = map.parameters[i];
+    const value = await readParameter(storage, path, map, name, headers);
+    const sha = { fp32: await sha256(value.fp32), exp_avg: await sha256(value.expAvg), exp_avg_sq: await sha256(value.expAvgSq) };
+    records.push({ name, shape, meaning: meaningOf(shards), sha256: sha });
+  }
+  return records;
+}
+
+/**
+ * Commits the checkpoint in ROOT/`folder` once every rank's file is written: metadata.json (with the
+ * parameter records, computed here unless given), then `latest`.
  */
 export async function commitCheckpoint(
   storage: CheckpointStorage,
@@ -97,13 +121,7 @@ export async function commitCheckpoint(
 ): Promise<void> {
   const { model, training, layout, map, files } = options;
   const path = joinPath(root, folder);
-  const parameters: ParameterRecord[] = [];
-  const headers: HeaderCache = new Map();
-  for (const { name, shape, shards } of map.parameters) {
-    const value = await readParameter(storage, path, map, name, headers);
-    const sha = { fp32: await sha256(value.fp32), exp_avg: await sha256(value.expAvg), exp_avg_sq: await sha256(value.expAvgSq) };
-    parameters.push({ name, shape, meaning: meaningOf(shards), sha256: sha });
-  }
+  const parameters = options.parameters ?? await parameterRecords(storage, path, map, map.parameters.map((_, i) => i));
   const metadata: CheckpointMetadata = {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,
