@@ -3,8 +3,8 @@
 //
 // Per model, on a dp2 ZeRO-3 layout (states from seeded values, no training):
 //   raw write     the same bytes written and synced as plain files, in the same run, before and
-//                 after the save (their mean): the bound; and SHA-256 over them, which a save adds
-//   save          every rank's file written and synced (the ranks one after another here), then
+//                 after the save (their mean): the bound
+//   save          every rank's file hashed, written and synced (the ranks one after another here), then
 //                 the commit (every parameter read back and hashed, metadata, latest)
 //   reshard load  every rank of a tp2 × dp2 layout reading its byte ranges
 //   convert       the universal form (and the most parameter data it held, against the largest
@@ -17,7 +17,6 @@ import { FsStorage } from "../src/checkpoint/fs_storage.ts";
 import { loadRankState, openCheckpoint } from "../src/checkpoint/load.ts";
 import type { TrainingRecord } from "../src/checkpoint/metadata.ts";
 import { commitCheckpoint, saveRankFile, stepFolder } from "../src/checkpoint/save.ts";
-import { sha256 } from "../src/checkpoint/sha256.ts";
 import { type Phi3Config, presetConfig } from "../src/nn/config.ts";
 import { shapeOnly } from "../src/nn/parameter.ts";
 import { Phi3ForCausalLM } from "../src/nn/phi3.ts";
@@ -62,7 +61,6 @@ interface ModelFigures {
   model: string;
   parameters: number;
   stateBytes: number;
-  sha256GBps: number;
   rawWriteGBps: number;
   saveGBps: number;
   saveOfRaw: number;
@@ -121,10 +119,6 @@ async function measure(name: string, config: Phi3Config, root: string): Promise<
     return records;
   });
   const rawSeconds = (rawBefore + await raw(1)) / 2;
-  // SHA-256 of the same bytes, the part of a save that is not writing.
-  const [, hashSeconds] = await timed(async () => {
-    for (const s of states) for (const values of [s.fp32, s.expAvg, s.expAvgSq]) await sha256(values);
-  });
   const [, commitSeconds] = await timed(() =>
     commitCheckpoint(storage, "save", folder, { model: config, training: TRAINING, layout: map.layout, map, files })
   );
@@ -155,7 +149,6 @@ async function measure(name: string, config: Phi3Config, root: string): Promise<
     model: name,
     parameters: map.parameters.reduce((sum, p) => sum + p.shape.reduce((a, b) => a * b, 1), 0),
     stateBytes,
-    sha256GBps: stateBytes / hashSeconds / 1e9,
     rawWriteGBps,
     saveGBps,
     saveOfRaw: saveGBps / rawWriteGBps,
@@ -190,7 +183,6 @@ export async function runCheckpoint(options: SuiteOptions): Promise<number> {
       "model",
       "params",
       "state MiB",
-      "SHA-256 GB/s",
       "raw GB/s",
       "save GB/s",
       "of raw",
@@ -206,7 +198,6 @@ export async function runCheckpoint(options: SuiteOptions): Promise<number> {
       f.model,
       f.parameters.toLocaleString("en-US"),
       mib(f.stateBytes),
-      f.sha256GBps.toFixed(2),
       f.rawWriteGBps.toFixed(2),
       f.saveGBps.toFixed(2),
       `${(100 * f.saveOfRaw).toFixed(0)} %`,

@@ -39,6 +39,8 @@ export async function bundlePage(): Promise<Map<string, string>> {
       target: "es2022",
       write: false,
       loader: { ".wgsl": "text" },
+      // Deno's own modules, loaded only where Deno runs (the file system's checkpoint storage).
+      external: ["node:*"],
       logLevel: "silent",
     });
     for (const file of result.outputFiles) scripts.set(`/${file.path.split("/").at(-1)}`, file.text);

@@ -1,6 +1,7 @@
 // Checkpoints on the local file system (Deno), under a root folder. A write goes to its file and is
-// synced (FsFile.sync) before it resolves; replace is a rename, which POSIX makes atomic, followed
-// by a sync of the folder so that the rename itself survives a crash.
+// synced (FsFile.sync) before it resolves, its SHA-256 taken by node:crypto on this thread while
+// each piece's write runs on Deno's I/O threads; replace is a rename, which POSIX makes atomic,
+// followed by a sync of the folder so that the rename itself survives a crash.
 
 import { CheckpointError } from "./errors.ts";
 import { type CheckpointStorage, type FileWriter, pathParts } from "./storage.ts";
@@ -8,13 +9,21 @@ import { type CheckpointStorage, type FileWriter, pathParts } from "./storage.ts
 export class FsStorage implements CheckpointStorage {
   constructor(readonly root: string) {}
 
-  async write(path: string, pieces: readonly ArrayBufferView[]): Promise<void> {
+  async write(path: string, pieces: readonly ArrayBufferView[]): Promise<string> {
+    // Loaded when used, so that a browser bundle that never writes here needs no node:crypto.
+    const { createHash } = await import("node:crypto");
+    const hash = createHash("sha256");
     const writer = await this.create(path);
     try {
-      for (const piece of pieces) await writer.write(piece);
+      for (const piece of pieces) {
+        const written = writer.write(piece);
+        hash.update(new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength));
+        await written;
+      }
     } finally {
       await writer.close();
     }
+    return hash.digest("hex");
   }
 
   async create(path: string): Promise<FileWriter> {

@@ -7,6 +7,7 @@
 // because the commit writes metadata.json and `latest` last, and `latest` is a few bytes.
 
 import { CheckpointError } from "./errors.ts";
+import { Sha256 } from "./sha256.ts";
 import { type CheckpointStorage, type FileWriter, pathParts } from "./storage.ts";
 
 /** The sync handle of OPFS files (in dedicated workers), as far as it is used here. */
@@ -25,13 +26,18 @@ interface OpfsFile extends FileSystemFileHandle {
 export class OpfsStorage implements CheckpointStorage {
   constructor(readonly root: string) {}
 
-  async write(path: string, pieces: readonly ArrayBufferView[]): Promise<void> {
+  async write(path: string, pieces: readonly ArrayBufferView[]): Promise<string> {
     const writer = await this.create(path, pieces.reduce((sum, piece) => sum + piece.byteLength, 0));
+    const hash = new Sha256();
     try {
-      for (const piece of pieces) await writer.write(piece);
+      for (const piece of pieces) {
+        await writer.write(piece);
+        hash.update(piece);
+      }
     } finally {
       await writer.close();
     }
+    return hash.hex();
   }
 
   /** `bytes`, when known, is checked against the origin's quota first. */

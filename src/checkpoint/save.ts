@@ -65,16 +65,9 @@ export async function saveRankFile(
     { name: "exp_avg", dtype: "F32", shape },
     { name: "exp_avg_sq", dtype: "F32", shape },
   ], { format: CHECKPOINT_FORMAT, rank: String(rank), training: JSON.stringify(training) });
-  // The whole file in one buffer: hashed natively (WebCrypto) and written in one piece.
-  const file = new Uint8Array(header.length + 12 * shape[0]);
-  file.set(header);
-  [state.fp32, state.expAvg, state.expAvgSq].forEach((values, i) => {
-    file.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), header.length + 4 * shape[0] * i);
-  });
-  // Hashed here, from the bytes the rank means to write, so that a file damaged later cannot pass.
-  const digest = await sha256(file);
-  await storage.write(joinPath(folder, name), [file]);
-  return { name, bytes: file.length, sha256: digest };
+  // Hashed from the bytes the rank means to write, as they go to the storage, so that a file damaged later cannot pass.
+  const digest = await storage.write(joinPath(folder, name), [header, state.fp32, state.expAvg, state.expAvgSq]);
+  return { name, bytes: header.length + 12 * shape[0], sha256: digest };
 }
 
 export interface CommitOptions {

@@ -3,6 +3,7 @@
 // Paths are relative, "/"-separated, and never leave the storage's root.
 
 import { CheckpointError } from "./errors.ts";
+import { sha256 } from "./sha256.ts";
 
 /** A file being written piece by piece; close() syncs it. */
 export interface FileWriter {
@@ -11,8 +12,11 @@ export interface FileWriter {
 }
 
 export interface CheckpointStorage {
-  /** Writes the file from its pieces, creating its folders and replacing any file of that name, and syncs it. */
-  write(path: string, pieces: readonly ArrayBufferView[]): Promise<void>;
+  /**
+   * Writes the file from its pieces, creating its folders and replacing any file of that name, and
+   * syncs it; resolves with the SHA-256 (hex) of the bytes written, hashed as they go by.
+   */
+  write(path: string, pieces: readonly ArrayBufferView[]): Promise<string>;
   /** Opens the file for writing in pieces (folders created, any file of that name replaced). */
   create(path: string): Promise<FileWriter>;
   /** `length` bytes from `offset` (all of the rest by default); a missing file or a short read is a CheckpointError. */
@@ -47,17 +51,17 @@ export function joinPath(...pieces: string[]): string {
 export class MemoryStorage implements CheckpointStorage {
   readonly files = new Map<string, Uint8Array>();
 
-  write(path: string, pieces: readonly ArrayBufferView[]): Promise<void> {
-    return settle(() => {
-      const total = pieces.reduce((sum, piece) => sum + piece.byteLength, 0);
-      const bytes = new Uint8Array(total);
-      let at = 0;
-      for (const piece of pieces) {
-        bytes.set(new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength), at);
-        at += piece.byteLength;
-      }
-      this.files.set(key(path), bytes);
-    });
+  async write(path: string, pieces: readonly ArrayBufferView[]): Promise<string> {
+    const name = key(path);
+    const total = pieces.reduce((sum, piece) => sum + piece.byteLength, 0);
+    const bytes = new Uint8Array(total);
+    let at = 0;
+    for (const piece of pieces) {
+      bytes.set(new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength), at);
+      at += piece.byteLength;
+    }
+    this.files.set(name, bytes);
+    return await sha256(bytes);
   }
 
   create(path: string): Promise<FileWriter> {
@@ -69,7 +73,9 @@ export class MemoryStorage implements CheckpointStorage {
           pieces.push(new Uint8Array(piece.buffer, piece.byteOffset, piece.byteLength).slice());
           return Promise.resolve();
         },
-        close: () => this.write(path, pieces),
+        close: async () => {
+          await this.write(path, pieces);
+        },
       };
     });
   }
