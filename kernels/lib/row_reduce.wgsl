@@ -1,12 +1,13 @@
-// The row layout of the row-wise kernels (softmax.wgsl, cross_entropy.wgsl) and its workgroup
+// The row layout of the row-wise kernels (softmax.wgsl, cross_entropy.wgsl, quantize.wgsl) and its workgroup
 // reductions: a workgroup of WORKGROUP = 64 invocations of which LANES (1, 8 or 64; rowLanes in
 // programs/softmax.ts) share a row. No kernel on its own: included with
 // `#include "lib/row_reduce.wgsl"`.
 //
-// Declares: WORKGROUP, the override constant LANES, LOWEST, the ops REDUCE_SUM and REDUCE_MAX_SUM,
-// the workgroup arrays reduce_lanes [WORKGROUP] and reduce_parts [8] (vec2<f32>), and reduce_sum
-// and reduce_max_sum, which combine a value over the LANES invocations of a row and give every one
-// of them the result; reduce_row takes any op of reduce_combine.
+// Declares: WORKGROUP, the override constant LANES, LOWEST, the ops REDUCE_SUM, REDUCE_MAX_SUM and
+// REDUCE_MAX, the workgroup arrays reduce_lanes [WORKGROUP] and reduce_parts [8] (vec2<f32>), and
+// reduce_sum and reduce_max_sum, which combine a value over the LANES invocations of a row and
+// give every one of them the result; reduce_row takes any op of reduce_combine (REDUCE_MAX: the
+// largest of each component, for a block's absmax beside a flag).
 // The includer provides: entry points with @workgroup_size(WORKGROUP) that pass their
 // local_invocation_index as `lid`, and call one reduction at most, once, from uniform control flow
 // (the workgroup arrays are not reused: there is no barrier before the first write).
@@ -22,6 +23,7 @@ const LOWEST = -0x1.fffffep+127f;
 const REDUCE_SUM = 0u;
 // Pairs (m, s) = (max, Σ exp(x − m)) of disjoint sets of elements, as in an online softmax.
 const REDUCE_MAX_SUM = 1u;
+const REDUCE_MAX = 2u;
 
 var<workgroup> reduce_lanes: array<vec2<f32>, WORKGROUP>;
 var<workgroup> reduce_parts: array<vec2<f32>, 8>;
@@ -29,6 +31,7 @@ var<workgroup> reduce_parts: array<vec2<f32>, 8>;
 // a ⊕ b under `op`; the scalar ops carry their value in .x (and 0 in .y).
 fn reduce_combine(a: vec2<f32>, b: vec2<f32>, op: u32) -> vec2<f32> {
   if (op == REDUCE_SUM) { return a + b; }
+  if (op == REDUCE_MAX) { return max(a, b); }
   let m = max(a.x, b.x);
   return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
 }

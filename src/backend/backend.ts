@@ -88,6 +88,14 @@ export interface DecayRun {
   weightDecay: number;
 }
 
+/** Block-quantized tensors: `tensors` of n elements each, in blocks of `block`, `bits` 8 or 4. */
+export interface QuantLayout {
+  n: number;
+  tensors: number;
+  block: number;
+  bits: 4 | 8;
+}
+
 export interface BackendStats {
   /** Live storages handed out and not yet released. */
   buffers: number;
@@ -149,6 +157,24 @@ export interface Backend {
    * a gather's inverse table gives its adjoint, a scatter-add without atomics.
    */
   gatherBlocks(x: Storage, offsets: Storage, indices: Storage, n: number, block: number, maxTerms: number): Storage;
+
+  // ---- block quantization (ZeRO++) ----
+  /**
+   * Symmetric block quantization of `layout.tensors` tensors of layout.n elements, each in blocks of
+   * layout.block: per block of largest magnitude a and T = 2^(bits−1) − 1, scale = a / T and
+   * q = clamp(round(v / scale), −T, T), ties to even (scale 0 and q 0 for an all-zero block; scale
+   * NaN and q 0 where a block holds NaN or ±Inf). v is x's element (f32 [tensors · n]); with `sum`,
+   * x holds `sum.inputs` sets of `tensors` quantized tensors (scales in sum.scales) and v is the sum
+   * over the sets of their dequantized elements. q: tensors · quantizedBytes(n, bits) bytes (u8;
+   * INT8 element i in byte i, INT4 element i in byte ⌊i/2⌋, even i in the high nibble), scales f32
+   * [tensors · ⌈n / block⌉].
+   */
+  quantize(x: Storage, layout: QuantLayout, sum?: { scales: Storage; inputs: number }): { q: Storage; scales: Storage };
+  /**
+   * y f32 [tensors · n]: tensor t = factor · Σ over `inputs` sets k of quantized tensors (q and
+   * scales as quantize writes them, set after set) of tensor k · tensors + t, dequantized.
+   */
+  dequantize(q: Storage, scales: Storage, layout: QuantLayout, inputs: number, factor: number): Storage;
 
   // ---- reductions ----
   /** x viewed as [outer, length, inner] reduced over the middle axis to [outer, inner]. */

@@ -11,6 +11,7 @@ import type {
   BackendStats,
   BinaryOp,
   MatmulParams,
+  QuantLayout,
   ReduceOp,
   Storage,
   StridedCopy,
@@ -22,6 +23,7 @@ import * as elementwise from "./elementwise.ts";
 import { cast } from "./cast.ts";
 import { copyStrided } from "./copy.ts";
 import { gatherBlocks } from "./head_exchange.ts";
+import { dequantize, quantize } from "./quantize.ts";
 import { reduce } from "./reduce.ts";
 import { matmul } from "./matmul.ts";
 import { softmax, softmaxGrad } from "./softmax.ts";
@@ -120,6 +122,19 @@ export class CpuBackend implements Backend {
 
   cast(x: Storage, n: number, from: DType, to: DType): Storage {
     return this.adopt(cast(this.data(x, "cast"), n, from, to));
+  }
+
+  quantize(x: Storage, layout: QuantLayout, sum?: { scales: Storage; inputs: number }): { q: Storage; scales: Storage } {
+    const op = "quantize";
+    const { q, scales } = sum
+      ? quantize(null, { q: this.u8(x, op), scales: this.f32(sum.scales, op), inputs: sum.inputs }, layout)
+      : quantize(this.f32(x, op), null, layout);
+    return { q: this.adopt(q), scales: this.adopt(scales) };
+  }
+
+  dequantize(q: Storage, scales: Storage, layout: QuantLayout, inputs: number, factor: number): Storage {
+    const op = "dequantize";
+    return this.adopt(dequantize({ q: this.u8(q, op), scales: this.f32(scales, op), inputs }, layout, factor));
   }
 
   /** The typed arrays carry their element type, so dtype is not needed here. */
@@ -282,6 +297,10 @@ export class CpuBackend implements Backend {
 
   private i32(storage: Storage, op: string): Int32Array {
     return this.data(storage, op) as Int32Array;
+  }
+
+  private u8(storage: Storage, op: string): Uint8Array {
+    return this.data(storage, op) as Uint8Array;
   }
 
   private checkAlive(op: string): void {

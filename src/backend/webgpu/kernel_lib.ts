@@ -4,6 +4,7 @@
 // file is added here.
 
 import attentionBackward from "../../../kernels/lib/attention_backward.wgsl" with { type: "text" };
+import quant from "../../../kernels/lib/quant.wgsl" with { type: "text" };
 import rowReduce from "../../../kernels/lib/row_reduce.wgsl" with { type: "text" };
 
 /** WGSL that kernels include, by include path (relative to kernels/). */
@@ -11,5 +12,6 @@ export type KernelLibrary = Readonly<Record<string, string>>;
 
 export const KERNEL_LIB: KernelLibrary = {
   "lib/attention_backward.wgsl": attentionBackward,
+  "lib/quant.wgsl": quant,
   "lib/row_reduce.wgsl": rowReduce,
 };

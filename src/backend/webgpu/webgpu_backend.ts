@@ -10,6 +10,7 @@ import type {
   BackendStats,
   BinaryOp,
   MatmulParams,
+  QuantLayout,
   ReduceOp,
   Storage,
   StridedCopy,
@@ -30,6 +31,7 @@ import * as ropeProgram from "./programs/rope.ts";
 import * as attentionProgram from "./programs/attention.ts";
 import * as crossEntropyProgram from "./programs/cross_entropy.ts";
 import * as adamwProgram from "./programs/adamw.ts";
+import * as quantizeProgram from "./programs/quantize.ts";
 
 /** The adapter limits shardlab asks for, at the adapter's own values rather than the defaults. */
 const REQUESTED_LIMITS = [
@@ -125,6 +127,15 @@ export class WebGpuBackend implements Backend {
 
   copyStrided(src: Storage, dst: Storage, copy: StridedCopy): void {
     copyProgram.copyStrided(this.ctx, src as GpuStorage, dst as GpuStorage, copy);
+  }
+
+  quantize(x: Storage, layout: QuantLayout, sum?: { scales: Storage; inputs: number }): { q: Storage; scales: Storage } {
+    const summed = sum ? { scales: sum.scales as GpuStorage, inputs: sum.inputs } : undefined;
+    return quantizeProgram.quantize(this.ctx, x as GpuStorage, layout, summed);
+  }
+
+  dequantize(q: Storage, scales: Storage, layout: QuantLayout, inputs: number, factor: number): Storage {
+    return quantizeProgram.dequantize(this.ctx, q as GpuStorage, scales as GpuStorage, layout, inputs, factor);
   }
 
   gatherBlocks(x: Storage, offsets: Storage, indices: Storage, n: number, block: number, maxTerms: number): Storage {

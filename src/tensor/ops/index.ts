@@ -8,5 +8,15 @@ export { crossEntropy, embedding, layerNorm, logSoftmax, rmsNorm, rope, type Rop
 export { attention, type AttentionOptions } from "./attention.ts";
 export { adamwUpdate } from "./adamw.ts";
 export { gatherBlocks, scatterAddBlocks } from "./head_exchange.ts";
+export {
+  checkScales,
+  dequantize,
+  quantize,
+  type Quantized,
+  quantizedBytes,
+  type QuantizedSets,
+  type QuantSpec,
+  requantizeSum,
+} from "./quantize.ts";
 export { noGrad } from "../autograd.ts";
 export { keep, tidy } from "../scope.ts";

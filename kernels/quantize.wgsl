@@ -1,0 +1,93 @@
+// Block quantization (ZeRO++: qwZ weights, qgZ gradients): symmetric INT8 or INT4, one f32 scale
+// per block of `block` consecutive elements. For a block of largest magnitude a and T = 2^(bits−1) − 1
+// (127 or 7),
+//   scale = a / T,   q = clamp(round(v / scale), −T, T)
+// (round: to nearest, ties to even), so that |v − q · scale| ≤ scale / 2 for every element: ±a are
+// levels ±T and nothing clips (DeepSpeed's kernels divide by 2^(bits−1) and clip +a to T/(T+1) of
+// itself). An all-zero block has scale 0 and q 0; a block holding NaN or ±Inf gets scale NaN (its q
+// 0), which the host refuses by name.
+//
+// `tensors` tensors of n elements each are quantized at once, each with its own blocks (so that each
+// can be sent on its own). Element i of tensor t has the value v:
+//   without SUM   x[t · n + i]
+//   with SUM      Σ over the `inputs` quantized sets k of tensor k · tensors + t's element i,
+//                 dequantized (qgZ's middle hop: dequantize, sum and requantize in one program)
+//
+// Bindings: 0 params (QuantParams); without SUM: 1 x (f32 [tensors · n]), 2 scales (f32 [tensors ·
+// blocks], written), 3 q (tensors · words_per words, written); with SUM: 1 q_in (inputs · tensors
+// quantized tensors), 2 scales_in, 3 scales, 4 q. Layout of quantized tensors: lib/quant.wgsl.
+// Dispatch: entry `scales_of_blocks`: one workgroup of 64 per block (tensors · blocks workgroups,
+// folded over x and y past 65,535), the lanes striding over the block and reducing its absmax
+// (lib/row_reduce.wgsl); entry `pack`: one invocation per output word (no two share a word, whatever
+// the block size), ceil(tensors · words_per / 64) workgroups, folded alike.
+
+#include "lib/row_reduce.wgsl"
+#include "lib/quant.wgsl"
+
+@group(0) @binding(0) var<uniform> params: QuantParams;
+#if SUM
+@group(0) @binding(1) var<storage, read> q_in: array<u32>;
+@group(0) @binding(2) var<storage, read> scales_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> scales: array<f32>;
+@group(0) @binding(4) var<storage, read_write> q: array<u32>;
+
+fn value(t: u32, i: u32) -> f32 {
+  var v = 0.0;
+  for (var k = 0u; k < params.inputs; k++) {
+    let j = k * params.tensors + t;
+    let word = q_in[j * params.words_per + q_word(i, params.bits)];
+    v += f32(q_get(word, i, params.bits)) * scales_in[j * params.blocks + i / params.block];
+  }
+  return v;
+}
+#else
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> scales: array<f32>;
+@group(0) @binding(3) var<storage, read_write> q: array<u32>;
+
+fn value(t: u32, i: u32) -> f32 {
+  return x[t * params.n + i];
+}
+#endif
+
+@compute @workgroup_size(WORKGROUP)
+fn scales_of_blocks(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+  let index = wid.x + wid.y * nwg.x;
+  let t = index / params.blocks;
+  let first = (index % params.blocks) * params.block;
+  let last = min(first + params.block, params.n);
+  // .x: the largest magnitude; .y: 1 once a lane has met NaN or ±Inf.
+  var seen = vec2<f32>(0.0, 0.0);
+  if (t < params.tensors) {
+    for (var i = first + lid; i < last; i += WORKGROUP) {
+      let v = value(t, i);
+      if (is_finite(v)) { seen.x = max(seen.x, abs(v)); } else { seen.y = 1.0; }
+    }
+  }
+  let total = reduce_row(seen, REDUCE_MAX, lid);
+  if (lid == 0u && t < params.tensors) {
+    let top = f32((1u << (params.bits - 1u)) - 1u);
+    scales[index] = select(total.x / top, bitcast<f32>(0x7fc00000u), total.y > 0.0);
+  }
+}
+
+@compute @workgroup_size(WORKGROUP)
+fn pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let w = (wid.x + wid.y * nwg.x) * WORKGROUP + lid;
+  if (w >= params.tensors * params.words_per) { return; }
+  let t = w / params.words_per;
+  let per_word = 32u / params.bits;
+  let top = i32((1u << (params.bits - 1u)) - 1u);
+  var word = 0u;
+  for (var j = 0u; j < per_word; j++) {
+    let i = (w % params.words_per) * per_word + j;
+    if (i >= params.n) { break; }
+    let scale = scales[t * params.blocks + i / params.block];
+    var level = 0;
+    if (is_finite(scale) && scale > 0.0) { level = clamp(i32(round(value(t, i) / scale)), -top, top); }
+    word |= (u32(level) & ((1u << params.bits) - 1u)) << q_shift(i, params.bits);
+  }
+  q[w] = word;
+}

@@ -1,0 +1,58 @@
+// Block quantization (kernels/quantize.wgsl, kernels/dequantize.wgsl): two passes to quantize (each
+// block's scale from its absmax, then each output word packed), and one to dequantize and sum.
+// Quantized tensors occupy whole words (quantizedBytes), so that several lie one after another.
+
+import type { QuantLayout } from "../../backend.ts";
+import { quantizedBytes } from "../../cpu/quantize.ts";
+import { type GpuContext, type GpuStorage, Params } from "../gpu_context.ts";
+import quantizeCode from "../../../../kernels/quantize.wgsl" with { type: "text" };
+import dequantizeCode from "../../../../kernels/dequantize.wgsl" with { type: "text" };
+
+const quantizeSource = { name: "quantize", code: quantizeCode };
+const dequantizeSource = { name: "dequantize", code: dequantizeCode };
+
+/** QuantParams of lib/quant.wgsl. */
+function quantParams(layout: QuantLayout, inputs: number, factor: number): Params {
+  const { n, tensors, block, bits } = layout;
+  return new Params(8).u32(n).u32(block).u32(Math.ceil(n / block)).u32(bits).u32(tensors).u32(inputs)
+    .u32(quantizedBytes(n, bits) / 4).f32(factor);
+}
+
+export function quantize(
+  ctx: GpuContext,
+  x: GpuStorage,
+  layout: QuantLayout,
+  sum?: { scales: GpuStorage; inputs: number },
+): { q: GpuStorage; scales: GpuStorage } {
+  const blocks = layout.tensors * Math.ceil(layout.n / layout.block);
+  const words = layout.tensors * quantizedBytes(layout.n, layout.bits) / 4;
+  const scales = ctx.allocate(4 * blocks, false);
+  const q = ctx.allocate(4 * words, false);
+  if (words === 0) return { q, scales };
+  const params = quantParams(layout, sum?.inputs ?? 1, 1);
+  const defines = { SUM: sum !== undefined };
+  const inputs = sum ? [x, sum.scales] : [x];
+  ctx.dispatch(ctx.pipeline(quantizeSource, "scales_of_blocks", defines), params, [...inputs, scales], blocks);
+  ctx.dispatch(ctx.pipeline(quantizeSource, "pack", defines), params, [...inputs, scales, q], Math.ceil(words / 64));
+  return { q, scales };
+}
+
+export function dequantize(
+  ctx: GpuContext,
+  q: GpuStorage,
+  scales: GpuStorage,
+  layout: QuantLayout,
+  inputs: number,
+  factor: number,
+): GpuStorage {
+  const size = layout.tensors * layout.n;
+  const y = ctx.allocate(4 * size, false);
+  if (size === 0) return y;
+  ctx.dispatch(
+    ctx.pipeline(dequantizeSource, "main"),
+    quantParams(layout, inputs, factor),
+    [q, scales, y],
+    Math.ceil(size / 256),
+  );
+  return y;
+}
