@@ -9,7 +9,9 @@
 //
 // `tensors` tensors of n elements each are quantized at once, each with its own blocks (so that each
 // can be sent on its own). Element i of tensor t has the value v:
-//   without SUM   x[t · n + i]
+//   without SUM   x[c · n + i], c = (t mod nodes) · (tensors / nodes) + ⌊t / nodes⌋: qgZ's swizzle,
+//                 which puts chunk c = b · g + l (b < nodes, l < g) in slot l · nodes + b, so that the
+//                 chunks bound for one rank of a node lie together (nodes 1: c = t)
 //   with SUM      Σ over the `inputs` quantized sets k of tensor k · tensors + t's element i,
 //                 dequantized (qgZ's middle hop: dequantize, sum and requantize in one program)
 //
@@ -46,7 +48,8 @@ fn value(t: u32, i: u32) -> f32 {
 @group(0) @binding(3) var<storage, read_write> q: array<u32>;
 
 fn value(t: u32, i: u32) -> f32 {
-  return x[t * params.n + i];
+  let chunk = (t % params.nodes) * (params.tensors / params.nodes) + t / params.nodes;
+  return x[chunk * params.n + i];
 }
 #endif
 

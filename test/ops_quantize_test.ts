@@ -283,3 +283,25 @@ Deno.test({
     disposeAll(a.q, a.scales, b.q, b.scales);
   }
 });
+
+testBothBackends("quantize: qgZ's swizzle puts chunk p in slot (p mod g) · nodes + ⌊p / g⌋", async (device) => {
+  for (const [nodes, g] of [[2, 2], [2, 4], [4, 2], [3, 1]]) {
+    const [world, n] = [nodes * g, 37];
+    const values = randomValues(world * n, 80 + world);
+    // The chunks moved on the host by the formula, then quantized in order.
+    const moved = new Float32Array(values.length);
+    for (let p = 0; p < world; p++) moved.set(values.subarray(p * n, (p + 1) * n), ((p % g) * nodes + Math.floor(p / g)) * n);
+    const [x, y] = [device.tensor(values, [values.length]), device.tensor(moved, [moved.length])];
+    const swizzled = ops.quantize(x, { bits: 4, block: 16, tensors: world, nodes });
+    const plain = ops.quantize(y, { bits: 4, block: 16, tensors: world });
+    assert.deepEqual(await swizzled.q.read(), await plain.q.read(), `${nodes} nodes of ${g}: levels`);
+    assert.deepEqual(await readF32(swizzled.scales), await readF32(plain.scales), `${nodes} nodes of ${g}: scales`);
+    disposeAll(x, y, swizzled.q, swizzled.scales, plain.q, plain.scales);
+  }
+  const x = device.tensor(randomValues(12, 1), [12]);
+  assert.throws(
+    () => ops.quantize(x, { bits: 8, block: 4, tensors: 6, nodes: 4 }),
+    /quantize: 6 tensors do not spread over 4 nodes/,
+  );
+  x.dispose();
+});

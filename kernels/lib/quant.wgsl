@@ -21,6 +21,7 @@ struct QuantParams {
   inputs: u32,
   words_per: u32,
   factor: f32,
+  nodes: u32,
 }
 
 fn q_word(i: u32, bits: u32) -> u32 {

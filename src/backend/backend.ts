@@ -163,13 +163,18 @@ export interface Backend {
    * Symmetric block quantization of `layout.tensors` tensors of layout.n elements, each in blocks of
    * layout.block: per block of largest magnitude a and T = 2^(bits−1) − 1, scale = a / T and
    * q = clamp(round(v / scale), −T, T), ties to even (scale 0 and q 0 for an all-zero block; scale
-   * NaN and q 0 where a block holds NaN or ±Inf). v is x's element (f32 [tensors · n]); with `sum`,
-   * x holds `sum.inputs` sets of `tensors` quantized tensors (scales in sum.scales) and v is the sum
+   * NaN and q 0 where a block holds NaN or ±Inf). v is x's element (f32 [tensors · n]), tensor t
+   * being x's chunk (t mod nodes) · (tensors / nodes) + ⌊t / nodes⌋ (source.nodes; 1: chunk t; more:
+   * qgZ's swizzle); with source.sum, x holds `sum.inputs` sets of `tensors` quantized tensors (scales in sum.scales) and v is the sum
    * over the sets of their dequantized elements. q: tensors · quantizedBytes(n, bits) bytes (u8;
    * INT8 element i in byte i, INT4 element i in byte ⌊i/2⌋, even i in the high nibble), scales f32
    * [tensors · ⌈n / block⌉].
    */
-  quantize(x: Storage, layout: QuantLayout, sum?: { scales: Storage; inputs: number }): { q: Storage; scales: Storage };
+  quantize(
+    x: Storage,
+    layout: QuantLayout,
+    source: { nodes: number } | { sum: { scales: Storage; inputs: number } },
+  ): { q: Storage; scales: Storage };
   /**
    * y f32 [tensors · n]: tensor t = factor · Σ over `inputs` sets k of quantized tensors (q and
    * scales as quantize writes them, set after set) of tensor k · tensors + t, dequantized.

@@ -124,11 +124,15 @@ export class CpuBackend implements Backend {
     return this.adopt(cast(this.data(x, "cast"), n, from, to));
   }
 
-  quantize(x: Storage, layout: QuantLayout, sum?: { scales: Storage; inputs: number }): { q: Storage; scales: Storage } {
+  quantize(
+    x: Storage,
+    layout: QuantLayout,
+    source: { nodes: number } | { sum: { scales: Storage; inputs: number } },
+  ): { q: Storage; scales: Storage } {
     const op = "quantize";
-    const { q, scales } = sum
-      ? quantize(null, { q: this.u8(x, op), scales: this.f32(sum.scales, op), inputs: sum.inputs }, layout)
-      : quantize(this.f32(x, op), null, layout);
+    const { q, scales } = "sum" in source
+      ? quantize({ sum: { q: this.u8(x, op), scales: this.f32(source.sum.scales, op), inputs: source.sum.inputs } }, layout)
+      : quantize({ x: this.f32(x, op), nodes: source.nodes }, layout);
     return { q: this.adopt(q), scales: this.adopt(scales) };
   }
 

@@ -47,14 +47,19 @@ function dequantized(sets: QuantizedSets, layout: QuantLayout): (t: number, i: n
   };
 }
 
-/** Quantizes x [tensors · n] or, with `sum`, the sum of the sets' dequantized tensors. */
+/**
+ * Quantizes x [tensors · n], tensor t being x's chunk (t mod nodes) · (tensors / nodes) + ⌊t / nodes⌋,
+ * or the sum of the sets' dequantized tensors.
+ */
 export function quantize(
-  x: Float32Array | null,
-  sum: QuantizedSets | null,
+  source: { x: Float32Array; nodes: number } | { sum: QuantizedSets },
   layout: QuantLayout,
 ): { q: Uint8Array; scales: Float32Array } {
   const { n, tensors, block, bits } = layout;
-  const value = sum ? dequantized(sum, layout) : (t: number, i: number) => x![t * n + i];
+  const value = "sum" in source ? dequantized(source.sum, layout) : (t: number, i: number) => {
+    const { x, nodes } = source;
+    return x[((t % nodes) * (tensors / nodes) + Math.floor(t / nodes)) * n + i];
+  };
   const blocks = Math.ceil(n / block);
   const bytes = quantizedBytes(n, bits);
   const scales = new Float32Array(tensors * blocks);

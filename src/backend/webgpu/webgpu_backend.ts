@@ -129,9 +129,12 @@ export class WebGpuBackend implements Backend {
     copyProgram.copyStrided(this.ctx, src as GpuStorage, dst as GpuStorage, copy);
   }
 
-  quantize(x: Storage, layout: QuantLayout, sum?: { scales: Storage; inputs: number }): { q: Storage; scales: Storage } {
-    const summed = sum ? { scales: sum.scales as GpuStorage, inputs: sum.inputs } : undefined;
-    return quantizeProgram.quantize(this.ctx, x as GpuStorage, layout, summed);
+  quantize(
+    x: Storage,
+    layout: QuantLayout,
+    source: { nodes: number } | { sum: { scales: Storage; inputs: number } },
+  ): { q: Storage; scales: Storage } {
+    return quantizeProgram.quantize(this.ctx, x as GpuStorage, layout, source as quantizeProgram.QuantizeSource);
   }
 
   dequantize(q: Storage, scales: Storage, layout: QuantLayout, inputs: number, factor: number): Storage {

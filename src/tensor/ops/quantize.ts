@@ -36,16 +36,23 @@ export interface QuantizedSets {
   inputs?: number;
 }
 
-/** x (f32) cut into `tensors` equal tensors (default 1), each quantized in blocks of spec.block. */
-export function quantize(x: Tensor, spec: QuantSpec & { tensors?: number }): Quantized {
+/**
+ * x (f32) cut into `tensors` equal chunks (default 1), each quantized in blocks of spec.block. With
+ * `nodes` (dividing tensors; g = tensors / nodes), the chunks are swizzled as they are read: chunk
+ * b · g + l becomes tensor l · nodes + b (qgZ: the chunks bound for local rank l of every node lie
+ * together, so one all-to-all over the node sends them).
+ */
+export function quantize(x: Tensor, spec: QuantSpec & { tensors?: number; nodes?: number }): Quantized {
   const op = "quantize";
   checkFloat(op, x);
-  const tensors = spec.tensors ?? 1;
+  const [tensors, nodes] = [spec.tensors ?? 1, spec.nodes ?? 1];
   checkCount(op, "tensors", tensors, 1);
+  checkCount(op, "nodes", nodes, 1);
   if (x.size % tensors !== 0) throw new ShapeError(`${op}: ${x.size} elements do not cut into ${tensors} equal tensors`);
+  if (tensors % nodes !== 0) throw new RangeError(`${op}: ${tensors} tensors do not spread over ${nodes} nodes`);
   const layout = checkLayout(op, spec, x.size / tensors, tensors);
   x.device.checkFits(op, tensors * quantizedBytes(layout.n, layout.bits), "u8");
-  return wrapQuantized(x, layout, x.device.backend.quantize(x.storageFor(op), layout));
+  return wrapQuantized(x, layout, x.device.backend.quantize(x.storageFor(op), layout, { nodes }));
 }
 
 /**
@@ -55,7 +62,8 @@ export function quantize(x: Tensor, spec: QuantSpec & { tensors?: number }): Qua
 export function requantizeSum(q: Tensor, scales: Tensor, spec: QuantSpec, sets: QuantizedSets): Quantized {
   const op = "requantizeSum";
   const { layout, inputs } = checkSets(op, q, scales, spec, sets);
-  return wrapQuantized(q, layout, q.device.backend.quantize(q.storageFor(op), layout, { scales: scales.storageFor(op), inputs }));
+  const sum = { scales: scales.storageFor(op), inputs };
+  return wrapQuantized(q, layout, q.device.backend.quantize(q.storageFor(op), layout, { sum }));
 }
 
 /** f32 [tensors · n]: tensor t = factor · Σ over the sets of their tensor t, dequantized (factor default 1). */

@@ -11,25 +11,29 @@ import dequantizeCode from "../../../../kernels/dequantize.wgsl" with { type: "t
 const quantizeSource = { name: "quantize", code: quantizeCode };
 const dequantizeSource = { name: "dequantize", code: dequantizeCode };
 
+/** What quantize reads: f32 values (their chunks swizzled over `nodes`) or sets of quantized tensors to sum. */
+export type QuantizeSource = { nodes: number } | { sum: { scales: GpuStorage; inputs: number } };
+
 /** QuantParams of lib/quant.wgsl. */
-function quantParams(layout: QuantLayout, inputs: number, factor: number): Params {
+function quantParams(layout: QuantLayout, inputs: number, factor: number, nodes = 1): Params {
   const { n, tensors, block, bits } = layout;
-  return new Params(8).u32(n).u32(block).u32(Math.ceil(n / block)).u32(bits).u32(tensors).u32(inputs)
-    .u32(quantizedBytes(n, bits) / 4).f32(factor);
+  return new Params(9).u32(n).u32(block).u32(Math.ceil(n / block)).u32(bits).u32(tensors).u32(inputs)
+    .u32(quantizedBytes(n, bits) / 4).f32(factor).u32(nodes);
 }
 
 export function quantize(
   ctx: GpuContext,
   x: GpuStorage,
   layout: QuantLayout,
-  sum?: { scales: GpuStorage; inputs: number },
+  source: QuantizeSource,
 ): { q: GpuStorage; scales: GpuStorage } {
+  const sum = "sum" in source ? source.sum : undefined;
   const blocks = layout.tensors * Math.ceil(layout.n / layout.block);
   const words = layout.tensors * quantizedBytes(layout.n, layout.bits) / 4;
   const scales = ctx.allocate(4 * blocks, false);
   const q = ctx.allocate(4 * words, false);
   if (words === 0) return { q, scales };
-  const params = quantParams(layout, sum?.inputs ?? 1, 1);
+  const params = quantParams(layout, sum?.inputs ?? 1, 1, "nodes" in source ? source.nodes : 1);
   const defines = { SUM: sum !== undefined };
   const inputs = sum ? [x, sum.scales] : [x];
   ctx.dispatch(ctx.pipeline(quantizeSource, "scales_of_blocks", defines), params, [...inputs, scales], blocks);
