@@ -6,7 +6,8 @@
 // quantizer's own bound, scale / 2. Block sizes 1, a prime, one that is no multiple of the 64-wide
 // workgroup, and one longer than the tensor; odd INT4 lengths (half a byte left over); all-zero
 // blocks; NaN and ±Inf, whose blocks get a NaN scale that checkScales refuses by name; more blocks
-// than one dispatch dimension holds. The WebGPU kernels are also compared with the CPU reference.
+// than one dispatch dimension holds; qgZ's swizzle against its formula. The WebGPU kernels are also
+// compared with the CPU reference.
 
 import assert from "node:assert/strict";
 import { type Device, ops, ShapeError } from "../mod.ts";
