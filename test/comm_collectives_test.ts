@@ -185,15 +185,15 @@ Deno.test("bad arguments are rejected before anything moves, naming the value", 
   await assert.rejects(comm.allReduce(x, { op: "prod" as "sum" }), /allReduce: unknown op "prod" \(valid: sum, avg, max, min\)/);
   await assert.rejects(
     comm.allReduce(new Int32Array(2), { op: "avg" }),
-    (e: Error) => e instanceof DTypeError && /op "avg" needs f32 values, got i32/.test(e.message),
+    (e: Error) => e instanceof DTypeError && /op "avg" needs f32 or f16 values, got i32/.test(e.message),
   );
   await assert.rejects(
     comm.allReduce(new Float64Array(2) as unknown as Float32Array),
-    /expected a Tensor, Float32Array, Int32Array or Uint8Array, got Float64Array/,
+    /expected a Tensor, Float32Array, Int32Array, Uint8Array or Uint16Array \(f16 bits\), got Float64Array/,
   );
   await assert.rejects(
-    comm.allReduce(device.tensor([1, 2], [2], { dtype: "f16" })),
-    /tensors of dtype f16 cannot be communicated \(valid: f32, i32, u8\)/,
+    comm.allReduce(device.tensor([1, 2], [2], { dtype: "i8" })),
+    /tensors of dtype i8 cannot be communicated \(valid: f32, f16, i32, u8\)/,
   );
   await assert.rejects(comm.allReduce(x, { tag: 7 as unknown as string }), /allReduce: tag must be a string, got number/);
   await assert.rejects(comm.broadcast(x, { root: 2 }), /broadcast: root must be a group rank in 0\.\.1, got 2/);

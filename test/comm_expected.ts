@@ -12,11 +12,12 @@
 // in-place all-to-all over heap arrays swaps each pair's blocks where they lie.
 
 import { type Case, groupOf } from "./fixtures/comm_cases.ts";
-import { caseInput, type HostArray } from "./fixtures/comm_data.ts";
+import { caseInput, type HostArray, hostArray } from "./fixtures/comm_data.ts";
+import { f16BitsToF32, f32ToF16Bits } from "../src/tensor/dtype.ts";
 
 export const INLINE_BYTES = 16384;
 
-const BYTES = { f32: 4, i32: 4, u8: 1 };
+const BYTES = { f32: 4, i32: 4, u8: 1, f16: 2 };
 
 /** n sizes adding up to total, the first (total mod n) one larger. */
 export function equalSplit(total: number, n: number): number[] {
@@ -28,17 +29,24 @@ function offsets(sizes: number[]): number[] {
 }
 
 function newArray(c: Case, length: number): HostArray {
-  return c.dtype === "f32" ? new Float32Array(length) : c.dtype === "i32" ? new Int32Array(length) : new Uint8Array(length);
+  return hostArray(c.dtype, length);
 }
 
+/** f16 bits combine as their values, rounded once to f16. */
 function combine(c: Case, a: number, b: number): number {
+  if (c.dtype === "f16") return f32ToF16Bits(combineValues({ ...c, dtype: "f32" }, f16BitsToF32(a), f16BitsToF32(b), false));
+  return combineValues(c, a, b, true);
+}
+
+/** a op b for f32 (rounded to f32 when `round`), i32 or u8. */
+function combineValues(c: Case, a: number, b: number, round: boolean): number {
   switch (c.op ?? "sum") {
     case "max":
       return Math.max(a, b);
     case "min":
       return Math.min(a, b);
     default:
-      return c.dtype === "f32" ? Math.fround(a + b) : c.dtype === "i32" ? (a + b) | 0 : (a + b) & 255;
+      return c.dtype === "f32" ? (round ? Math.fround(a + b) : a + b) : c.dtype === "i32" ? (a + b) | 0 : (a + b) & 255;
   }
 }
 
@@ -46,7 +54,8 @@ function combine(c: Case, a: number, b: number): number {
 function reduceAt(c: Case, inputs: HostArray[], order: number[], i: number): number {
   let acc = inputs[order[0]][i];
   for (let j = 1; j < order.length; j++) acc = combine(c, acc, inputs[order[j]][i]);
-  return c.op === "avg" ? Math.fround(acc / order.length) : acc;
+  if (c.op !== "avg") return acc;
+  return c.dtype === "f16" ? f32ToF16Bits(f16BitsToF32(acc) / order.length) : Math.fround(acc / order.length);
 }
 
 const inGroupOrder = (n: number) => Array.from({ length: n }, (_, r) => r);

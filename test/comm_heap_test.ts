@@ -70,7 +70,7 @@ Deno.test("heap: bad requests name the value", () => {
   const { comms: [comm] } = ranksOf(1);
   assert.throws(() => comm.alloc(-1), /alloc: length must be a non-negative integer, got -1/);
   assert.throws(() => comm.alloc(2.5), /alloc: length must be a non-negative integer, got 2.5/);
-  assert.throws(() => comm.alloc(4, "f64" as "f32"), /alloc: dtype must be one of f32, i32, u8, got "f64"/);
+  assert.throws(() => comm.alloc(4, "f64" as "f32"), /alloc: dtype must be one of f32, i32, u8, f16, got "f64"/);
   const array = comm.alloc(4);
   comm.free(array);
   assert.throws(

@@ -7,7 +7,7 @@ import type { Case } from "./fixtures/comm_cases.ts";
 import { equalSplit } from "./comm_expected.ts";
 
 const SIZES = [0, 1, 13, 65537];
-const DTYPES = ["f32", "i32", "u8"] as const;
+const DTYPES = ["f32", "i32", "u8", "f16"] as const;
 const MIB16_F32 = 4 << 20;
 /** Each rank's heap in the launches that run these cases: the largest, an in-place all-gather of 65537 f32 per rank, takes 2 MiB at 8 ranks. */
 export const HEAP_BYTES = 4 << 20;
@@ -52,6 +52,8 @@ export function casesFor(ranks: number): Case[] {
   }
   add({ kind: "allReduce", dtype: "f32", sizes: all(13), op: "avg" });
   add({ kind: "allReduce", dtype: "f32", sizes: all(65537), op: "avg" });
+  add({ kind: "reduceScatter", dtype: "f16", sizes: all(13 * ranks), op: "avg" });
+  add({ kind: "reduceScatter", dtype: "f16", sizes: all(65537), op: "avg" });
   add({ kind: "barrier", dtype: "f32", sizes: all(0) });
   // Results written into the caller's array: x itself (in place) or a separate one.
   add({ kind: "allReduce", dtype: "f32", sizes: all(65537), out: "self" });

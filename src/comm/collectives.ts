@@ -6,9 +6,11 @@
 //   comm.ledger.toJSON()                                         // this rank's traffic (ledger.ts)
 //   comm.alloc(n, "f32"), comm.free(array)                       // arrays in this rank's heap (heap.ts)
 //
-// Every collective takes a Tensor (f32, i32 or u8, on any device) or a Float32Array | Int32Array |
-// Uint8Array and returns a new value of the same kind: a Tensor is read to the host, moved through
-// the shared channels and uploaded to its own device with its dtype; a typed array is never modified.
+// Every collective takes a Tensor (f32, f16, i32 or u8, on any device) or a Float32Array |
+// Int32Array | Uint8Array | Uint16Array (f16 bits) and returns a new value of the same kind: a
+// Tensor is read to the host, moved through the shared channels and uploaded to its own device with
+// its dtype; a typed array is never modified. f16 reduces as NCCL's half does, rounding to f16 at
+// every combination.
 // Collectives whose output is not x's shape (reduce-scatter, all-gather, all-to-all, gather, scatter)
 // cut and join Tensors along dimension 0, so their counts (in elements) must be whole rows; default
 // splits are equal, the first (rows mod n) ranks taking one row more.
@@ -388,18 +390,18 @@ export class Comm {
 
   /** Receives what group rank `src` sends; the result takes the kind, shape and dtype of `like`. */
   async recv<T extends CommData>(
-    like: T | { length: number; dtype: "f32" | "i32" | "u8" },
+    like: T | { length: number; dtype: "f32" | "f16" | "i32" | "u8" },
     options: TagOptions & { src: number },
   ): Promise<T> {
     const src = this.checkPeer("recv", options?.src, "src");
     const tag = checkTag("recv", options.tag);
     const template = isCommData(like) ? like : null;
-    const shapeOnly = like as { length: number; dtype: "f32" | "i32" | "u8" };
+    const shapeOnly = like as { length: number; dtype: "f32" | "f16" | "i32" | "u8" };
     const dtype = template ? dtypeOf("recv", template) : shapeOnly.dtype;
     const length = template ? (template instanceof Tensor ? template.size : template.length) : shapeOnly.length;
     if (!(dtype in ARRAYS) || !Number.isInteger(length) || length < 0) {
       throw new TypeError(
-        `recv: like must be a Tensor, a typed array or { length, dtype: "f32" | "i32" | "u8" }, got length ${length}, dtype ${dtype}`,
+        `recv: like must be a Tensor, a typed array or { length, dtype: "f32" | "f16" | "i32" | "u8" }, got length ${length}, dtype ${dtype}`,
       );
     }
     return await this.enqueue(() => {

@@ -19,7 +19,7 @@ export const KINDS = [
 ] as const;
 export type Kind = typeof KINDS[number];
 
-export const WIRE_DTYPES = ["none", "f32", "i32", "u8"] as const;
+export const WIRE_DTYPES = ["none", "f32", "i32", "u8", "f16"] as const;
 export type WireDType = typeof WIRE_DTYPES[number];
 
 export const OPS = ["none", "sum", "avg", "max", "min"] as const;

@@ -52,7 +52,7 @@ export function fitsInline(ports: Ports, bytes: number): boolean {
 function reduceInOrder(n: number, op: ReduceOp, output: CommArray, valueOf: (r: number) => CommArray): void {
   output.set(valueOf(0));
   for (let r = 1; r < n; r++) combine(op, output, output, valueOf(r));
-  if (op === "avg") finishAvg(output as Float32Array, n);
+  if (op === "avg") finishAvg(output as Float32Array | Uint16Array, n);
 }
 
 /** Envelopes only: a barrier, or the descriptor check before a ring. */
@@ -124,7 +124,7 @@ export function peerReduceScatter(call: Call, op: ReduceOp, input: CommArray, ou
       r === me ? input.subarray(layout.offsets[me], layout.offsets[me] + layout.sizes[me]) : payloadAs(input, envelopes[r]);
     ports.reducer.combine(op, output, valueOf(me), valueOf((me + 1) % n));
     for (let step = 2; step < n; step++) ports.reducer.combine(op, output, output, valueOf((me + step) % n));
-    if (op === "avg") finishAvg(output as Float32Array, n);
+    if (op === "avg") finishAvg(output as Float32Array | Uint16Array, n);
   }
   releaseAll(envelopes);
   settle(ports, members, me, payloadFor, envelopes, delivered, context);

@@ -11,7 +11,7 @@ import type { CommArray } from "./reduce_kernels.ts";
 import type { World } from "./world.ts";
 
 const ALIGN = 64;
-const ARRAY_TYPES = { f32: Float32Array, i32: Int32Array, u8: Uint8Array } as const;
+const ARRAY_TYPES = { f32: Float32Array, i32: Int32Array, u8: Uint8Array, f16: Uint16Array } as const;
 export type HeapDType = keyof typeof ARRAY_TYPES;
 export type HeapArray<D extends HeapDType> = InstanceType<typeof ARRAY_TYPES[D]>;
 

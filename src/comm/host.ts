@@ -8,9 +8,9 @@ import { type ChunkLayout, chunkLayout, equalSplit } from "./ring.ts";
 import type { CommArray, ReduceOp } from "./reduce_kernels.ts";
 
 export type CommData = Tensor | CommArray;
-export type CommDType = "f32" | "i32" | "u8";
+export type CommDType = "f32" | "i32" | "u8" | "f16";
 
-export const ARRAYS = { f32: Float32Array, i32: Int32Array, u8: Uint8Array };
+export const ARRAYS = { f32: Float32Array, i32: Int32Array, u8: Uint8Array, f16: Uint16Array };
 const OPS: readonly ReduceOp[] = ["sum", "avg", "max", "min"];
 
 export function checkTag(kind: string, tag: unknown): string {
@@ -21,34 +21,38 @@ export function checkTag(kind: string, tag: unknown): string {
 export function checkOp(kind: string, op: ReduceOp | undefined, x: CommData): ReduceOp {
   const chosen = op ?? "sum";
   if (!OPS.includes(chosen)) throw new RangeError(`${kind}: unknown op "${chosen}" (valid: ${OPS.join(", ")})`);
-  if (chosen === "avg" && dtypeOf(kind, x) !== "f32") {
-    throw new DTypeError(`${kind}: op "avg" needs f32 values, got ${dtypeOf(kind, x)}`);
+  if (chosen === "avg" && dtypeOf(kind, x) !== "f32" && dtypeOf(kind, x) !== "f16") {
+    throw new DTypeError(`${kind}: op "avg" needs f32 or f16 values, got ${dtypeOf(kind, x)}`);
   }
   return chosen;
 }
 
 export function isCommData(x: unknown): x is CommData {
-  return x instanceof Tensor || x instanceof Float32Array || x instanceof Int32Array || x instanceof Uint8Array;
+  return x instanceof Tensor || x instanceof Float32Array || x instanceof Int32Array || x instanceof Uint8Array ||
+    x instanceof Uint16Array;
 }
 
 export function dtypeOf(kind: string, x: CommData): CommDType {
   if (x instanceof Tensor) {
-    if (x.dtype === "f32" || x.dtype === "i32" || x.dtype === "u8") return x.dtype;
-    throw new DTypeError(`${kind}: tensors of dtype ${x.dtype} cannot be communicated (valid: f32, i32, u8)`);
+    if (x.dtype === "f32" || x.dtype === "i32" || x.dtype === "u8" || x.dtype === "f16") return x.dtype;
+    throw new DTypeError(`${kind}: tensors of dtype ${x.dtype} cannot be communicated (valid: f32, f16, i32, u8)`);
   }
   if (x instanceof Float32Array) return "f32";
   if (x instanceof Int32Array) return "i32";
   if (x instanceof Uint8Array) return "u8";
-  throw new TypeError(`${kind}: expected a Tensor, Float32Array, Int32Array or Uint8Array, got ${describe(x)}`);
+  if (x instanceof Uint16Array) return "f16";
+  throw new TypeError(
+    `${kind}: expected a Tensor, Float32Array, Int32Array, Uint8Array or Uint16Array (f16 bits), got ${describe(x)}`,
+  );
 }
 
 function describe(x: unknown): string {
   return x === null ? "null" : typeof x === "object" ? (x as object).constructor?.name ?? "object" : typeof x;
 }
 
-/** x's values on the host: a Tensor is read into a new array this call owns; a typed array is used as is. */
+/** x's values on the host (f16 as its bits): a Tensor is read into a new array this call owns; a typed array is used as is. */
 export async function toHost(x: CommData): Promise<CommArray> {
-  return x instanceof Tensor ? await x.read() as CommArray : x;
+  return x instanceof Tensor ? await x.readRaw() as CommArray : x;
 }
 
 export function newLike(array: CommArray, length: number): CommArray {

@@ -1,9 +1,12 @@
 // Element-wise reductions of the collectives on host arrays (often views of channel slots).
 // One monomorphic loop per (op, array type) so each stays fast. f32 results round to f32 after
-// every combination, i32 sums wrap modulo 2^32 and u8 sums modulo 2^8; max and min follow Math.max
-// and Math.min (NaN wins, +0 is above -0), so they do not depend on the order of the ranks.
+// every combination and f16 results (a Uint16Array of f16 bits) to f16, as NCCL's half reductions
+// do; i32 sums wrap modulo 2^32 and u8 sums modulo 2^8; max and min follow Math.max and Math.min
+// (NaN wins, +0 is above -0), so they do not depend on the order of the ranks.
 
-export type CommArray = Float32Array | Int32Array | Uint8Array;
+import { f16BitsToF32, f32ToF16Bits } from "../tensor/dtype.ts";
+
+export type CommArray = Float32Array | Int32Array | Uint8Array | Uint16Array;
 export type ReduceOp = "sum" | "avg" | "max" | "min";
 
 function sumF32(d: Float32Array, a: Float32Array, b: Float32Array): void {
@@ -34,9 +37,16 @@ function minU8(d: Uint8Array, a: Uint8Array, b: Uint8Array): void {
   for (let i = 0; i < d.length; i++) d[i] = Math.min(a[i], b[i]);
 }
 
+/** f16 values as bits: the f64 result of the decoded operands, rounded once to f16 (exact: f16 sums fit an f64). */
+function combineF16(op: ReduceOp, d: Uint16Array, a: Uint16Array, b: Uint16Array): void {
+  const f = op === "max" ? Math.max : op === "min" ? Math.min : (x: number, y: number) => x + y;
+  for (let i = 0; i < d.length; i++) d[i] = f32ToF16Bits(f(f16BitsToF32(a[i]), f16BitsToF32(b[i])));
+}
+
 /** d[i] = a[i] op b[i] for the first d.length elements; avg combines as sum (see finishAvg). d may alias a or b. */
 export function combine(op: ReduceOp, d: CommArray, a: CommArray, b: CommArray): void {
-  if (d instanceof Float32Array) {
+  if (d instanceof Uint16Array) combineF16(op, d, a as Uint16Array, b as Uint16Array);
+  else if (d instanceof Float32Array) {
     const [x, y] = [a as Float32Array, b as Float32Array];
     if (op === "max") maxF32(d, x, y);
     else if (op === "min") minF32(d, x, y);
@@ -54,7 +64,8 @@ export function combine(op: ReduceOp, d: CommArray, a: CommArray, b: CommArray):
   }
 }
 
-/** Turns a finished f32 sum over `ranks` ranks into the average: d[i] = d[i] / ranks, rounded to f32. */
-export function finishAvg(d: Float32Array, ranks: number): void {
-  for (let i = 0; i < d.length; i++) d[i] = d[i] / ranks;
+/** Turns a finished sum over `ranks` ranks into the average: d[i] = d[i] / ranks, rounded to f32 (or f16). */
+export function finishAvg(d: Float32Array | Uint16Array, ranks: number): void {
+  if (d instanceof Uint16Array) { for (let i = 0; i < d.length; i++) d[i] = f32ToF16Bits(f16BitsToF32(d[i]) / ranks); }
+  else for (let i = 0; i < d.length; i++) d[i] = d[i] / ranks;
 }

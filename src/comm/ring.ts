@@ -118,7 +118,7 @@ function runRing(group: RingGroup, job: RingJob): void {
         receive((incoming) => {
           const result = outputView();
           combine(job.op, result, incoming, inputView());
-          if (job.op === "avg") finishAvg(result as Float32Array, n);
+          if (job.op === "avg") finishAvg(result as Float32Array | Uint16Array, n);
           if (job.gather) send(l, (slot) => slot.set(result));
         });
       }
@@ -214,7 +214,7 @@ export function chainReduce(group: RingGroup, root: number, op: ReduceOp, input:
     if (position === n - 1) {
       const result = output.subarray(start, start + length);
       combine(op, result, incoming, own);
-      if (op === "avg") finishAvg(result as Float32Array, n);
+      if (op === "avg") finishAvg(result as Float32Array | Uint16Array, n);
     } else {
       const out = ports.out[next];
       combine(op, viewOf(input, buffer, out.acquire(context), length), incoming, own);

@@ -144,12 +144,13 @@ export class SimdReducer {
 
   /**
    * How many leading bytes of d combine() runs with SIMD: its whole 16-byte vectors when d, a and b
-   * are views of the memory's buffer as it is now (views from before a grow() are not), of one type,
-   * a and b hold d.length elements and neither overlaps d other than exactly; 0 otherwise.
+   * are views of the memory's buffer as it is now (views from before a grow() are not), of one type
+   * other than f16 (which has no SIMD lanes), a and b hold d.length elements and neither overlaps d
+   * other than exactly; 0 otherwise.
    */
   simdBytes(d: CommArray, a: CommArray, b: CommArray): number {
     const buffer = this.memory.buffer;
-    const usable = d.buffer === buffer && a.buffer === buffer && b.buffer === buffer &&
+    const usable = !(d instanceof Uint16Array) && d.buffer === buffer && a.buffer === buffer && b.buffer === buffer &&
       a.constructor === d.constructor && b.constructor === d.constructor &&
       a.length >= d.length && b.length >= d.length && !overlapsShifted(d, a) && !overlapsShifted(d, b);
     return usable ? d.byteLength - (d.byteLength % 16) : 0;

@@ -4,7 +4,7 @@
 import type { Storage } from "../backend/backend.ts";
 import { GradNode, isGradEnabled, runBackward } from "./autograd.ts";
 import type { Device } from "./device.ts";
-import { type DType, f16BitsToF32, type HostArray } from "./dtype.ts";
+import { type DType, f16BitsToF32, type HostArray, type RawArray } from "./dtype.ts";
 import { DisposedError, ShapeError } from "./errors.ts";
 import { formatShape, sameShape, type Shape, sizeOf } from "./shape.ts";
 import { keep, trackTensor } from "./scope.ts";
@@ -65,11 +65,16 @@ export class Tensor {
 
   /** Copies the values to the host: f32 and f16 as Float32Array, integers in their own array. */
   async read(): Promise<HostArray> {
-    const raw = await this.device.backend.read(this.storageFor("read"), this.size, this.dtype);
+    const raw = await this.readRaw();
     if (this.dtype !== "f16") return raw as HostArray;
     const values = new Float32Array(raw.length);
     for (let i = 0; i < raw.length; i++) values[i] = f16BitsToF32(raw[i]);
     return values;
+  }
+
+  /** Copies the values to the host as stored: f16 as its bits (Uint16Array), every other dtype as read() gives it. */
+  readRaw(): Promise<RawArray> {
+    return this.device.backend.read(this.storageFor("read"), this.size, this.dtype);
   }
 
   /**
