@@ -88,7 +88,15 @@ export { type RankMemory, type Strategy, type StrategyContext } from "./src/para
 export { DataParallel, DEFAULT_BUCKET_BYTES } from "./src/parallel/ddp.ts";
 export { ZeroOptimizer } from "./src/parallel/zero.ts";
 export { Zero3 } from "./src/parallel/zero3.ts";
-export { f32Codec, type PartitionCodec } from "./src/parallel/partition_codec.ts";
+export {
+  type BlockGather,
+  COMM_DTYPES,
+  type CommDType as PartitionDType,
+  type PartitionCodec,
+  plainCodec,
+} from "./src/parallel/partition_codec.ts";
+export { createCodec, NO_ZEROPP, usesZeropp, ZeroppCodec, type ZeroppOptions } from "./src/parallel/zeropp_codec.ts";
+export { quantizedAllGather, quantizedMessageBytes, quantizedReduceScatter } from "./src/parallel/quantized_collectives.ts";
 export {
   type AssembledState,
   assembleParameter,

@@ -6,7 +6,9 @@ import type { BackendChoice } from "../src/tensor/device.ts";
 import { paramCount, type Phi3Config } from "../src/nn/config.ts";
 import { corpusFloor } from "../src/data/corpus.ts";
 import { type ParallelLayout, type SpImpl, worldSize, type ZeroStage } from "../src/parallel/layout.ts";
-import { checkTrainConfig, DEFAULT_TRAIN_CONFIG, type TrainConfig, trainLayout } from "../src/train/config.ts";
+import { checkTrainConfig, DEFAULT_TRAIN_CONFIG, type TrainConfig, trainLayout, zeroppOptions } from "../src/train/config.ts";
+import type { CommDType } from "../src/parallel/partition_codec.ts";
+import type { ZeroppOptions } from "../src/parallel/zeropp_codec.ts";
 import { trainParallel } from "../src/train/parallel_run.ts";
 import { type StepMetrics, Trainer } from "../src/train/trainer.ts";
 import { CheckpointError } from "../src/checkpoint/errors.ts";
@@ -35,6 +37,18 @@ parallel layout (world = dp × tp × sp ranks, each a worker with its own device
   --nodes N                  simulated nodes; consecutive ranks share one (default 1)
   --bucket-cap-mb X          DDP's gradient bucket size in MiB (default 25)
 
+ZeRO++ (on --zero 3; names after DeepSpeed's config keys):
+  --zero-quantized-weights   qwZ: weights all-gathered as block-quantized INT8
+  --zero-hpz-partition-size N
+                             hpZ: a secondary partition over each node's N ranks (N = ranks per
+                             node; 1, the default, is off) serves the backward all-gather
+  --zero-quantized-gradients qgZ: gradients averaged by a hierarchical INT4 all-to-all
+  --zeropp                   all three
+  --quant-bits 8|4           width of the quantized values (default: INT8 weights, INT4 gradients)
+  --quant-block N            elements per quantization block, one f32 scale each (default 2048)
+  --comm-dtype f32|f16       what ZeRO-3 moves unquantized travels in (default f32; f16 is the
+                             ZeRO++ paper's baseline)
+
 checkpoints (any layout resumes on any other):
   --save DIR                 save into DIR/step-NNNNNNNN (one file per rank), DIR/latest names the last
   --save-every N             save every N steps as well as at the end (default: at the end)
@@ -48,6 +62,10 @@ function numberOption(name: string, text: string | undefined, fallback: number):
   const value = Number(text);
   if (text.trim() === "" || Number.isNaN(value)) throw new UsageError(`--${name} must be a number, got "${text}"`);
   return value;
+}
+
+function optionalNumber(name: string, text: string | undefined): number | undefined {
+  return text === undefined ? undefined : numberOption(name, text, 0);
 }
 
 function parseTrainArgs(
@@ -77,6 +95,13 @@ function parseTrainArgs(
         save: { type: "string" },
         "save-every": { type: "string" },
         resume: { type: "string" },
+        "zero-quantized-weights": { type: "boolean" },
+        "zero-hpz-partition-size": { type: "string" },
+        "zero-quantized-gradients": { type: "boolean" },
+        zeropp: { type: "boolean" },
+        "quant-bits": { type: "string" },
+        "quant-block": { type: "string" },
+        "comm-dtype": { type: "string" },
       },
     });
   } catch (error) {
@@ -100,8 +125,15 @@ function parseTrainArgs(
     spImpl: (v["sp-impl"] ?? "ulysses") as SpImpl,
     bucketCapMb: numberOption("bucket-cap-mb", v["bucket-cap-mb"], 25),
     save: v.save,
-    saveEvery: v["save-every"] === undefined ? undefined : numberOption("save-every", v["save-every"], 0),
+    saveEvery: optionalNumber("save-every", v["save-every"]),
     resume: v.resume,
+    zeroQuantizedWeights: v["zero-quantized-weights"],
+    zeroHpzPartitionSize: optionalNumber("zero-hpz-partition-size", v["zero-hpz-partition-size"]),
+    zeroQuantizedGradients: v["zero-quantized-gradients"],
+    zeropp: v.zeropp,
+    quantBits: optionalNumber("quant-bits", v["quant-bits"]) as 4 | 8 | undefined,
+    quantBlock: optionalNumber("quant-block", v["quant-block"]),
+    commDtype: v["comm-dtype"] as CommDType | undefined,
   };
   let modelConfig: Phi3Config;
   try {
@@ -150,7 +182,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     ? `on ${trainer.device.name} (${trainer.device.info.adapter})`
     : `on ${world} ranks (dp ${layout.dp} × tp ${layout.tp} × sp ${layout.sp}${
       layout.sp > 1 ? ` ${layout.spImpl}` : ""
-    }, zero ${layout.zero}, ` +
+    }, zero ${layout.zero}${describeZeropp(zeroppOptions(config))}, ` +
       `${layout.nodes} node${layout.nodes > 1 ? "s" : ""}, backend ${config.backend})`;
   console.log(
     `shardlab train: ${config.preset} (${paramCount(modelConfig).toLocaleString("en-US")} parameters) ${where}, ` +
@@ -214,6 +246,18 @@ export async function trainCommand(argv: string[]): Promise<number> {
     trainer?.dispose();
   }
   return 0;
+}
+
+/** ZeRO++'s techniques and the comm dtype in words, after "zero 3" ("" for plain f32 ZeRO). */
+function describeZeropp(options: ZeroppOptions): string {
+  const { quantizedWeights, hpzPartitionSize, quantizedGradients, weightBits, gradientBits, quantBlock, commDtype } = options;
+  const parts = [
+    quantizedWeights ? `qwZ int${weightBits}` : "",
+    hpzPartitionSize > 1 ? `hpZ ${hpzPartitionSize}` : "",
+    quantizedGradients ? `qgZ int${gradientBits}` : "",
+  ].filter(Boolean);
+  const quantized = quantizedWeights || quantizedGradients ? ` blocks of ${quantBlock}` : "";
+  return (parts.length ? ` + ${parts.join(", ")}${quantized}` : "") + (commDtype === "f32" ? "" : ` (${commDtype} on the wire)`);
 }
 
 /** A saved layout in words, as the header line prints the run's. */

@@ -77,6 +77,7 @@ function zero3Expected(dp: number): RankMemory {
     gradients: partition,
     optimizer: 2 * partition,
     gathered: 2 * F32 * Math.max(...zero3Groups()),
+    secondary: 0,
   };
 }
 
@@ -86,12 +87,12 @@ function total(memory: RankMemory): number {
 
 for (const dp of [2, 4]) {
   Deno.test(`memory: DDP and ZeRO-1, 2, 3 over dp ${dp} hold the bytes the stage keeps`, async () => {
-    const ddp = { parameters: F32 * M, gradients: F32 * M, optimizer: 2 * F32 * M, gathered: 0 };
+    const ddp = { parameters: F32 * M, gradients: F32 * M, optimizer: 2 * F32 * M, gathered: 0, secondary: 0 };
     assertEvery((await memories({ dp })).figures, ddp, `DDP dp ${dp}`);
 
     const flatPadded = paddedTo(M, dp);
     const partition = (F32 * flatPadded) / dp;
-    const zero1 = { parameters: F32 * M, gradients: F32 * M + partition, optimizer: 3 * partition, gathered: 0 };
+    const zero1 = { parameters: F32 * M, gradients: F32 * M + partition, optimizer: 3 * partition, gathered: 0, secondary: 0 };
     assertEvery((await memories({ dp, zero: 1 })).figures, zero1, `ZeRO-1 dp ${dp}`);
     assertEvery((await memories({ dp, zero: 2 })).figures, { ...zero1, gradients: partition }, `ZeRO-2 dp ${dp}`);
 

@@ -17,7 +17,7 @@ import { Parameter } from "../src/nn/parameter.ts";
 import type { ModelBlock } from "../src/nn/phi3.ts";
 import { adamwHyperparameters } from "../src/optim/adamw.ts";
 import { assembleState, FRAGMENT_MAP_VERSION, type FragmentMap, rankFragments } from "../src/parallel/fragment_map.ts";
-import { f32Codec } from "../src/parallel/partition_codec.ts";
+import { plainCodec } from "../src/parallel/partition_codec.ts";
 import { createStrategy } from "../src/parallel/engine.ts";
 import { ShapeError } from "../src/tensor/errors.ts";
 import { keep, tidy } from "../src/tensor/scope.ts";
@@ -277,7 +277,7 @@ async function linearProblem(
     fragments: rankFragments(caseLayout(c, 1), caseShards(c), groups, 0),
     adamw: adamwHyperparameters(),
     sumReplicated: () => Promise.resolve(),
-    codec: f32Codec,
+    codec: plainCodec("f32"),
   });
   const tokens = { ids: device.tensor(new Int32Array([0]), [1, 1]), targets: device.tensor(new Int32Array([0]), [1, 1]) };
   const backward = () =>
@@ -366,7 +366,7 @@ Deno.test("zero: a gradient of the wrong shape, an empty slot and blocks that ar
     fragments: rankFragments(caseLayout(c, 1), caseShards(c), c.groups, 0),
     adamw: adamwHyperparameters(),
     sumReplicated: () => Promise.resolve(),
-    codec: f32Codec,
+    codec: plainCodec("f32"),
   };
   const unallocated = new Parameter("u", [4], "ones", () => null);
   assert.throws(() => createStrategy(3, { ...context, parameters: [unallocated] }), /parameter "u" holds no value/);

@@ -143,7 +143,7 @@ export class DataParallel implements Strategy {
   /** Parameters, their gradients and both moments, whole on every rank. */
   memory(): RankMemory {
     const bytes = this.named.reduce((sum, [, p]) => sum + 4 * p.size, 0);
-    return { parameters: bytes, gradients: bytes, optimizer: 2 * bytes, gathered: 0 };
+    return { parameters: bytes, gradients: bytes, optimizer: 2 * bytes, gathered: 0, secondary: 0 };
   }
 
   exportState(): Promise<RankState> {

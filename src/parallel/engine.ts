@@ -28,11 +28,12 @@ import {
   type ZeroStage,
 } from "./layout.ts";
 import { parallelLayers } from "./parallel_layers.ts";
-import { f32Codec } from "./partition_codec.ts";
+import type { PartitionCodec } from "./partition_codec.ts";
 import { gradientWeights, sumReplicatedGradients } from "./replicated_gradients.ts";
 import type { RankMemory, Strategy, StrategyContext } from "./strategy.ts";
 import { tensorParallelParameters, type TensorParallelShard, tensorParallelShards } from "./tp_shards.ts";
 import { ZeroOptimizer } from "./zero.ts";
+import { createCodec, NO_ZEROPP, usesZeropp, type ZeroppOptions } from "./zeropp_codec.ts";
 import { Zero3 } from "./zero3.ts";
 
 export interface EngineOptions {
@@ -41,6 +42,8 @@ export interface EngineOptions {
   /** AdamW's hyperparameters (defaults: β 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices). */
   adamw?: AdamWOptions;
   ddp?: DdpOptions;
+  /** ZeRO++ and the dtype ZeRO-3's partitions travel in (default: plain ZeRO-3 in f32). */
+  zeropp?: ZeroppOptions;
 }
 
 /** Which tokens of the global batch a rank trains: rows from its dp rank, a column range from its sp rank (Ulysses). */
@@ -69,11 +72,18 @@ export class ParallelEngine {
     /** This rank's shard of every parameter. */
     readonly shards: Map<string, TensorParallelShard>,
     readonly strategy: Strategy,
+    private readonly codec: PartitionCodec,
   ) {}
 
   /** Builds this rank's part of the model for `options.layout` over the world communicator `world`. */
   static create(world: Comm, device: Device, config: Phi3Config, options: EngineOptions): ParallelEngine {
     const { layout } = options;
+    const zeropp = options.zeropp ?? NO_ZEROPP;
+    if (layout.zero !== 3 && (usesZeropp(zeropp) || zeropp.commDtype !== "f32")) {
+      throw new RangeError(
+        `parallel: ZeRO++ and the f16 comm dtype work on ZeRO-3's partitions; the layout has ZeRO stage ${layout.zero}`,
+      );
+    }
     const groups = parallelGroups(world, layout);
     const tp = groups.tensorParallel;
     const model = new Phi3ForCausalLM(device, config, {
@@ -82,6 +92,7 @@ export class ParallelEngine {
     });
     const shards = tensorParallelShards(config, tp.size, tp.rank);
     const everyShard = Array.from({ length: tp.size }, (_, index) => tensorParallelShards(config, tp.size, index));
+    const codec = createCodec(zeropp, groups.data);
     const strategy = createStrategy(layout.zero, {
       parameters: model.parameters(),
       blocks: model.blocks,
@@ -89,10 +100,10 @@ export class ParallelEngine {
       fragments: rankFragments(layout, everyShard, blockNames(model), world.rank),
       adamw: adamwHyperparameters(options.adamw),
       sumReplicated: (parameters) => sumReplicatedGradients(shards, parameters, tp, groups.sequenceParallel),
-      codec: f32Codec,
+      codec,
       ddp: options.ddp,
     });
-    return new ParallelEngine(layout, config, device, groups, model, shards, strategy);
+    return new ParallelEngine(layout, config, device, groups, model, shards, strategy, codec);
   }
 
   /** The tokens of a global batch of `batch` rows of `seq` tokens this rank trains. */
@@ -172,6 +183,7 @@ export class ParallelEngine {
 
   dispose(): void {
     this.strategy.dispose();
+    this.codec.dispose();
     this.model.dispose();
   }
 }

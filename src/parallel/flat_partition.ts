@@ -18,7 +18,7 @@ import * as ops from "../tensor/ops/index.ts";
 import { keep, tidy } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { RankFragments, RankState } from "./fragment_map.ts";
-import type { PartitionCodec } from "./partition_codec.ts";
+import type { BlockGather, PartitionCodec } from "./partition_codec.ts";
 import type { FlatGroup } from "./zero_partition.ts";
 
 const F32 = 4;
@@ -89,18 +89,22 @@ export class FlatPartition {
     return this.layout.flatGroups;
   }
 
-  /** The master values of flat group `group`, all-gathered over the data group: [paddedNumel] (tag `tag`). */
-  allGather(group: number, tag: string): Promise<Tensor> {
+  /**
+   * The master values of flat group `group`, all-gathered over the data group: [paddedNumel] (tag
+   * `tag`; `block` says which ZeRO-3 gather it is, for the codec).
+   */
+  allGather(group: number, tag: string, block?: { label: string; pass: "fwd" | "bwd" }): Promise<Tensor> {
     const { start, partNumel } = this.groups[group];
-    return tidy(() => this.codec.allGather(this.data, ops.slice(this.master, [start], [partNumel]), tag));
+    const gather: BlockGather | undefined = block && { group, ...block };
+    return tidy(() => this.codec.allGather(this.data, ops.slice(this.master, [start], [partNumel]), tag, gather));
   }
 
   /**
-   * Reduce-scatters (average over the data group, tag `tag`) the gradients of flat group `group`'s
-   * parameters, given in its order (null counts as zeros), into this rank's part of the partition
-   * gradient. Each flat group is reduced once between steps.
+   * Reduce-scatters (average over the data group, tag `tag`; `label` names ZeRO-3's block) the
+   * gradients of flat group `group`'s parameters, given in its order (null counts as zeros), into
+   * this rank's part of the partition gradient. Each flat group is reduced once between steps.
    */
-  async reduceScatter(group: number, grads: readonly (Tensor | null)[], tag: string): Promise<void> {
+  async reduceScatter(group: number, grads: readonly (Tensor | null)[], tag: string, label?: string): Promise<void> {
     const { names, sizes, numel, paddedNumel, start } = this.groups[group];
     if (this.reduced[group]) throw new RangeError(`zero: flat group ${group} (${names[0]} …) was reduced twice before a step`);
     await tidy(async () => {
@@ -108,7 +112,7 @@ export class FlatPartition {
         ...grads.map((grad, i) => grad ? ops.reshape(grad, [-1]) : this.device.zeros([sizes[i]])),
         ...(paddedNumel > numel ? [this.device.zeros([paddedNumel - numel])] : []),
       ]);
-      const part = await this.codec.reduceScatter(this.data, flat, tag);
+      const part = await this.codec.reduceScatter(this.data, flat, tag, label);
       this.grad ??= keep(this.device.zeros([this.layout.numel]));
       ops.writeRange(this.grad, start, part);
     });

@@ -7,7 +7,7 @@
 //   reduceGradients   after backward: every gradient averaged over the data group (into the partition under ZeRO)
 //   gradSquares       Σ g² of the averaged gradient of this rank's shards, every element counted once over the data group
 //   step, zeroGrad    AdamW on what the rank holds; the gradients freed
-//   memory            bytes of parameters, gradients, optimizer state and gathered blocks
+//   memory            bytes of parameters, gradients, optimizer state, gathered blocks and hpZ's secondary partitions
 //   fragments         where this rank's state lies (its entry of the fragment map)
 //   exportState       the state in fragment-map order; importState puts one back
 
@@ -22,12 +22,16 @@ import type { GradientWeight } from "./flat_partition.ts";
 import type { RankFragments, RankState } from "./fragment_map.ts";
 import type { PartitionCodec } from "./partition_codec.ts";
 
-/** What one rank holds, in bytes; `gathered` is the largest ZeRO-3 working copy of a block's parameters. */
+/**
+ * What one rank holds, in bytes; `gathered` is the largest ZeRO-3 working copy of a block's
+ * parameters, `secondary` ZeRO++'s hpZ partitions (kept from each forward to the next).
+ */
 export interface RankMemory {
   parameters: number;
   gradients: number;
   optimizer: number;
   gathered: number;
+  secondary: number;
 }
 
 export interface Strategy {

@@ -82,7 +82,7 @@ export class ZeroOptimizer implements Strategy {
       parameters += F32 * tensor.size;
       full += F32 * (tensor.grad?.size ?? 0);
     }
-    return { parameters, gradients: full + gradients, optimizer: values + moments, gathered: 0 };
+    return { parameters, gradients: full + gradients, optimizer: values + moments, gathered: 0, secondary: 0 };
   }
 
   exportState(): Promise<RankState> {

@@ -111,7 +111,13 @@ export class Zero3 implements Strategy {
 
   memory(): RankMemory {
     const { values, gradients, moments } = this.partition.bytes();
-    return { parameters: values, gradients, optimizer: moments, gathered: this.largestGathered };
+    return {
+      parameters: values,
+      gradients,
+      optimizer: moments,
+      gathered: this.largestGathered,
+      secondary: this.context.codec.memory(),
+    };
   }
 
   exportState(): Promise<RankState> {
@@ -133,7 +139,7 @@ export class Zero3 implements Strategy {
   private async gathered<T>(g: number, pass: "fwd" | "bwd", fn: () => Promise<T>): Promise<T> {
     const block = this.context.blocks[g];
     await tidy(async () => {
-      const full = await this.partition.allGather(g, `zero3.allgather.${pass}.${block.label}`);
+      const full = await this.partition.allGather(g, `zero3.allgather.${pass}.${block.label}`, { label: block.label, pass });
       let offset = 0;
       for (const slot of block.parameters) {
         const value = ops.reshape(ops.slice(full, [offset], [slot.size]), slot.shape);
@@ -154,7 +160,7 @@ export class Zero3 implements Strategy {
   private async reduceScatterGradients(g: number, block: ModelBlock): Promise<void> {
     this.noteGathered();
     const grads = block.parameters.map((slot) => slot.tensor.grad);
-    await this.partition.reduceScatter(g, grads, `zero3.reducescatter.grads.${block.label}`);
+    await this.partition.reduceScatter(g, grads, `zero3.reducescatter.grads.${block.label}`, block.label);
     for (const slot of block.parameters) {
       slot.tensor.grad?.dispose();
       slot.tensor.grad = null;

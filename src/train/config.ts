@@ -3,7 +3,17 @@
 
 import type { BackendChoice } from "../tensor/device.ts";
 import { type Phi3Config, presetConfig, PRESETS } from "../nn/config.ts";
-import { checkLayoutFits, type ParallelLayout, resolveLayout, type SpImpl, type ZeroStage } from "../parallel/layout.ts";
+import {
+  checkLayoutFits,
+  dataParallelSize,
+  type ParallelLayout,
+  resolveLayout,
+  type SpImpl,
+  worldSize,
+  type ZeroStage,
+} from "../parallel/layout.ts";
+import { COMM_DTYPES, type CommDType } from "../parallel/partition_codec.ts";
+import { NO_ZEROPP, type ZeroppOptions } from "../parallel/zeropp_codec.ts";
 
 export interface TrainConfig {
   /** Model preset: "tiny" or "small" ("phi3-mini" is for arithmetic only and too large to train here). */
@@ -44,6 +54,20 @@ export interface TrainConfig {
   saveEvery?: number;
   /** A checkpoint to go on from (a checkpoint folder, or a save folder whose `latest` is followed). */
   resume?: string;
+  /** ZeRO++ qwZ (DeepSpeed's zero_quantized_weights): ZeRO-3's weight all-gathers move block-quantized weights. */
+  zeroQuantizedWeights?: boolean;
+  /** ZeRO++ hpZ (zero_hpz_partition_size): the ranks per node, whose secondary partition serves the backward gathers; 1 (default) is off. */
+  zeroHpzPartitionSize?: number;
+  /** ZeRO++ qgZ (zero_quantized_gradients): the gradients are averaged by a hierarchical quantized all-to-all. */
+  zeroQuantizedGradients?: boolean;
+  /** All three of ZeRO++, hpZ over each node's ranks. */
+  zeropp?: boolean;
+  /** Width of ZeRO++'s quantized values, 8 or 4 (default: INT8 weights, INT4 gradients). */
+  quantBits?: 4 | 8;
+  /** Elements per quantization block, one f32 scale each (default 2048). */
+  quantBlock?: number;
+  /** The dtype ZeRO-3's partitions travel in where ZeRO++ does not quantize them: "f32" (default) or "f16". */
+  commDtype?: CommDType;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -110,7 +134,71 @@ export function checkTrainConfig(config: TrainConfig): Phi3Config {
   }
   const layout = trainLayout(config);
   asTrainError(() => checkLayoutFits(layout, model, config.batch, config.seq));
+  zeroppOptions(config);
   return model;
+}
+
+/**
+ * The run's ZeRO++ options and comm dtype, checked: they need --zero 3 and a data group that is
+ * the whole world, hpZ's size is the ranks per node, and the quantization settings need a
+ * quantized collective to apply to.
+ */
+export function zeroppOptions(config: TrainConfig): ZeroppOptions {
+  const layout = trainLayout(config);
+  const ranksPerNode = worldSize(layout) / layout.nodes;
+  const commDtype = config.commDtype ?? "f32";
+  if (!COMM_DTYPES.includes(commDtype)) {
+    throw new RangeError(`train: --comm-dtype must be ${COMM_DTYPES.join(" or ")}, got ${JSON.stringify(commDtype)}`);
+  }
+  if (config.quantBits !== undefined && config.quantBits !== 8 && config.quantBits !== 4) {
+    throw new RangeError(`train: --quant-bits must be 8 or 4, got ${config.quantBits}`);
+  }
+  if (config.quantBlock !== undefined) checkInteger("quant-block", config.quantBlock, 1);
+  const given = ([
+    ["zeropp", config.zeropp],
+    ["zero-quantized-weights", config.zeroQuantizedWeights],
+    ["zero-quantized-gradients", config.zeroQuantizedGradients],
+    ["zero-hpz-partition-size", config.zeroHpzPartitionSize],
+    ["quant-bits", config.quantBits],
+    ["quant-block", config.quantBlock],
+    ["comm-dtype", commDtype === "f32" ? undefined : commDtype],
+  ] as const).filter(([, value]) => value !== undefined && value !== false);
+  if (given.length === 0) return { ...NO_ZEROPP };
+  const [flag] = given[0];
+  if (layout.zero !== 3) {
+    throw new RangeError(`train: --${flag} works on ZeRO-3's partitions: it needs --zero 3, got --zero ${layout.zero}`);
+  }
+  if (dataParallelSize(layout) !== worldSize(layout)) {
+    throw new RangeError(
+      `train: --${flag} partitions over the whole world: run it with --tp 1 and Ulysses or no sequence parallelism ` +
+        `(got --tp ${layout.tp} --sp ${layout.sp} --sp-impl ${layout.spImpl})`,
+    );
+  }
+  const hpz = config.zeroHpzPartitionSize ?? (config.zeropp ? ranksPerNode : 1);
+  if (!Number.isInteger(hpz) || (hpz !== 1 && hpz !== ranksPerNode)) {
+    throw new RangeError(
+      `train: --zero-hpz-partition-size must be the ranks per node, ${ranksPerNode} (${worldSize(layout)} ranks over ` +
+        `${layout.nodes} node${layout.nodes > 1 ? "s" : ""}), or 1 to turn hpZ off; got ${hpz}`,
+    );
+  }
+  const quantizedWeights = config.zeroQuantizedWeights ?? config.zeropp ?? false;
+  const quantizedGradients = config.zeroQuantizedGradients ?? config.zeropp ?? false;
+  for (const [name, value] of [["quant-bits", config.quantBits], ["quant-block", config.quantBlock]] as const) {
+    if (value !== undefined && !quantizedWeights && !quantizedGradients) {
+      throw new RangeError(
+        `train: --${name} sets ZeRO++'s quantization: add --zero-quantized-weights, --zero-quantized-gradients or --zeropp`,
+      );
+    }
+  }
+  return {
+    quantizedWeights,
+    hpzPartitionSize: hpz,
+    quantizedGradients,
+    weightBits: config.quantBits ?? NO_ZEROPP.weightBits,
+    gradientBits: config.quantBits ?? NO_ZEROPP.gradientBits,
+    quantBlock: config.quantBlock ?? NO_ZEROPP.quantBlock,
+    commDtype,
+  };
 }
 
 /** The run's parallel layout (every axis 1 unless given), checked on its own. */

@@ -16,7 +16,7 @@ import type { RankMemory } from "../parallel/strategy.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/distributed.ts";
 import { rankFile, stepFolder } from "../checkpoint/save.ts";
 import { runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
-import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
+import { checkTrainConfig, type TrainConfig, trainLayout, zeroppOptions } from "./config.ts";
 
 export interface TrainRankArgs {
   config: TrainConfig;
@@ -65,7 +65,13 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
   const layout = trainLayout(config);
   const start = await runStart(config, modelConfig);
   const ddp = config.bucketCapMb === undefined ? {} : { bucketBytes: Math.round(config.bucketCapMb * 2 ** 20) };
-  const engine = ParallelEngine.create(ctx.comm, ctx.device, modelConfig, { layout, seed: start.seed, adamw: start.adamw, ddp });
+  const engine = ParallelEngine.create(ctx.comm, ctx.device, modelConfig, {
+    layout,
+    seed: start.seed,
+    adamw: start.adamw,
+    ddp,
+    zeropp: zeroppOptions(config),
+  });
   const lrAt = warmupCosine(start.schedule);
   const share = engine.share(config.batch, config.seq);
   let memory: RankMemory | null = null;
