@@ -16,8 +16,9 @@
 //                            all W ranks, divided by W once, in the last dequantize. A world of one
 //                            node skips the inter-node hop, one rank per node the intra-node hop.
 //
-// A NaN or ±Inf in a block reaches every receiver as a NaN scale: all of them refuse it, naming
-// the tag and the sending rank, rather than average garbage.
+// A block holding NaN or ±Inf quantizes to a NaN scale; the rank that would send it refuses,
+// naming the tag and itself, rather than spread garbage (the launcher then stops the world, as for
+// any failed rank).
 
 import type { Comm } from "../comm/collectives.ts";
 import * as ops from "../tensor/ops/index.ts";
@@ -43,8 +44,10 @@ export function quantizedMessageBytes(n: number, tensors: number, spec: QuantSpe
   return tensors * (bytes + 4 * blocks);
 }
 
-async function toHost(quantized: ops.Quantized): Promise<HostQuantized> {
+/** The quantized tensors on the host, to send; a NaN scale is refused, naming `tag` and this rank. */
+async function toSend(quantized: ops.Quantized, group: Comm, spec: QuantSpec, tag: string): Promise<HostQuantized> {
   const [q, scales] = await Promise.all([quantized.q.read(), quantized.scales.read()]);
+  ops.checkScales(scales as Float32Array, spec.block, `${tag}: rank ${group.globalRank}'s values`);
   return { q: q as Uint8Array, scales: scales as Float32Array };
 }
 
@@ -62,10 +65,7 @@ function messages(host: HostQuantized, receivers: number, perReceiver: number, n
   return out;
 }
 
-/**
- * The messages received from `senders` group ranks (`perSender` tensors each), joined sender after
- * sender and uploaded to `device`; a NaN scale is refused, naming `tag` and the sender.
- */
+/** The messages received from every rank of `group` (`perSender` tensors each), joined sender after sender on `device`. */
 function received(
   device: Device,
   payload: Uint8Array,
@@ -73,8 +73,7 @@ function received(
   perSender: number,
   n: number,
   spec: QuantSpec,
-  tag: string,
-): { q: Tensor; scales: Tensor } {
+): ops.Quantized {
   const { bytes, blocks } = tensorSize(n, spec);
   const size = quantizedMessageBytes(n, perSender, spec);
   const q = new Uint8Array(group.size * perSender * bytes);
@@ -82,9 +81,7 @@ function received(
   for (let s = 0; s < group.size; s++) {
     const message = payload.subarray(s * size, (s + 1) * size);
     q.set(message.subarray(0, perSender * bytes), s * perSender * bytes);
-    const sent = new Float32Array(message.slice(perSender * bytes).buffer);
-    ops.checkScales(sent, spec.block, `${tag}: the blocks from rank ${group.ranks[s]}`);
-    scales.set(sent, s * perSender * blocks);
+    scales.set(new Float32Array(message.slice(perSender * bytes).buffer), s * perSender * blocks);
   }
   return { q: device.tensor(q, [q.length], { dtype: "u8" }), scales: device.tensor(scales, [scales.length]) };
 }
@@ -93,9 +90,9 @@ function received(
 export function quantizedAllGather(group: Comm, part: Tensor, spec: QuantSpec, tag: string): Promise<Tensor> {
   const n = part.size;
   return tidy(async () => {
-    const mine = await toHost(ops.quantize(part, spec));
+    const mine = await toSend(ops.quantize(part, spec), group, spec, tag);
     const payload = await group.allGather(messages(mine, 1, 1, n, spec), { tag });
-    const all = received(part.device, payload, group, 1, n, spec, tag);
+    const all = received(part.device, payload, group, 1, n, spec);
     return ops.dequantize(all.q, all.scales, spec, { n, tensors: group.size });
   });
 }
@@ -122,8 +119,8 @@ export function quantizedReduceScatter(world: Comm, flat: Tensor, spec: QuantSpe
     let inputs = 1;
     if (g > 1) {
       const tag = `zeropp.qgz.intra.${label}`;
-      const payload = await node.allToAll(messages(await toHost(sets), g, nodes, c, spec), { tag });
-      sets = received(device, payload, node, nodes, c, spec, tag);
+      const payload = await node.allToAll(messages(await toSend(sets, world, spec, tag), g, nodes, c, spec), { tag });
+      sets = received(device, payload, node, nodes, c, spec);
       inputs = g;
       if (nodes > 1) {
         sets = ops.requantizeSum(sets.q, sets.scales, spec, { n: c, tensors: nodes, inputs });
@@ -132,8 +129,8 @@ export function quantizedReduceScatter(world: Comm, flat: Tensor, spec: QuantSpe
     }
     if (nodes > 1) {
       const tag = `zeropp.qgz.inter.${label}`;
-      const payload = await crossNode.allToAll(messages(await toHost(sets), nodes, 1, c, spec), { tag });
-      sets = received(device, payload, crossNode, 1, c, spec, tag);
+      const payload = await crossNode.allToAll(messages(await toSend(sets, world, spec, tag), nodes, 1, c, spec), { tag });
+      sets = received(device, payload, crossNode, 1, c, spec);
       inputs = nodes;
     }
     return ops.dequantize(sets.q, sets.scales, spec, { n: c, inputs, factor: 1 / world.size });
