@@ -1,19 +1,23 @@
 // The cases of the kernel benchmark: each op as shardlab runs it and as TF.js composes it on
-// WebGPU, with the work one rep does (FLOPs or bytes) and the target it is held to.
+// WebGPU, with the work one rep does (FLOPs or bytes) and the target it is held to. ZeRO++'s block
+// quantization has no TF.js peer (TF.js has no 8- or 4-bit tensors): those cases are held to the
+// copy bound alone.
 
 import { ops, type Tensor } from "../mod.ts";
 import { tf } from "./tfjs.ts";
 
 /**
  * matmul: shardlab ≥ 1.5× TF.js; causalAttention: ≥ 2× TF.js; elementwise: shardlab's bandwidth ≥ 70 %
- * of the adapter's buffer-copy bandwidth.
+ * of the adapter's buffer-copy bandwidth; quantization: ≥ 50 % of it (quantize reads its input
+ * twice, once for the blocks' scales and once to pack, and the bytes count it once).
  */
-export type TargetKind = "matmul" | "causalAttention" | "elementwise";
+export type TargetKind = "matmul" | "causalAttention" | "elementwise" | "quantization";
 
 export const TARGETS: Record<TargetKind, { threshold: number; rule: string }> = {
   matmul: { threshold: 1.5, rule: "shardlab ≥ 1.5× TF.js" },
   causalAttention: { threshold: 2, rule: "shardlab ≥ 2× TF.js" },
   elementwise: { threshold: 0.7, rule: "shardlab ≥ 70% of copy bandwidth" },
+  quantization: { threshold: 0.5, rule: "shardlab ≥ 50% of copy bandwidth" },
 };
 
 export interface KernelCase {
@@ -23,14 +27,16 @@ export interface KernelCase {
   work: number;
   /** Shapes of the random f32 inputs, uploaded identically to both libraries. */
   inputShapes: number[][];
+  /** Turns the random inputs into the op's own, once, outside the timed loop (default: as they are). */
+  prepare?(inputs: Tensor[]): Tensor[];
   shardlab(inputs: Tensor[]): Tensor;
-  /** `constants` are made once per case by tfjsConstants, outside the timed loop. */
-  tfjs(inputs: tf.Tensor[], constants: tf.Tensor[]): tf.Tensor;
+  /** `constants` are made once per case by tfjsConstants, outside the timed loop; absent where TF.js has no peer. */
+  tfjs?(inputs: tf.Tensor[], constants: tf.Tensor[]): tf.Tensor;
   tfjsConstants?: () => tf.Tensor[];
 }
 
 export function isBandwidthCase(kernelCase: KernelCase): boolean {
-  return kernelCase.target === "elementwise";
+  return kernelCase.target === "elementwise" || kernelCase.target === "quantization";
 }
 
 const F32_BYTES = 4;
@@ -128,6 +134,37 @@ function scaleCase(numel: number): KernelCase {
   };
 }
 
+/** Bytes of n elements quantized to `bits` in blocks of `block`: the levels and one f32 scale per block. */
+function quantizedBytes(numel: number, bits: 4 | 8, block: number): number {
+  return (numel * bits) / 8 + F32_BYTES * Math.ceil(numel / block);
+}
+
+/** Bytes counted: the f32 input read once, the levels and scales written. */
+function quantizeCase(numel: number, bits: 4 | 8, block: number): KernelCase {
+  return {
+    name: `quantize INT${bits} ${numel / 2 ** 20}M elements, blocks of ${block}`,
+    target: "quantization",
+    work: numel * F32_BYTES + quantizedBytes(numel, bits, block),
+    inputShapes: [[numel]],
+    shardlab: ([x]) => ops.quantize(x, { bits, block }).q,
+  };
+}
+
+/** Bytes counted: the levels and scales read, the f32 result written. */
+function dequantizeCase(numel: number, bits: 4 | 8, block: number): KernelCase {
+  return {
+    name: `dequantize INT${bits} ${numel / 2 ** 20}M elements, blocks of ${block}`,
+    target: "quantization",
+    work: quantizedBytes(numel, bits, block) + numel * F32_BYTES,
+    inputShapes: [[numel]],
+    prepare: ([x]) => {
+      const { q, scales } = ops.quantize(x, { bits, block });
+      return [q, scales];
+    },
+    shardlab: ([q, scales]) => ops.dequantize(q, scales, { bits, block }, { n: numel }),
+  };
+}
+
 export const KERNEL_CASES: KernelCase[] = [
   matmulCase("matmul 1024×1024×1024", 1024, 1024, 1024),
   matmulCase("matmul qkv [4096,256]×[256,768]", 4096, 256, 768),
@@ -139,4 +176,8 @@ export const KERNEL_CASES: KernelCase[] = [
   rmsNormCase(4096, 1024),
   addCase(16 * 2 ** 20),
   scaleCase(16 * 2 ** 20),
+  quantizeCase(16 * 2 ** 20, 8, 2048),
+  quantizeCase(16 * 2 ** 20, 4, 2048),
+  dequantizeCase(16 * 2 ** 20, 8, 2048),
+  dequantizeCase(16 * 2 ** 20, 4, 2048),
 ];

@@ -103,9 +103,11 @@ async function runCase(
     shape,
     values: randnValues(shape.reduce((a, b) => a * b, 1), 1000 * (index + 1) + i),
   }));
-  const shardlabInputs = hostInputs.map(({ shape, values }) => device.tensor(values, shape));
+  const random = hostInputs.map(({ shape, values }) => device.tensor(values, shape));
+  const shardlabInputs = kernelCase.prepare?.(random) ?? random;
   const tfjsInputs = hostInputs.map(({ shape, values }) => tf.tensor(values, shape));
   const tfjsConstants = kernelCase.tfjsConstants?.() ?? [];
+  const tfjsCase = kernelCase.tfjs;
   const errors: string[] = [];
   const shardlab = await attempt("shardlab", errors, () =>
     timeLeakFree(
@@ -115,18 +117,18 @@ async function runCase(
       () => ctx.sync(),
       reps,
     ));
-  const tfjs = await attempt("TF.js", errors, () =>
+  const tfjs = !tfjsCase ? null : await attempt("TF.js", errors, () =>
     timeLeakFree(
       "TF.js",
       () => tf.memory().numTensors,
-      () => tf.tidy(() => void kernelCase.tfjs(tfjsInputs, tfjsConstants)),
+      () => tf.tidy(() => void tfjsCase(tfjsInputs, tfjsConstants)),
       () => syncTfjs(tfBackend),
       reps,
     ));
   const difference = shardlab && tfjs
     ? await attempt("comparison", errors, () => compareResults(kernelCase, shardlabInputs, tfjsInputs, tfjsConstants))
     : null;
-  shardlabInputs.forEach((t) => t.dispose());
+  new Set([...random, ...shardlabInputs]).forEach((t) => t.dispose());
   tf.dispose([...tfjsInputs, ...tfjsConstants]);
   const result = caseResult(kernelCase, shardlab, tfjs, difference, copy);
   return errors.length ? { ...result, error: errors.join("; ") } : result;
@@ -165,7 +167,7 @@ async function compareResults(
   tfjsConstants: tf.Tensor[],
 ): Promise<Difference> {
   const shardlabOut = kernelCase.shardlab(shardlabInputs);
-  const tfjsOut = tf.tidy(() => kernelCase.tfjs(tfjsInputs, tfjsConstants));
+  const tfjsOut = tf.tidy(() => kernelCase.tfjs!(tfjsInputs, tfjsConstants));
   const actual = (await shardlabOut.read()) as Float32Array;
   const expected = (await tfjsOut.data()) as Float32Array;
   shardlabOut.dispose();
@@ -218,7 +220,9 @@ function caseResult(
       rule: target.rule,
       threshold: target.threshold,
       measured,
-      met: measured !== null && measured >= target.threshold && difference !== null && !difference.wrong,
+      // Held to TF.js's result where TF.js has a peer.
+      met: measured !== null && measured >= target.threshold &&
+        (kernelCase.tfjs ? difference !== null && !difference.wrong : true),
     },
   };
 }

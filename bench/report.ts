@@ -160,7 +160,9 @@ function formatMeasured(c: CaseResult): string {
   if (c.difference?.wrong) return "WRONG result";
   const { kind, measured } = c.target;
   if (measured === null) return "not measured";
-  return kind === "elementwise" ? `${(measured * 100).toFixed(1)}% of copy bandwidth` : `${measured.toFixed(2)}× TF.js`;
+  return kind === "elementwise" || kind === "quantization"
+    ? `${(measured * 100).toFixed(1)}% of copy bandwidth`
+    : `${measured.toFixed(2)}× TF.js`;
 }
 
 export function formatMs(ms: number): string {
