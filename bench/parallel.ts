@@ -17,6 +17,7 @@
 //                    (S−1)/S of it: 4·B·N·h·(S−1)/S
 //    so with N growing as S, Ulysses' per-rank volume tends to a constant while Megatron-SP's grows
 //    with N. S = 1 sends nothing; ratios are to S = 2.
+// 3. ZeRO++ against ZeRO-3 on 2, 4 and 8 simulated nodes (bench/zeropp.ts).
 
 import { launch } from "../src/comm/launch.ts";
 import { DEFAULT_LINKS } from "../src/comm/cost_model.ts";
@@ -35,6 +36,7 @@ import { type StepMetrics, train } from "../src/train/trainer.ts";
 import type { SuiteOptions } from "./kernels.ts";
 import { SCALING_MODEL, type ScalingRankArgs, type ScalingRankResult } from "./parallel_rank.ts";
 import { printScaling, printStrategies } from "./parallel_report.ts";
+import { printZeropp, runZeropp } from "./zeropp.ts";
 import { writeJsonReport } from "./report.ts";
 import { median } from "./timing.ts";
 
@@ -163,6 +165,9 @@ export async function runParallel(options: ParallelOptions): Promise<number> {
   }
   printScaling(scaling, SCALING_MODEL);
 
+  const zeropp = await runZeropp(backend, steps, progress);
+  printZeropp(zeropp);
+
   if (options.json) {
     await writeJsonReport(options.json, "parallel", {
       hardwareConcurrency: navigator.hardwareConcurrency,
@@ -176,11 +181,13 @@ export async function runParallel(options: ParallelOptions): Promise<number> {
       strategies,
       scalingModel: SCALING_MODEL,
       scaling,
+      zeropp,
     });
     progress(`wrote ${options.json}`);
   }
   // A layout that fails while training, or a ledger that disagrees with the analytic volume, fails the suite.
-  return strategies.some((row) => row.error) || scaling.some((row) => !row.exact) ? 1 : 0;
+  const failed = strategies.some((row) => row.error) || scaling.some((row) => !row.exact) || zeropp.rows.some((row) => row.error);
+  return failed ? 1 : 0;
 }
 
 function progress(message: string): void {
