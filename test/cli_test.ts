@@ -76,6 +76,43 @@ Deno.test("cli: train on a parallel layout adds the world's traffic, simulated t
   }
 });
 
+Deno.test("cli: train --zeropp names the techniques, sends fewer bytes than ZeRO-3 and reports hpZ's memory", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".jsonl" });
+  try {
+    const layout = [
+      "--dp",
+      "4",
+      "--nodes",
+      "2",
+      "--zero",
+      "3",
+      "--steps",
+      "2",
+      "--batch",
+      "4",
+      "--seq",
+      "16",
+      "--backend",
+      "cpu",
+    ];
+    const result = await shardlab("train", ...layout, "--zeropp", "--quant-block", "512", "--json", file);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /zero 3 \+ qwZ int8, hpZ 2, qgZ int4 blocks of 512, 2 nodes/);
+    const zeropp = (await Deno.readTextFile(file)).trim().split("\n").map((line) => JSON.parse(line));
+    assert.equal((await shardlab("train", ...layout, "--json", file)).code, 0);
+    const zero3 = (await Deno.readTextFile(file)).trim().split("\n").map((line) => JSON.parse(line));
+    zeropp.forEach((r, i) => {
+      assert.ok(
+        r.commBytes.inter < zero3[i].commBytes.inter / 3,
+        `step ${r.step}: ${r.commBytes.inter} vs ${zero3[i].commBytes.inter}`,
+      );
+      for (const memory of r.memory) assert.ok(memory.secondary > 0, JSON.stringify(memory));
+    });
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
 Deno.test("cli: info --backend cpu describes the device as JSON", async () => {
   const result = await shardlab("info", "--backend", "cpu");
   assert.equal(result.code, 0, result.stderr);
@@ -107,6 +144,13 @@ const BAD_INPUT: [string[], RegExp][] = [
   [["fly"], /unknown command "fly" \(valid: train, ckpt, info, selfcheck\)/],
   [["train", "--save-every", "5"], /--save-every 5 needs --save DIR/],
   [["train", "--save", "x", "--save-every", "0"], /--save-every must be an integer ≥ 1, got 0/],
+  [["train", "--dp", "2", "--zeropp"], /--zeropp works on ZeRO-3's partitions: it needs --zero 3, got --zero 0/],
+  [
+    ["train", "--dp", "4", "--nodes", "2", "--zero", "3", "--zero-hpz-partition-size", "4"],
+    /--zero-hpz-partition-size must be the ranks per node, 2/,
+  ],
+  [["train", "--dp", "2", "--zero", "3", "--zero-quantized-weights", "--quant-bits", "2"], /--quant-bits must be 8 or 4, got 2/],
+  [["train", "--dp", "2", "--zero", "3", "--comm-dtype", "bf16"], /--comm-dtype must be f32 or f16, got "bf16"/],
   [["ckpt", "fold", "x"], /unknown ckpt action "fold" \(valid: inspect, verify, convert\)/],
   [["ckpt", "convert", "x"], /ckpt convert takes SRC and DST, got 1 path\(s\)/],
 ];
