@@ -2,7 +2,8 @@
 // values (known_states.ts), saved distributed into memory and committed, and every rank of every
 // target layout must load exactly the state the same values give it there, bit for bit, by
 // load-time resharding (only the byte ranges it needs). The checkpoint must verify whole; a flipped
-// byte, a truncated or missing file, a torn folder, a later version and another model are named.
+// byte, a truncated or missing file, a torn folder, a later version and another model are named. A
+// missing or torn rank file is read from the replicas other files hold, where there are any.
 
 import assert from "node:assert/strict";
 import { convertCheckpoint } from "../src/checkpoint/convert.ts";
@@ -130,7 +131,10 @@ Deno.test("checkpoint: a flipped byte, a truncated or missing file, a torn folde
 
   const missing = await saved(map);
   missing.files.delete(file);
-  await assert.rejects(openCheckpoint(missing, "run"), new RegExp(`${file}: missing \\(metadata.json lists it\\)`));
+  await assert.rejects(
+    loadRankState(await openCheckpoint(missing, "run"), MODEL, entry, shards),
+    new RegExp(`${rankFile(1)} is missing, and \\d+ piece\\(s\\) of the training state it held exist in no other file`),
+  );
 
   const torn = await saved(map);
   torn.files.delete(`${folder}/metadata.json`);
@@ -233,4 +237,50 @@ Deno.test("convert: replicas that disagree stop the conversion, naming the param
     convertCheckpoint(await openCheckpoint(storage, "run"), storage, "u"),
     /"model\.norm\.weight" fp32 is replicated, but tensor-parallel rank 1's copy differs from rank 0's/,
   );
+});
+
+Deno.test("checkpoint: a missing or torn rank file is read from the replicas other files hold; a piece held nowhere else is named", async () => {
+  const file = `run/${stepFolder(TRAINING.step)}/${rankFile(1)}`;
+  const damage = {
+    missing: (storage: MemoryStorage) => storage.files.delete(file),
+    torn: (storage: MemoryStorage) => storage.files.set(file, storage.files.get(file)!.slice(0, 1000)),
+  };
+  // DDP: every fragment has a copy on the other data-parallel ranks (with tp 2, rank 1's on rank 3).
+  for (const source of [{ dp: 2 }, { dp: 2, tp: 2 }]) {
+    for (const [how, spoil] of Object.entries(damage)) {
+      const storage = await saved(await mapOf(source));
+      spoil(storage);
+      const checkpoint = await openCheckpoint(storage, "run");
+      assert.deepEqual([...checkpoint.damaged.keys()], [rankFile(1)], `${how}: set aside`);
+      for (const target of [{}, { dp: 3, zero: 3 }, { tp: 2 }] as Partial<ParallelLayout>[]) {
+        const map = await mapOf(target);
+        const expected = statesFrom(map, knownValues(map), TRAINING.step);
+        for (const entry of map.ranks) {
+          const shards = new Map(map.parameters.map((p) => [p.name, p.shards[entry.tensorParallelRank]]));
+          const state = await loadRankState(checkpoint, MODEL, entry, shards);
+          const what = `${JSON.stringify(source)}, rank 1's file ${how} → ${JSON.stringify(target)} rank ${entry.rank}`;
+          assert.deepEqual(state.fp32, expected[entry.rank].fp32, `${what}: fp32`);
+          assert.deepEqual(state.expAvgSq, expected[entry.rank].expAvgSq, `${what}: exp_avg_sq`);
+        }
+      }
+      await assert.rejects(convertCheckpoint(checkpoint, new MemoryStorage(), "u"), /needs every file whole/);
+      assert.ok((await verifyCheckpoint(checkpoint)).some((problem) => problem.includes(rankFile(1))), "verify names it");
+    }
+  }
+  // ZeRO partitions the optimizer state: rank 1's part of it is in rank 1's file only.
+  for (const source of [{ dp: 2, zero: 1 }, { dp: 2, zero: 3 }] as const) {
+    const storage = await saved(await mapOf(source));
+    damage.missing(storage);
+    const map = await mapOf({});
+    const shards = new Map(map.parameters.map((p) => [p.name, p.shards[0]]));
+    await assert.rejects(
+      loadRankState(await openCheckpoint(storage, "run"), MODEL, map.ranks[0], shards),
+      new RegExp(
+        `${rankFile(1)} is missing, and \\d+ piece\\(s\\) .* exist in no other file: "model\\.[a-z_.0-9]+" elements ` +
+          `\\[\\d+, \\d+\\) of tp shard 0 \\(fp32, exp_avg, exp_avg_sq; only in ${
+            rankFile(1)
+          }, a ZeRO-${source.zero} partition\\)`,
+      ),
+    );
+  }
 });

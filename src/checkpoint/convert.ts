@@ -13,7 +13,7 @@ import { type CheckpointPatterns, PHI3_CHECKPOINT_PATTERNS } from "../nn/checkpo
 import type { StateKey } from "../parallel/fragment_map.ts";
 import { sizeOf } from "../tensor/shape.ts";
 import { CheckpointError } from "./errors.ts";
-import type { Checkpoint } from "./load.ts";
+import { type Checkpoint, requireWhole } from "./load.ts";
 import { CHECKPOINT_FORMAT, type CheckpointMetadata, type FileRecord } from "./metadata.ts";
 import { checkRule, matchPatterns, type Rule } from "./patterns.ts";
 import { encodeHeader } from "./safetensors.ts";
@@ -40,6 +40,7 @@ export async function convertCheckpoint(
 ): Promise<ConvertReport> {
   const { metadata } = source;
   if (metadata.kind !== "distributed") throw new CheckpointError(`${source.folder} is already universal`);
+  requireWhole(source);
   const rules = matchPatterns(patterns, metadata.model, metadata.parameters.map((p) => p.name));
   for (const { name, meaning } of metadata.parameters) checkRule(name, rules.get(name)!, meaning, metadata.model);
 

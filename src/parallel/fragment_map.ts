@@ -170,15 +170,36 @@ export interface StateValues {
 const STATE_KEYS = ["fp32", "expAvg", "expAvgSq"] as const;
 export type StateKey = typeof STATE_KEYS[number];
 
-/** One replica of every fragment of parameter `name`: the first rank that holds it, in rank order. */
-export function heldFragments(map: FragmentMap, name: string): { rank: number; fragment: Fragment }[] {
+/**
+ * One replica of every fragment of parameter `name`: the first rank that holds it, in rank order,
+ * among the ranks `usable` accepts (all by default). A fragment no usable rank holds is left out:
+ * lostFragments names those.
+ */
+export function heldFragments(
+  map: FragmentMap,
+  name: string,
+  usable: (rank: number) => boolean = () => true,
+): { rank: number; fragment: Fragment }[] {
   const held: { rank: number; fragment: Fragment }[] = [];
   for (const entry of map.ranks) {
     for (const fragment of entry.fragments) {
-      if (fragment.name === name && fragment.replicas[0] === entry.rank) held.push({ rank: entry.rank, fragment });
+      if (fragment.name === name && fragment.replicas.find(usable) === entry.rank) held.push({ rank: entry.rank, fragment });
     }
   }
   return held;
+}
+
+/** The fragments of parameter `name` that no rank `usable` accepts holds, each once (from its first replica's entry). */
+export function lostFragments(
+  map: FragmentMap,
+  name: string,
+  usable: (rank: number) => boolean,
+): { rank: number; fragment: Fragment }[] {
+  return map.ranks.flatMap((entry) =>
+    entry.fragments
+      .filter((fragment) => fragment.name === name && fragment.replicas[0] === entry.rank && !fragment.replicas.some(usable))
+      .map((fragment) => ({ rank: entry.rank, fragment }))
+  );
 }
 
 /**
