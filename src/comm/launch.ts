@@ -57,6 +57,8 @@ export type LaunchResult<T = unknown> = RankResult<T>[] & { traffic: Traffic };
 const BACKENDS: BackendChoice[] = ["auto", "webgpu", "cpu"];
 /** How long the launcher collects timeout reports before naming the rank they point at. */
 const WAIT_REPORT_GRACE_MS = 1_000;
+/** How long a failed launch waits for the other ranks to leave their collectives before stopping them. */
+const SETTLE_GRACE_MS = 1_000;
 
 type CheckedOptions = Required<Pick<LaunchOptions, "ranks" | "ranksPerNode" | "args" | "backend">> & {
   entry: string;
@@ -119,6 +121,8 @@ class RankHandle {
   private readonly worker: Worker;
   private readonly events = new MessageChannel();
   private readonly stopWatchingExit = new AbortController();
+  /** Settles once the rank's entry has returned or thrown (never for a rank that exited or hangs). */
+  readonly finished: Promise<void>;
 
   constructor(readonly rank: number, options: CheckedOptions, world: World, launchId: string, watch: RankWatch) {
     this.worker = new Worker(options.workerUrl, { type: "module", name: `rank ${rank}` });
@@ -132,9 +136,11 @@ class RankHandle {
     );
     const sink: EventSink = { emit: (event) => options.onEvent?.({ rank, event }) };
     Comlink.expose(sink, this.events.port1);
-    this.start(options, world.memory, `shardlab.launch.${launchId}.rank.${rank}`, watch).catch((error: Error) => {
-      watch.failed(rank, { name: error.name, summary: `the launcher lost contact with the rank: ${error.message}` });
-    });
+    this.finished = this.start(options, world.memory, `shardlab.launch.${launchId}.rank.${rank}`, watch).catch(
+      (error: Error) => {
+        watch.failed(rank, { name: error.name, summary: `the launcher lost contact with the rank: ${error.message}` });
+      },
+    );
   }
 
   private async start(options: CheckedOptions, world: WebAssembly.Memory, lockName: string, watch: RankWatch): Promise<void> {
@@ -190,7 +196,15 @@ export async function launch<T = unknown>(options: LaunchOptions): Promise<Launc
     const results = outcomes.map(({ value }, rank) => ({ rank, value }));
     return Object.assign(results, { traffic: mergeLedgers(outcomes.map(({ ledger }) => ledger)) });
   } catch (error) {
-    if (error instanceof RankFailedError) world.abort(error.rank, error.failure);
+    if (error instanceof RankFailedError) {
+      world.abort(error.rank, error.failure);
+      // The others now leave their pending collectives; what each sent before (its events) arrives
+      // before its outcome, so wait for their outcomes, a while at most (a rank may never answer).
+      let grace: ReturnType<typeof setTimeout> | undefined;
+      const graceOver = new Promise<void>((resolve) => grace = setTimeout(resolve, SETTLE_GRACE_MS));
+      await Promise.race([Promise.allSettled(ranks.map((rank) => rank.finished)), graceOver]);
+      clearTimeout(grace);
+    }
     throw error;
   } finally {
     for (const rank of ranks) rank.stop();
