@@ -34,7 +34,7 @@ export {
   shapeOnly,
 } from "./src/nn/parameter.ts";
 export { deriveSeed } from "./src/nn/seed.ts";
-export { generate, type GenerateOptions } from "./src/nn/generate.ts";
+export { generate, GENERATE_DEFAULTS, type GenerateOptions } from "./src/nn/generate.ts";
 export { charTokenizer } from "./src/data/tokenizer.ts";
 export {
   type Batch,
@@ -51,7 +51,10 @@ export { warmupCosine, type WarmupCosineOptions } from "./src/optim/schedule.ts"
 export { clipScale, globalGradNorm } from "./src/optim/clip.ts";
 export { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./src/train/config.ts";
 export { type StepMetrics, train, Trainer } from "./src/train/trainer.ts";
-export { type ParallelRun, trainParallel } from "./src/train/parallel_run.ts";
+export { type ParallelRun, type ParallelRunOptions, trainParallel } from "./src/train/parallel_run.ts";
+export { type ElasticEvent, type ElasticOptions, type ElasticRun, trainElastic } from "./src/train/elastic.ts";
+export { ElasticError, type SurvivingLayout, survivingLayout } from "./src/train/elastic_layout.ts";
+export { FAILURE_KINDS, type FailureKind, parseFailures, type PlannedFailure } from "./src/train/rank_failures.ts";
 
 // Ranks as workers, their collectives and the traffic they cause.
 export { launch, type LaunchOptions, type LaunchResult, type RankEvent, type RankResult } from "./src/comm/launch.ts";
@@ -132,3 +135,17 @@ export {
   type TrainingRecord,
 } from "./src/checkpoint/metadata.ts";
 export { type CheckpointPatterns, PHI3_CHECKPOINT_PATTERNS } from "./src/nn/checkpoint_patterns.ts";
+
+// Hugging Face interchange: export a checkpoint for transformers, start a run from its weights, load a model to generate from.
+export {
+  exportHuggingFace,
+  HF_CONFIG_FILE,
+  HF_GENERATION_CONFIG_FILE,
+  HF_MODEL_FILE,
+  type HfExportReport,
+} from "./src/checkpoint/hf_export.ts";
+export { checkHfModel, type HfModel, openHfModel, readHfTensor, readInitState } from "./src/checkpoint/hf_import.ts";
+export { checkHfConfig, hfConfig, hfGenerationConfig, phi3ConfigFromHf, TORCH_DTYPES } from "./src/checkpoint/hf_config.ts";
+export { decodeFloats, encodeFloats, FLOAT_DTYPES, type FloatDType } from "./src/checkpoint/float_encoding.ts";
+export { checkedParameterValue, type ParameterValue } from "./src/checkpoint/parameter_value.ts";
+export { type LoadedModel, loadModel } from "./src/checkpoint/load_model.ts";

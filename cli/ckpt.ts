@@ -1,20 +1,28 @@
-// `shardlab ckpt inspect|verify|convert`: look into a checkpoint, check it whole, or make it universal.
+// `shardlab ckpt inspect|verify|convert|export`: look into a checkpoint, check it whole, make it
+// universal, or export it for Hugging Face transformers.
 
 import { parseArgs } from "node:util";
 import { convertCheckpoint } from "../src/checkpoint/convert.ts";
+import { exportHuggingFace } from "../src/checkpoint/hf_export.ts";
+import type { FloatDType } from "../src/checkpoint/float_encoding.ts";
 import { CheckpointError } from "../src/checkpoint/errors.ts";
 import { type Checkpoint, openCheckpoint } from "../src/checkpoint/load.ts";
 import { verifyCheckpoint } from "../src/checkpoint/verify.ts";
 import { storageAt } from "../src/train/checkpointing.ts";
 import { UsageError } from "./usage.ts";
 
-export const CKPT_USAGE = `usage: shardlab ckpt <inspect|verify|convert> ...
+export const CKPT_USAGE = `usage: shardlab ckpt <inspect|verify|convert|export> ...
 
   shardlab ckpt inspect PATH [--json]   layout, step, model, and every rank's file: pieces, elements, bytes
   shardlab ckpt verify PATH             every file's size and SHA-256, every parameter's checksums;
                                         exit 0 when whole, 1 naming what is not
   shardlab ckpt convert SRC DST         the universal form of SRC in DST: every parameter whole in
                                         fp32.safetensors, exp_avg.safetensors, exp_avg_sq.safetensors
+  shardlab ckpt export PATH --hf OUT [--dtype f32|f16|bf16]
+                                        a folder that Hugging Face transformers loads with
+                                        Phi3ForCausalLM.from_pretrained(OUT): config.json,
+                                        model.safetensors, generation_config.json; weights in f32
+                                        (default), or f16 or bf16 rounded to nearest even
 
 PATH and SRC: a checkpoint folder, or a save folder (its latest is followed).
 `;
@@ -23,18 +31,23 @@ export async function ckptCommand(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
   let parsed;
   try {
-    parsed = parseArgs({ args: rest, allowPositionals: true, options: { json: { type: "boolean", default: false } } });
+    parsed = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: { json: { type: "boolean", default: false }, hf: { type: "string" }, dtype: { type: "string" } },
+    });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
   const paths = parsed.positionals;
   const wanted = action === "convert" ? 2 : 1;
-  if (!["inspect", "verify", "convert"].includes(action)) {
-    throw new UsageError(`unknown ckpt action ${JSON.stringify(action)} (valid: inspect, verify, convert)`);
+  if (!["inspect", "verify", "convert", "export"].includes(action)) {
+    throw new UsageError(`unknown ckpt action ${JSON.stringify(action)} (valid: inspect, verify, convert, export)`);
   }
   if (paths.length !== wanted) {
     throw new UsageError(`ckpt ${action} takes ${wanted === 2 ? "SRC and DST" : "one PATH"}, got ${paths.length} path(s)`);
   }
+  const dtype = exportOptions(action, parsed.values);
   try {
     const checkpoint = await openCheckpoint(storageAt(paths[0]), "");
     if (action === "inspect") return inspect(checkpoint, paths[0], parsed.values.json);
@@ -44,9 +57,19 @@ export async function ckptCommand(argv: string[]): Promise<number> {
       console.log(problems.length === 0 ? `✓ ${paths[0]}: every file and parameter checks out` : `${problems.length} problem(s)`);
       return problems.length === 0 ? 0 : 1;
     }
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
+    if (action === "export") {
+      const out = parsed.values.hf!;
+      const report = await exportHuggingFace(checkpoint, storageAt(out), "", dtype);
+      console.log(
+        `exported ${paths[0]} to ${out} for Hugging Face (Phi3ForCausalLM, ${dtype}): ${report.parameters} parameters, ` +
+          `${mib(report.bytes)} of model.safetensors in ${report.seconds.toFixed(2)} s; held at most ${mib(report.peakBytes)} ` +
+          `of parameter data (the largest parameter is ${mib(report.largestParameterBytes)} in f32)`,
+      );
+      return 0;
+    }
     const started = performance.now();
     const report = await convertCheckpoint(checkpoint, storageAt(paths[1]), "");
-    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(2)} MiB`;
     console.log(
       `wrote ${paths[1]}: ${report.parameters} parameters × 3 states, ${mib(report.bytes)} in ${
         ((performance.now() - started) / 1000).toFixed(2)
@@ -59,6 +82,21 @@ export async function ckptCommand(argv: string[]): Promise<number> {
     console.error(`shardlab: ${error.message}`);
     return 1;
   }
+}
+
+/** The dtype `ckpt export` writes (checked with --hf), refusing its options on the other actions. */
+function exportOptions(action: string, values: { hf?: string; dtype?: string }): FloatDType {
+  if (action !== "export") {
+    const given = (["hf", "dtype"] as const).find((option) => values[option] !== undefined);
+    if (given) throw new UsageError(`--${given} is an option of ckpt export, not of ckpt ${action}`);
+    return "F32";
+  }
+  if (values.hf === undefined || values.hf.trim() === "") {
+    throw new UsageError("ckpt export needs --hf OUT (the folder to write)");
+  }
+  const dtype = values.dtype ?? "f32";
+  if (!["f32", "f16", "bf16"].includes(dtype)) throw new UsageError(`--dtype must be f32, f16 or bf16, got "${dtype}"`);
+  return dtype.toUpperCase() as FloatDType;
 }
 
 function inspect({ folder, metadata }: Checkpoint, path: string, json: boolean): number {

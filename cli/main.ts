@@ -5,6 +5,7 @@ import { createDevice } from "../mod.ts";
 import type { BackendChoice } from "../src/tensor/device.ts";
 import { selfcheck } from "./selfcheck.ts";
 import { CKPT_USAGE, ckptCommand } from "./ckpt.ts";
+import { GENERATE_USAGE, generateCommand } from "./generate.ts";
 import { TRAIN_USAGE, trainCommand } from "./train.ts";
 import { UsageError } from "./usage.ts";
 
@@ -12,7 +13,8 @@ const USAGE = `usage: shardlab <command> [options]
 
 commands:
   train       train a Phi-3-style model on the procedural corpus (shardlab train --help)
-  ckpt        inspect, verify or convert a checkpoint (shardlab ckpt --help)
+  ckpt        inspect, verify, convert or export a checkpoint (shardlab ckpt --help)
+  generate    print text a checkpoint or an exported model writes after a prompt (shardlab generate --help)
   info        print the runtime, adapter, limits and features, and the backend chosen
   selfcheck   run one op of every kernel family on the chosen backend against the CPU reference
 
@@ -20,7 +22,7 @@ options of info and selfcheck:
   --backend auto|webgpu|cpu   (default auto: WebGPU when an adapter exists, otherwise CPU)
 `;
 
-const COMMANDS = ["train", "ckpt", "info", "selfcheck"];
+const COMMANDS = ["train", "ckpt", "generate", "info", "selfcheck"];
 const BACKENDS = ["auto", "webgpu", "cpu"];
 
 /** The --backend option of info and selfcheck. */
@@ -44,7 +46,8 @@ async function info(backend: BackendChoice): Promise<number> {
 }
 
 function usageOf(command: string): string {
-  return command === "train" ? TRAIN_USAGE : command === "ckpt" ? CKPT_USAGE : USAGE;
+  const usages: Record<string, string> = { train: TRAIN_USAGE, ckpt: CKPT_USAGE, generate: GENERATE_USAGE };
+  return usages[command] ?? USAGE;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -63,6 +66,8 @@ async function main(argv: string[]): Promise<number> {
         return await trainCommand(rest);
       case "ckpt":
         return await ckptCommand(rest);
+      case "generate":
+        return await generateCommand(rest);
       case "info":
         return await info(parseBackend(rest));
       case "selfcheck":

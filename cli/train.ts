@@ -10,10 +10,14 @@ import { checkTrainConfig, DEFAULT_TRAIN_CONFIG, type TrainConfig, trainLayout, 
 import type { CommDType } from "../src/parallel/partition_codec.ts";
 import type { ZeroppOptions } from "../src/parallel/zeropp_codec.ts";
 import { trainParallel } from "../src/train/parallel_run.ts";
+import { type ElasticEvent, trainElastic } from "../src/train/elastic.ts";
+import { ElasticError } from "../src/train/elastic_layout.ts";
+import { parseFailures, type PlannedFailure } from "../src/train/rank_failures.ts";
+import { RankFailedError } from "../src/comm/errors.ts";
 import { type StepMetrics, Trainer } from "../src/train/trainer.ts";
 import { CheckpointError } from "../src/checkpoint/errors.ts";
 import { openCheckpoint } from "../src/checkpoint/load.ts";
-import { storageAt } from "../src/train/checkpointing.ts";
+import { runStart, storageAt } from "../src/train/checkpointing.ts";
 import { UsageError } from "./usage.ts";
 
 export const TRAIN_USAGE = `usage: shardlab train [options]
@@ -54,6 +58,13 @@ checkpoints (any layout resumes on any other):
   --save-every N             save every N steps as well as at the end (default: at the end)
   --resume PATH              go on from a checkpoint folder, or from DIR/latest; the checkpoint's seed,
                              learning-rate schedule, AdamW settings and clipping are kept, --steps is the end
+  --init-from PATH           start a new run (step 0, fresh AdamW moments, this run's seed and schedule)
+                             from a model folder written by ckpt export --hf, or a .safetensors file with
+                             the model's Hugging Face names and shapes (F32, F16 or BF16)
+  --elastic                  when a rank fails, go on from the last checkpoint on the best layout the
+                             surviving ranks fit (tp and sp kept where they fit, dp shrunk first);
+                             needs --save. For tests and demos, SHARDLAB_FAIL_RANKS=RANK@STEP[:HOW],…
+                             makes ranks fail on purpose (HOW: throw, exit, hang, save)
 `;
 
 /** Reads a numeric option, naming it when the text is not a number. */
@@ -95,6 +106,8 @@ function parseTrainArgs(
         save: { type: "string" },
         "save-every": { type: "string" },
         resume: { type: "string" },
+        "init-from": { type: "string" },
+        elastic: { type: "boolean" },
         "zero-quantized-weights": { type: "boolean" },
         "zero-hpz-partition-size": { type: "string" },
         "zero-quantized-gradients": { type: "boolean" },
@@ -127,6 +140,8 @@ function parseTrainArgs(
     save: v.save,
     saveEvery: optionalNumber("save-every", v["save-every"]),
     resume: v.resume,
+    initFrom: v["init-from"],
+    elastic: v.elastic,
     zeroQuantizedWeights: v["zero-quantized-weights"],
     zeroHpzPartitionSize: optionalNumber("zero-hpz-partition-size", v["zero-hpz-partition-size"]),
     zeroQuantizedGradients: v["zero-quantized-gradients"],
@@ -161,16 +176,20 @@ function progressLine(m: StepMetrics, steps: number, floor: number, barWidth: nu
 
 export async function trainCommand(argv: string[]): Promise<number> {
   const { config, modelConfig, layout, json, sample } = parseTrainArgs(argv);
+  const failures = plannedFailures();
   const world = worldSize(layout);
   let trainer: Trainer | null = null;
-  let startStep = 0;
   try {
     if (config.resume) {
       const checkpoint = await openCheckpoint(storageAt(config.resume), "");
       const { training, layout: saved } = checkpoint.metadata;
-      startStep = training.step;
       const where = checkpoint.folder ? `${config.resume}/${checkpoint.folder}` : config.resume;
-      console.log(`resuming from ${where} at step ${startStep} (saved on ${describeLayout(saved)})`);
+      console.log(`resuming from ${where} at step ${training.step} (saved on ${describeLayout(saved)})`);
+    }
+    if (config.initFrom) {
+      const { initFrom } = await runStart(config, modelConfig);
+      const dtypes = [...new Set([...initFrom!.header.tensors.values()].map(({ dtype }) => dtype))].join(", ");
+      console.log(`initializing from ${initFrom!.where} (${dtypes}): step 0, AdamW's moments zero`);
     }
     trainer = world === 1 ? await Trainer.create(config) : null;
   } catch (error) {
@@ -198,12 +217,26 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const started = performance.now();
   const recentLosses: number[] = [];
   const lines: string[] = [];
-  const report = (m: StepMetrics) => {
+  let stepsTrained = 0;
+  const report = (m: StepMetrics, attempt?: number) => {
+    stepsTrained++;
     recentLosses.push(m.loss);
     if (recentLosses.length > 10) recentLosses.shift();
     if (jsonFile) {
       const { step, loss, lr, gradNorm, tokensPerSec, deviceBytes, floor: batchFloor, commBytes, simTime, memory } = m;
-      const record = { step, loss, lr, gradNorm, tokensPerSec, deviceBytes, floor: batchFloor, commBytes, simTime, memory };
+      const record = {
+        step,
+        loss,
+        lr,
+        gradNorm,
+        tokensPerSec,
+        deviceBytes,
+        floor: batchFloor,
+        commBytes,
+        simTime,
+        memory,
+        attempt,
+      };
       lines.push(JSON.stringify(record));
     }
     if (live) {
@@ -221,13 +254,27 @@ export async function trainCommand(argv: string[]): Promise<number> {
   try {
     if (trainer) {
       while (!trainer.done) report(await trainer.step());
+    } else if (config.elastic) {
+      const onFailure = (event: ElasticEvent) => {
+        if (live) console.log();
+        for (const line of describeFailure(event)) console.log(line);
+        if (jsonFile) lines.push(JSON.stringify({ event: "rank-failed", ...event }));
+      };
+      const run = await trainElastic(config, { onStep: report, onFailure, failures });
+      if (live) console.log();
+      if (run.events.length > 0) {
+        const lost = run.events.reduce((sum, event) => sum + event.stepsLost, 0);
+        console.log(
+          `elastic: ${run.events.length} failure${run.events.length > 1 ? "s" : ""}, ${lost} step${lost === 1 ? "" : "s"} ` +
+            `trained again; finished on ${describeLayout(trainLayout(run.config))}`,
+        );
+      }
     } else {
-      await trainParallel(config, report);
+      await trainParallel(config, report, { failures });
     }
-    if (jsonFile) await jsonFile.write(encoder.encode(lines.map((line) => line + "\n").join("")));
     if (live) console.log();
     const seconds = (performance.now() - started) / 1000;
-    const tokens = (config.steps - startStep) * config.batch * config.seq;
+    const tokens = stepsTrained * config.batch * config.seq;
     const finalLoss = recentLosses.reduce((a, b) => a + b, 0) / recentLosses.length;
     console.log(
       `done in ${seconds.toFixed(1)} s (${formatRate(tokens / seconds)} tok/s): final loss ${finalLoss.toFixed(3)} ` +
@@ -241,11 +288,48 @@ export async function trainCommand(argv: string[]): Promise<number> {
       console.log('\nsamples (each started from "the "):');
       for (const text of await trainer.sample("the ", 3, 120)) console.log(`  ${text.replaceAll("\n", "\n  ")}\n`);
     }
+  } catch (error) {
+    if (error instanceof ElasticError) {
+      console.error(`\nshardlab: ${error.message}`);
+      return 2;
+    }
+    if (!(error instanceof RankFailedError)) throw error;
+    console.error(`\nshardlab: ${error.message.split("\n")[0]}\n(with --elastic and --save the run goes on without it)`);
+    return 1;
   } finally {
-    jsonFile?.close();
+    // Every step trained is written, also when the run stops early.
+    if (jsonFile) {
+      await jsonFile.write(encoder.encode(lines.map((line) => line + "\n").join("")));
+      jsonFile.close();
+    }
     trainer?.dispose();
   }
   return 0;
+}
+
+/** The failures SHARDLAB_FAIL_RANKS plans, for tests and demos (src/train/rank_failures.ts). */
+function plannedFailures(): PlannedFailure[] {
+  const text = Deno.env.get("SHARDLAB_FAIL_RANKS");
+  if (!text) return [];
+  try {
+    return parseFailures(text);
+  } catch (error) {
+    throw new UsageError(`SHARDLAB_FAIL_RANKS: ${(error as Error).message}`);
+  }
+}
+
+/** What happened when a rank failed and how the run goes on, in a few lines. */
+function describeFailure(event: ElasticEvent): string[] {
+  const { failedRank, failure, cause, lastStep, resumedFrom, resumedStep, oldLayout, newLayout, stepsLost, notes } = event;
+  const lost = stepsLost > 0 ? ` (${resumedStep + 1}–${lastStep})` : "";
+  const failed = `rank ${failedRank} failed after step ${lastStep} (${failure}): ${cause.split("\n")[0]}`;
+  if (!newLayout) return [failed];
+  return [
+    failed,
+    `elastic: going on from ${resumedFrom ?? "the start (no checkpoint was committed yet)"} at step ${resumedStep}`,
+    `         layout ${describeLayout(oldLayout)} → ${describeLayout(newLayout)}${notes.length ? `; ${notes.join("; ")}` : ""}`,
+    `         ${stepsLost} step${stepsLost === 1 ? "" : "s"} lost${lost}`,
+  ];
 }
 
 /** ZeRO++'s techniques and the comm dtype in words, after "zero 3" ("" for plain f32 ZeRO). */

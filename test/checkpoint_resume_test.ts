@@ -133,7 +133,7 @@ Deno.test("resume: a rank that dies while writing its file leaves the previous c
   const folder = `${root}/crash`;
   const config: TrainConfig = { ...BASE, dp: 2, zero: 1, save: folder, saveEvery: 3 };
   await assert.rejects(
-    launch({ ranks: 2, entry: ENTRY, args: { config, crashDuringSave: { rank: 1, step: 6 } }, backend: "cpu" }),
+    launch({ ranks: 2, entry: ENTRY, args: { config, failures: [{ rank: 1, step: 6, how: "save" }] }, backend: "cpu" }),
     /rank 1 died while writing its checkpoint file after step 6/,
   );
   assert.equal(await Deno.readTextFile(`${folder}/latest`), "step-00000003", "latest still names step 3");

@@ -3,19 +3,7 @@
 // every kind of bad input.
 
 import assert from "node:assert/strict";
-
-const MAIN = new URL("../cli/main.ts", import.meta.url).pathname;
-
-async function shardlab(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    env: { XDG_RUNTIME_DIR: "/tmp" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  return { code: output.code, stdout: decode(output.stdout), stderr: decode(output.stderr) };
-}
+import { shardlab } from "./cli_run.ts";
 
 Deno.test("cli: train --json writes one record per step with the documented fields", async () => {
   const file = await Deno.makeTempFile({ suffix: ".jsonl" });
@@ -141,7 +129,7 @@ const BAD_INPUT: [string[], RegExp][] = [
   [["train", "--dp", "2", "--sample"], /--sample generates on one rank/],
   [["train", "--dp", "2", "--bucket-cap-mb", "0"], /--bucket-cap-mb must be a positive number of MiB, got 0/],
   [["info", "--backend", "tpu"], /unknown backend "tpu"/],
-  [["fly"], /unknown command "fly" \(valid: train, ckpt, info, selfcheck\)/],
+  [["fly"], /unknown command "fly" \(valid: train, ckpt, generate, info, selfcheck\)/],
   [["train", "--save-every", "5"], /--save-every 5 needs --save DIR/],
   [["train", "--save", "x", "--save-every", "0"], /--save-every must be an integer ≥ 1, got 0/],
   [["train", "--dp", "2", "--zeropp"], /--zeropp works on ZeRO-3's partitions: it needs --zero 3, got --zero 0/],
@@ -151,7 +139,7 @@ const BAD_INPUT: [string[], RegExp][] = [
   ],
   [["train", "--dp", "2", "--zero", "3", "--zero-quantized-weights", "--quant-bits", "2"], /--quant-bits must be 8 or 4, got 2/],
   [["train", "--dp", "2", "--zero", "3", "--comm-dtype", "bf16"], /--comm-dtype must be f32 or f16, got "bf16"/],
-  [["ckpt", "fold", "x"], /unknown ckpt action "fold" \(valid: inspect, verify, convert\)/],
+  [["ckpt", "fold", "x"], /unknown ckpt action "fold" \(valid: inspect, verify, convert, export\)/],
   [["ckpt", "convert", "x"], /ckpt convert takes SRC and DST, got 1 path\(s\)/],
 ];
 

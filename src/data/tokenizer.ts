@@ -36,6 +36,16 @@ export const charTokenizer = {
     return ids;
   },
 
+  /** Every character of `text` outside the vocabulary, each described with its code point and position (none: encode takes it). */
+  unknownCharacters(text: string): string[] {
+    const unknown: string[] = [];
+    for (let i = 0; i < text.length; i += String.fromCodePoint(text.codePointAt(i)!).length) {
+      const code = text.charCodeAt(i);
+      if (code >= 128 || ID_OF_CODE[code] < 0) unknown.push(describeCharacter(text, i));
+    }
+    return unknown;
+  },
+
   decode(ids: ArrayLike<number>): string {
     let text = "";
     for (let i = 0; i < ids.length; i++) {

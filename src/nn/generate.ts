@@ -13,6 +13,9 @@ export interface GenerateOptions {
   seed: number;
 }
 
+/** What `shardlab generate` and an exported model's generation_config.json use unless told otherwise. */
+export const GENERATE_DEFAULTS: Readonly<GenerateOptions> = { maxNewTokens: 200, temperature: 0.8, seed: 0 };
+
 /** The maxNewTokens tokens that follow promptIds (the prompt itself is not repeated). */
 export async function generate(model: Phi3ForCausalLM, promptIds: Int32Array, options: GenerateOptions): Promise<Int32Array> {
   const { maxNewTokens, temperature, seed } = options;

@@ -54,6 +54,14 @@ export interface TrainConfig {
   saveEvery?: number;
   /** A checkpoint to go on from (a checkpoint folder, or a save folder whose `latest` is followed). */
   resume?: string;
+  /**
+   * A new run's starting weights: a Hugging Face model folder (config.json and model.safetensors, as
+   * `ckpt export --hf` writes) or a .safetensors file with the model's names and shapes. The run
+   * starts at step 0 with AdamW's moments zero and its own seed and schedule.
+   */
+  initFrom?: string;
+  /** When a rank fails, go on from the last checkpoint on a layout the surviving ranks fit (elastic.ts); needs `save`. */
+  elastic?: boolean;
   /** ZeRO++ qwZ (DeepSpeed's zero_quantized_weights): ZeRO-3's weight all-gathers move block-quantized weights. */
   zeroQuantizedWeights?: boolean;
   /** ZeRO++ hpZ (zero_hpz_partition_size): the ranks per node, whose secondary partition serves the backward gathers; 1 (default) is off. */
@@ -127,13 +135,24 @@ export function checkTrainConfig(config: TrainConfig): Phi3Config {
     checkInteger("save-every", config.saveEvery, 1);
     if (config.save === undefined) throw new RangeError(`train: --save-every ${config.saveEvery} needs --save DIR`);
   }
-  for (const [flag, path] of [["save", config.save], ["resume", config.resume]] as const) {
+  for (const [flag, path] of [["save", config.save], ["resume", config.resume], ["init-from", config.initFrom]] as const) {
     if (path !== undefined && (typeof path !== "string" || path.trim() === "")) {
       throw new RangeError(`train: --${flag} needs a folder, got ${JSON.stringify(path)}`);
     }
   }
+  if (config.initFrom !== undefined && config.resume !== undefined) {
+    throw new RangeError(
+      "train: --init-from starts a new run from a model's weights and --resume goes on with a saved run; give one of them",
+    );
+  }
   const layout = trainLayout(config);
   asTrainError(() => checkLayoutFits(layout, model, config.batch, config.seq));
+  if (config.elastic && worldSize(layout) < 2) {
+    throw new RangeError("train: --elastic goes on without a failed rank: it needs a layout of 2 or more ranks");
+  }
+  if (config.elastic && config.save === undefined) {
+    throw new RangeError("train: --elastic goes on from the run's last checkpoint: add --save DIR (and --save-every N)");
+  }
   zeroppOptions(config);
   return model;
 }

@@ -8,6 +8,7 @@ import { globalBatch } from "../data/corpus.ts";
 import { worldSize } from "../parallel/layout.ts";
 import { runStart } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
+import type { PlannedFailure } from "./rank_failures.ts";
 import type { StepMetrics } from "./trainer.ts";
 import type { RankStepEvent, TrainRankArgs, TrainRankResult } from "./train_rank.ts";
 
@@ -20,10 +21,19 @@ export interface ParallelRun {
   ranks: LaunchResult<TrainRankResult>;
 }
 
+export interface ParallelRunOptions {
+  /** How long a rank waits for a peer in a collective (launch's timeoutMs). */
+  timeoutMs?: number;
+  /** Failures on purpose, for tests and demos (rank_failures.ts). */
+  failures?: PlannedFailure[];
+  /** Every rank's report of every step, as it arrives (onStep waits for the whole world's). */
+  onRankStep?: (rank: number, report: RankStepEvent) => void;
+}
+
 export async function trainParallel(
   config: TrainConfig,
   onStep?: (metrics: StepMetrics) => void,
-  options: { timeoutMs?: number } = {},
+  options: ParallelRunOptions = {},
 ): Promise<ParallelRun> {
   const model = checkTrainConfig(config);
   const layout = trainLayout(config);
@@ -34,6 +44,7 @@ export async function trainParallel(
   const history: StepMetrics[] = [];
   const onEvent = ({ rank, event }: { rank: number; event: unknown }) => {
     const report = event as RankStepEvent;
+    options.onRankStep?.(rank, report);
     const reports = pending.get(report.step) ?? new Array<RankStepEvent>(ranks);
     reports[rank] = report;
     pending.set(report.step, reports);
@@ -43,7 +54,7 @@ export async function trainParallel(
     history.push(metrics);
     onStep?.(metrics);
   };
-  const args: TrainRankArgs = { config };
+  const args: TrainRankArgs = { config, failures: options.failures };
   const result = await launch<TrainRankResult>({
     ranks,
     ranksPerNode: ranks / layout.nodes,

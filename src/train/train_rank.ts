@@ -14,17 +14,15 @@ import { ParallelEngine, type TokenBatch } from "../parallel/engine.ts";
 import type { FragmentMap, RankFragments, RankState } from "../parallel/fragment_map.ts";
 import type { RankMemory } from "../parallel/strategy.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/distributed.ts";
-import { rankFile, stepFolder } from "../checkpoint/save.ts";
+import { readInitState } from "../checkpoint/hf_import.ts";
+import { failAsStepBegins, failDuringSave, type PlannedFailure } from "./rank_failures.ts";
 import { runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout, zeroppOptions } from "./config.ts";
 
 export interface TrainRankArgs {
   config: TrainConfig;
-  /**
-   * For tests and demos only: rank `rank` dies in the middle of writing its checkpoint file after
-   * step `step` (it writes part of the file, then throws), as a crashed machine would.
-   */
-  crashDuringSave?: { rank: number; step: number };
+  /** For tests and demos only: ranks that fail on purpose at chosen steps (rank_failures.ts). */
+  failures?: PlannedFailure[];
 }
 
 /** What one rank reports after each step. */
@@ -60,7 +58,7 @@ export interface TrainRankResult {
 }
 
 export default async function trainRank(ctx: RankContext, args: TrainRankArgs): Promise<TrainRankResult> {
-  const { config } = args;
+  const { config, failures = [] } = args;
   const modelConfig = checkTrainConfig(config);
   const layout = trainLayout(config);
   const start = await runStart(config, modelConfig);
@@ -79,8 +77,10 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
     if (start.checkpoint) {
       await engine.importState(await loadCheckpoint(ctx.comm, start.checkpoint, modelConfig, engine.fragmentMap(), ctx.rank));
     }
+    if (start.initFrom) await engine.importState(await readInitState(start.initFrom, engine.fragmentMap(), ctx.rank));
     const losses: number[] = [];
     for (let step = start.step; step < config.steps; step++) {
+      await failAsStepBegins(ctx, failures, step + 1);
       const began = performance.now();
       const recorded = ctx.comm.ledger.collectives.length;
       const rows = batchRows({ seed: start.seed, step, rowStart: share.rowStart, rowCount: share.rowCount, seq: config.seq });
@@ -119,14 +119,7 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       // After the step's figures, so that a save's own traffic is not counted as the step's.
       if (saveDue(config, step + 1)) {
         const state = await engine.exportState();
-        if (args.crashDuringSave?.rank === ctx.rank && args.crashDuringSave.step === step + 1) {
-          await storageAt(config.save!).write(`${stepFolder(step + 1)}/${rankFile(ctx.rank)}`, [
-            state.fp32.subarray(0, state.fp32.length >> 1),
-          ]);
-          throw new Error(
-            `rank ${ctx.rank} died while writing its checkpoint file after step ${step + 1} (crashDuringSave, a test hook)`,
-          );
-        }
+        await failDuringSave(ctx, failures, step + 1, storageAt(config.save!), state);
         await saveCheckpoint(ctx.comm, storageAt(config.save!), "", {
           state,
           map: engine.fragmentMap(),

@@ -15,12 +15,14 @@ import { AdamW } from "../optim/adamw.ts";
 import { clipScale, globalGradNorm } from "../optim/clip.ts";
 import { warmupCosine } from "../optim/schedule.ts";
 import { loadCheckpoint, saveCheckpoint } from "../checkpoint/distributed.ts";
+import { readInitState } from "../checkpoint/hf_import.ts";
 import { exportShardState, importShardState } from "../parallel/ddp.ts";
 import { type FragmentMap, fragmentMap } from "../parallel/fragment_map.ts";
 import { SINGLE_RANK, worldSize } from "../parallel/layout.ts";
 import type { RankMemory } from "../parallel/strategy.ts";
 import { type RunStart, runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
+import { trainElastic } from "./elastic.ts";
 import { trainParallel } from "./parallel_run.ts";
 
 export interface StepMetrics {
@@ -78,7 +80,8 @@ export class Trainer {
 
   /**
    * Checks the config, opens the device (unless one is given) and builds the model, from the
-   * checkpoint `config.resume` names if any. A trainer runs on one device; a layout of several ranks
+   * checkpoint `config.resume` names, or with the weights of the model `config.initFrom` names, if
+   * either is given. A trainer runs on one device; a layout of several ranks
    * trains through train(), which launches them.
    */
   static async create(config: TrainConfig, device?: Device): Promise<Trainer> {
@@ -96,6 +99,10 @@ export class Trainer {
     const trainer = new Trainer(config, modelConfig, device, model, start, owned);
     if (start.checkpoint) {
       const state = await loadCheckpoint(null, start.checkpoint, modelConfig, trainer.fragmentMap, 0);
+      importShardState(trainer.named, trainer.optimizer, trainer.fragmentMap.ranks[0], state);
+    }
+    if (start.initFrom) {
+      const state = await readInitState(start.initFrom, trainer.fragmentMap, 0);
       importShardState(trainer.named, trainer.optimizer, trainer.fragmentMap.ranks[0], state);
     }
     return trainer;
@@ -188,10 +195,13 @@ export class Trainer {
 
 /**
  * Trains to the end and returns every step's figures: the API form of `shardlab train`. A layout of
- * several ranks (dp × tp × sp > 1) launches them as workers; the figures are then the world's.
+ * several ranks (dp × tp × sp > 1) launches them as workers; the figures are then the world's. An
+ * elastic run goes on after failed ranks (trainElastic, which also returns what happened); its
+ * figures are every step as trained, the steps lost to a failure and trained again included.
  */
 export async function train(config: TrainConfig, onStep?: (metrics: StepMetrics) => void): Promise<StepMetrics[]> {
   checkTrainConfig(config);
+  if (config.elastic) return (await trainElastic(config, { onStep })).history;
   if (worldSize(trainLayout(config)) > 1) return (await trainParallel(config, onStep)).history;
   const trainer = await Trainer.create(config);
   const history: StepMetrics[] = [];
