@@ -12,37 +12,15 @@ import { convertCheckpoint } from "../src/checkpoint/convert.ts";
 import { decodeFloats, encodeFloats, type FloatDType } from "../src/checkpoint/float_encoding.ts";
 import { exportHuggingFace } from "../src/checkpoint/hf_export.ts";
 import { openCheckpoint } from "../src/checkpoint/load.ts";
-import type { TrainingRecord } from "../src/checkpoint/metadata.ts";
 import { parseHeader } from "../src/checkpoint/safetensors.ts";
-import { commitCheckpoint, rankFile, saveRankFile, stepFolder } from "../src/checkpoint/save.ts";
+import { rankFile, stepFolder } from "../src/checkpoint/save.ts";
 import { type CheckpointStorage, type FileWriter, MemoryStorage } from "../src/checkpoint/storage.ts";
-import type { FragmentMap } from "../src/parallel/fragment_map.ts";
 import type { ParallelLayout } from "../src/parallel/layout.ts";
 import { randnValues } from "../src/tensor/random.ts";
-import { knownValues, mapOf, MODEL, statesFrom } from "./known_states.ts";
+import { KNOWN_TRAINING, knownValues, mapOf, MODEL, savedKnownCheckpoint } from "./known_states.ts";
 
-const TRAINING: TrainingRecord = {
-  step: 7,
-  seed: 3,
-  preset: "tiny",
-  batch: 4,
-  seq: 16,
-  schedule: { maxLr: 1e-3, minLr: 1e-4, warmupSteps: 2, totalSteps: 20 },
-  adamw: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 },
-  clipNorm: 1,
-};
-
-/** A committed checkpoint of `map`'s layout holding the known values, in memory under "run". */
-async function saved(map: FragmentMap): Promise<MemoryStorage> {
-  const storage = new MemoryStorage();
-  const folder = stepFolder(TRAINING.step);
-  const files = [];
-  for (const [rank, state] of statesFrom(map, knownValues(map), TRAINING.step).entries()) {
-    files.push(await saveRankFile(storage, `run/${folder}`, rank, state, TRAINING));
-  }
-  await commitCheckpoint(storage, "run", folder, { model: MODEL, training: TRAINING, layout: map.layout, map, files });
-  return storage;
-}
+const TRAINING = KNOWN_TRAINING;
+const saved = savedKnownCheckpoint;
 
 /** The export of the checkpoint of `layout` (known values) in `dtype`: the storage it went to, and its report. */
 async function exported(layout: Partial<ParallelLayout>, dtype: FloatDType) {

@@ -2,6 +2,9 @@
 // that what puts states back together (assembleState, checkpoints) can be checked exactly without
 // training.
 
+import type { TrainingRecord } from "../src/checkpoint/metadata.ts";
+import { commitCheckpoint, saveRankFile, stepFolder } from "../src/checkpoint/save.ts";
+import { MemoryStorage } from "../src/checkpoint/storage.ts";
 import { type Phi3Config, presetConfig } from "../src/nn/config.ts";
 import { shapeOnly } from "../src/nn/parameter.ts";
 import { Phi3ForCausalLM } from "../src/nn/phi3.ts";
@@ -46,4 +49,28 @@ export function statesFrom(map: FragmentMap, full: Map<string, Float32Array>, st
     }
     return state;
   });
+}
+
+/** The training record the known checkpoints carry. */
+export const KNOWN_TRAINING: TrainingRecord = {
+  step: 7,
+  seed: 3,
+  preset: "tiny",
+  batch: 4,
+  seq: 16,
+  schedule: { maxLr: 1e-3, minLr: 1e-4, warmupSteps: 2, totalSteps: 20 },
+  adamw: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1 },
+  clipNorm: 1,
+};
+
+/** A committed checkpoint of `map`'s layout holding the known values, in memory under "run". */
+export async function savedKnownCheckpoint(map: FragmentMap): Promise<MemoryStorage> {
+  const storage = new MemoryStorage();
+  const folder = stepFolder(KNOWN_TRAINING.step);
+  const files = [];
+  for (const [rank, state] of statesFrom(map, knownValues(map), KNOWN_TRAINING.step).entries()) {
+    files.push(await saveRankFile(storage, `run/${folder}`, rank, state, KNOWN_TRAINING));
+  }
+  await commitCheckpoint(storage, "run", folder, { model: MODEL, training: KNOWN_TRAINING, layout: map.layout, map, files });
+  return storage;
 }
