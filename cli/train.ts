@@ -1,6 +1,7 @@
 // `shardlab train`: trains a preset on the procedural corpus and shows the loss against the
 // corpus floor — a live progress bar on a terminal, plain lines otherwise, JSON lines on request.
 
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import type { BackendChoice } from "../src/tensor/device.ts";
 import { paramCount, type Phi3Config } from "../src/nn/config.ts";
@@ -160,7 +161,23 @@ function parseTrainArgs(
   if (v.sample && worldSize(layout) > 1) {
     throw new UsageError("--sample generates on one rank; drop it or train with --dp 1 --tp 1 --sp 1");
   }
+  if (v.json !== undefined) checkJsonFile(v.json);
   return { config, modelConfig, layout, json: v.json, sample: v.sample };
+}
+
+/** Refuses a --json path that cannot be written as a file, before anything is trained. */
+function checkJsonFile(path: string): void {
+  const kind = (where: string) => {
+    try {
+      return Deno.statSync(where).isDirectory ? "folder" : "file";
+    } catch {
+      return null;
+    }
+  };
+  if (path.trim() === "") throw new UsageError(`--json needs a file name, got "${path}"`);
+  if (kind(path) === "folder") throw new UsageError(`--json ${path} is a folder; give a file to write the records to`);
+  const folder = dirname(path);
+  if (kind(folder) !== "folder") throw new UsageError(`--json ${path}: there is no folder ${folder} to write it in`);
 }
 
 function formatRate(tokensPerSec: number): string {

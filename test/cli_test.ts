@@ -141,6 +141,8 @@ const BAD_INPUT: [string[], RegExp][] = [
   [["train", "--dp", "2", "--zero", "3", "--comm-dtype", "bf16"], /--comm-dtype must be f32 or f16, got "bf16"/],
   [["ckpt", "fold", "x"], /unknown ckpt action "fold" \(valid: inspect, verify, convert, export\)/],
   [["ckpt", "convert", "x"], /ckpt convert takes SRC and DST, got 1 path\(s\)/],
+  [["train", "--json", "/tmp"], /--json \/tmp is a folder; give a file to write the records to/],
+  [["train", "--json", "/no-such-folder/run.jsonl"], /--json \/no-such-folder\/run.jsonl: there is no folder \/no-such-folder/],
 ];
 
 for (const [args, message] of BAD_INPUT) {
