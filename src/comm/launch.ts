@@ -24,7 +24,10 @@ export interface RankEvent {
 export interface LaunchOptions {
   /** Number of ranks (workers), an integer ≥ 1. */
   ranks: number;
-  /** Absolute URL of the entry module; its default export `async (ctx, args) => result` runs on every rank. */
+  /**
+   * Absolute URL of the entry module; its default export `async (ctx, args) => result` runs on every
+   * rank. Or the name of an entry built into the rank worker ("shardlab:train-rank").
+   */
   entry: string | URL;
   /** Passed to every rank's entry; structured-cloned. */
   args?: unknown;
@@ -42,7 +45,11 @@ export interface LaunchOptions {
   heapBytes?: number;
   /** Link classes of the cost model, e.g. { inter: { bandwidthGBps: 25 } }; defaults in cost_model.ts. */
   links?: CommOptions["links"];
-  /** URL of the rank worker script. Default: rank_worker.ts next to this file; a bundled page passes its bundle. */
+  /**
+   * URL of the rank worker script. Default: the rank worker beside this module (rank_worker.ts in
+   * the sources, rank_worker.js in the package's dist/). A page that bundles shardlab into its own
+   * script serves a bundle of the worker too and passes its URL.
+   */
   workerUrl?: string | URL;
 }
 
@@ -112,8 +119,14 @@ function checkOptions(options: LaunchOptions): CheckedOptions {
     timeoutMs,
     onEvent: options.onEvent,
     links: options.links,
-    workerUrl: options.workerUrl ?? new URL("./rank_worker.ts", import.meta.url),
+    workerUrl: options.workerUrl ?? defaultWorkerUrl(),
   };
+}
+
+/** The rank worker beside this module: the source file, or its build when this module is built JavaScript. */
+function defaultWorkerUrl(): URL {
+  const built = !new URL(import.meta.url).pathname.endsWith(".ts");
+  return new URL(built ? "./rank_worker.js" : "./rank_worker.ts", import.meta.url);
 }
 
 /** One rank's worker and the launcher's ends of its channels. */

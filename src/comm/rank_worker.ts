@@ -1,5 +1,7 @@
 // One rank of a launched world, as a module Worker. It opens its own device and its view of the
-// world's shared memory, imports the entry module and runs its default export. launch.ts drives it
+// world's shared memory, imports the entry module and runs its default export. An entry is a
+// module URL, or the name of an entry built into this worker (BUILT_IN_ENTRIES): a bundle of the
+// worker carries those inside it, so a bundled page or package needs no other file. launch.ts drives it
 // through comlink (hold, run); events travel back on their own MessagePort. Tensor data never goes
 // through these messages: collectives move it through the world's shared memory.
 
@@ -72,8 +74,14 @@ function eventChannel(port: MessagePort): { emit(event: unknown): void; flush():
   };
 }
 
+/** Entries known by name, imported from inside this worker (a bundler follows these imports). */
+const BUILT_IN_ENTRIES: Record<string, () => Promise<{ default: unknown }>> = {
+  "shardlab:train-rank": () => import("../train/train_rank.ts"),
+};
+
 async function importEntry(url: string): Promise<RankEntry> {
-  const module = await import(url);
+  const builtIn = BUILT_IN_ENTRIES[url];
+  const module = builtIn ? await builtIn() : await import(url);
   if (typeof module.default !== "function") {
     throw new TypeError(
       `launch: the entry module ${url} must export default an async function (ctx, args), got ${typeof module.default}`,

@@ -12,7 +12,7 @@ import { type ParallelLayout, worldSize } from "../parallel/layout.ts";
 import { storageAt } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
 import { ElasticError, type SurvivingLayout, survivingLayout } from "./elastic_layout.ts";
-import { type ParallelRun, trainParallel } from "./parallel_run.ts";
+import { type ParallelRun, type ParallelRunOptions, trainParallel } from "./parallel_run.ts";
 import type { PlannedFailure } from "./rank_failures.ts";
 import type { StepMetrics } from "./trainer.ts";
 import type { RankStepEvent } from "./train_rank.ts";
@@ -55,6 +55,10 @@ export interface ElasticOptions {
   failures?: PlannedFailure[];
   /** How long a rank waits for a peer in a collective before it names it unresponsive (launch's timeoutMs). */
   timeoutMs?: number;
+  /** Every rank's report of every step, as it arrives (trainParallel's onRankStep). */
+  onRankStep?: ParallelRunOptions["onRankStep"];
+  /** The rank worker's script, for a page that bundles shardlab (launch's workerUrl). */
+  workerUrl?: string | URL;
 }
 
 /** Trains `config` (a layout of two or more ranks, saving with `save`) to its last step, going on after failed ranks. */
@@ -69,13 +73,17 @@ export async function trainElastic(config: TrainConfig, options: ElasticOptions 
     // The last step the world finished: once one rank reports a step, every rank has been through its
     // last collective (the others' reports may still be on their way when a failure stops them).
     let lastStep = startStep;
-    const onRankStep = (_rank: number, report: RankStepEvent) => lastStep = Math.max(lastStep, report.step);
+    const onRankStep = (rank: number, report: RankStepEvent) => {
+      lastStep = Math.max(lastStep, report.step);
+      options.onRankStep?.(rank, report);
+    };
     const onStep = (metrics: StepMetrics) => {
       history.push({ ...metrics, attempt });
       options.onStep?.(metrics, attempt);
     };
     try {
-      const run = await trainParallel(current, onStep, { timeoutMs: options.timeoutMs, failures, onRankStep });
+      const { timeoutMs, workerUrl } = options;
+      const run = await trainParallel(current, onStep, { timeoutMs, failures, onRankStep, workerUrl });
       return { history, events, config: current, ranks: run.ranks };
     } catch (error) {
       if (!(error instanceof RankFailedError)) throw error;

@@ -12,7 +12,8 @@ import type { PlannedFailure } from "./rank_failures.ts";
 import type { StepMetrics } from "./trainer.ts";
 import type { RankStepEvent, TrainRankArgs, TrainRankResult } from "./train_rank.ts";
 
-const ENTRY = new URL("./train_rank.ts", import.meta.url).href;
+/** train_rank.ts, by the name the rank worker knows it under (a bundled worker carries it inside). */
+const ENTRY = "shardlab:train-rank";
 
 export interface ParallelRun {
   /** One entry per step, for the whole world. */
@@ -28,6 +29,8 @@ export interface ParallelRunOptions {
   failures?: PlannedFailure[];
   /** Every rank's report of every step, as it arrives (onStep waits for the whole world's). */
   onRankStep?: (rank: number, report: RankStepEvent) => void;
+  /** The rank worker's script, for a page that bundles shardlab (launch's workerUrl). */
+  workerUrl?: string | URL;
 }
 
 export async function trainParallel(
@@ -63,6 +66,7 @@ export async function trainParallel(
     backend: config.backend,
     timeoutMs: options.timeoutMs,
     onEvent,
+    workerUrl: options.workerUrl,
   });
   return { history, ranks: result };
 }
