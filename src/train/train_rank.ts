@@ -1,9 +1,11 @@
 // The entry every rank runs to train in parallel (launch({ entry: this module, args })): the
 // rank's part of the model for the layout (src/parallel/engine.ts), trained on its share of each
 // global batch. Every step it emits the global loss and the figures of its own step (bytes sent by
-// link class, simulated communication time, memory); at the end it returns the losses, its
-// optimizer state and its entry of the fragment map (rank 0 adds the whole map: with every rank's
-// state, assembleState puts the whole training state back together), and its ledger.
+// link class, simulated communication time, memory, the step's collective records; rank 0 adds the
+// fragment map on its first step, so that a page can show who holds what); at the end it returns
+// the losses, its optimizer state and its entry of the fragment map (rank 0 adds the whole map:
+// with every rank's state, assembleState puts the whole training state back together), and its
+// ledger.
 
 import type { RankContext } from "../comm/rank_context.ts";
 import type { CollectiveRecord } from "../comm/ledger.ts";
@@ -43,6 +45,10 @@ export interface RankStepEvent {
   memory: RankMemory;
   /** Bytes held on this rank's device after the step. */
   deviceBytes: number;
+  /** This rank's collectives of the step, in call order (its ledger's records since the previous step). */
+  collectives: CollectiveRecord[];
+  /** Rank 0's first step of a launch only: where every piece of the training state lies on every rank. */
+  fragmentMap?: FragmentMap;
 }
 
 export interface TrainRankResult {
@@ -114,6 +120,8 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
         simulatedMs: records.reduce((sum, record) => sum + record.simulatedMs, 0),
         memory,
         deviceBytes: ctx.device.stats().bytes,
+        collectives: records,
+        ...(ctx.rank === 0 && step === start.step ? { fragmentMap: engine.fragmentMap() } : {}),
       };
       ctx.emit(event);
       // After the step's figures, so that a save's own traffic is not counted as the step's.
