@@ -19,7 +19,11 @@ import { type StepMetrics, Trainer } from "../src/train/trainer.ts";
 import { CheckpointError } from "../src/checkpoint/errors.ts";
 import { openCheckpoint } from "../src/checkpoint/load.ts";
 import { runStart, storageAt } from "../src/train/checkpointing.ts";
+import { divergenceOfRank, trainingDivergence } from "../src/train/divergence.ts";
 import { UsageError } from "./usage.ts";
+
+/** The exit code of a run that diverged: apart from 1 (a failure), so that a learning-rate sweep can tell the two apart. */
+const DIVERGED = 3;
 
 export const TRAIN_USAGE = `usage: shardlab train [options]
 
@@ -66,6 +70,10 @@ checkpoints (any layout resumes on any other):
                              surviving ranks fit (tp and sp kept where they fit, dp shrunk first);
                              needs --save. For tests and demos, SHARDLAB_FAIL_RANKS=RANK@STEP[:HOW],…
                              makes ranks fail on purpose (HOW: throw, exit, hang, save)
+
+A run whose loss or gradient norm stops being finite stops before that step is applied or saved,
+naming the step and the last checkpoint. Exit codes: 0 trained, 1 a rank or a checkpoint failed,
+2 a bad option, 3 the run diverged.
 `;
 
 /** Reads a numeric option, naming it when the text is not a number. */
@@ -273,6 +281,9 @@ export async function trainCommand(argv: string[]): Promise<number> {
       while (!trainer.done) report(await trainer.step());
     } else if (config.elastic) {
       const onFailure = (event: ElasticEvent) => {
+        // A diverged run would diverge again on any layout: it stops instead of going on.
+        const diverged = divergenceOfRank(event);
+        if (diverged) throw diverged;
         if (live) console.log();
         for (const line of describeFailure(event)) console.log(line);
         if (jsonFile) lines.push(JSON.stringify({ event: "rank-failed", ...event }));
@@ -306,6 +317,13 @@ export async function trainCommand(argv: string[]): Promise<number> {
       for (const text of await trainer.sample("the ", 3, 120)) console.log(`  ${text.replaceAll("\n", "\n  ")}\n`);
     }
   } catch (error) {
+    const diverged = trainingDivergence(error);
+    if (diverged) {
+      const { step, what, value, checkpoint } = diverged;
+      if (jsonFile) lines.push(JSON.stringify({ event: "diverged", step, what, value: String(value), checkpoint }));
+      console.error(`\nshardlab: ${diverged.message}`);
+      return DIVERGED;
+    }
     if (error instanceof ElasticError) {
       console.error(`\nshardlab: ${error.message}`);
       return 2;

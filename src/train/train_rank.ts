@@ -20,6 +20,7 @@ import { readInitState } from "../checkpoint/hf_import.ts";
 import { failAsStepBegins, failDuringSave, type PlannedFailure } from "./rank_failures.ts";
 import { runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout, zeroppOptions } from "./config.ts";
+import { divergenceAt } from "./divergence.ts";
 
 export interface TrainRankArgs {
   config: TrainConfig;
@@ -79,6 +80,8 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
   const lrAt = warmupCosine(start.schedule);
   const share = engine.share(config.batch, config.seq);
   let memory: RankMemory | null = null;
+  // The last checkpoint of the run, which a divergence names: the one it resumed from, then each one it saved.
+  let lastCheckpoint = config.resume ?? null;
   try {
     if (start.checkpoint) {
       await engine.importState(await loadCheckpoint(ctx.comm, start.checkpoint, modelConfig, engine.fragmentMap(), ctx.rank));
@@ -102,8 +105,17 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       // Sampled with the gradients reduced and not yet freed (the full gradients exist during backward
       // under every stage: the reductions run after it).
       memory = engine.memory();
+      // The gradient norm is the world's, the same on every rank, so every rank stops here together
+      // (reducing the loss first, to name it when it is not finite either) and none applies the step.
+      const diverged = (loss: number) =>
+        divergenceAt(step + 1, { loss, gradNorm }, { lr: config.lr, checkpoint: lastCheckpoint });
+      if (!Number.isFinite(gradNorm)) throw diverged(await engine.reduceLoss(rankLoss))!;
       await engine.step(lr, start.clipNorm > 0 ? clipScale(gradNorm, start.clipNorm) : 1);
       const loss = await engine.reduceLoss(rankLoss);
+      // Cross-entropy's gradients are bounded, so a loss can overflow while they stay finite: the
+      // step's update is then finite, but the run stops before it reports or saves the step.
+      const lossDiverged = diverged(loss);
+      if (lossDiverged) throw lossDiverged;
       losses.push(loss);
 
       const records = ctx.comm.ledger.collectives.slice(recorded);
@@ -128,12 +140,13 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
       if (saveDue(config, step + 1)) {
         const state = await engine.exportState();
         await failDuringSave(ctx, failures, step + 1, storageAt(config.save!), state);
-        await saveCheckpoint(ctx.comm, storageAt(config.save!), "", {
+        const folder = await saveCheckpoint(ctx.comm, storageAt(config.save!), "", {
           state,
           map: engine.fragmentMap(),
           model: modelConfig,
           training: trainingRecord(config, start, step + 1),
         });
+        lastCheckpoint = `${config.save}/${folder}`;
       }
     }
     return {

@@ -22,7 +22,8 @@ import { SINGLE_RANK, worldSize } from "../parallel/layout.ts";
 import type { RankMemory } from "../parallel/strategy.ts";
 import { type RunStart, runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
-import { trainElastic } from "./elastic.ts";
+import { divergenceAt, divergenceOfRank, trainingDivergence } from "./divergence.ts";
+import { type ElasticEvent, trainElastic } from "./elastic.ts";
 import { trainParallel } from "./parallel_run.ts";
 
 export interface StepMetrics {
@@ -58,6 +59,8 @@ export class Trainer {
   private readonly params: Tensor[];
   private readonly lrAt: (step: number) => number;
   private stepsDone: number;
+  /** The last checkpoint of the run: the one it resumed from, then each one it saved. */
+  private lastCheckpoint: string | null;
 
   private constructor(
     readonly config: TrainConfig,
@@ -74,6 +77,7 @@ export class Trainer {
     this.lrAt = warmupCosine(start.schedule);
     this.floor = corpusFloor(config.seq);
     this.stepsDone = start.step;
+    this.lastCheckpoint = config.resume ?? null;
     const blocks = model.blocks.map((block) => block.parameters.map((p) => p.name));
     this.fragmentMap = fragmentMap(modelConfig, SINGLE_RANK, blocks);
   }
@@ -117,7 +121,10 @@ export class Trainer {
     return this.stepsDone;
   }
 
-  /** Runs the next step and returns its figures. */
+  /**
+   * Runs the next step and returns its figures. A step whose loss or gradient norm is not finite is
+   * not applied: it throws TrainingDivergedError, and the trainer keeps the state before it.
+   */
   async step(): Promise<StepMetrics> {
     const { batch, seq } = this.config;
     const { seed, clipNorm } = this.start;
@@ -135,12 +142,20 @@ export class Trainer {
       const [norm, [value]] = await Promise.all([globalGradNorm(this.params), loss.read()]);
       return [norm, value];
     });
+    const diverged = divergenceAt(this.stepsDone + 1, { loss: lossValue, gradNorm }, {
+      lr: this.config.lr,
+      checkpoint: this.lastCheckpoint,
+    });
+    if (diverged) {
+      this.optimizer.zeroGrad();
+      throw diverged;
+    }
     this.optimizer.step({ lr, gradScale: clipNorm > 0 ? clipScale(gradNorm, clipNorm) : 1 });
     this.optimizer.zeroGrad();
 
     this.stepsDone++;
     const seconds = (performance.now() - began) / 1000;
-    if (saveDue(this.config, this.stepsDone)) await this.save(this.config.save!);
+    if (saveDue(this.config, this.stepsDone)) this.lastCheckpoint = `${this.config.save}/${await this.save(this.config.save!)}`;
     return {
       step: this.stepsDone,
       loss: lossValue,
@@ -197,12 +212,26 @@ export class Trainer {
  * Trains to the end and returns every step's figures: the API form of `shardlab train`. A layout of
  * several ranks (dp × tp × sp > 1) launches them as workers; the figures are then the world's. An
  * elastic run goes on after failed ranks (trainElastic, which also returns what happened); its
- * figures are every step as trained, the steps lost to a failure and trained again included.
+ * figures are every step as trained, the steps lost to a failure and trained again included. A run
+ * whose loss or gradient norm stops being finite throws TrainingDivergedError, on every layout.
  */
 export async function train(config: TrainConfig, onStep?: (metrics: StepMetrics) => void): Promise<StepMetrics[]> {
   checkTrainConfig(config);
-  if (config.elastic) return (await trainElastic(config, { onStep })).history;
-  if (worldSize(trainLayout(config)) > 1) return (await trainParallel(config, onStep)).history;
+  if (worldSize(trainLayout(config)) > 1) {
+    try {
+      if (config.elastic) {
+        // A diverged run is not a lost rank: it would diverge again on any layout, so it stops.
+        const onFailure = (event: ElasticEvent) => {
+          const diverged = divergenceOfRank(event);
+          if (diverged) throw diverged;
+        };
+        return (await trainElastic(config, { onStep, onFailure })).history;
+      }
+      return (await trainParallel(config, onStep)).history;
+    } catch (error) {
+      throw trainingDivergence(error) ?? error;
+    }
+  }
   const trainer = await Trainer.create(config);
   const history: StepMetrics[] = [];
   try {
