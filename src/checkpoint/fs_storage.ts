@@ -7,7 +7,13 @@ import { CheckpointError } from "./errors.ts";
 import { type CheckpointStorage, type FileWriter, pathParts } from "./storage.ts";
 
 export class FsStorage implements CheckpointStorage {
-  constructor(readonly root: string) {}
+  constructor(readonly root: string) {
+    if (!("Deno" in globalThis)) {
+      throw new Error(
+        "FsStorage: needs Deno's file system API, which this runtime lacks; use MemoryStorage (or OpfsStorage in a browser)",
+      );
+    }
+  }
 
   async write(path: string, pieces: readonly ArrayBufferView[]): Promise<string> {
     // Loaded when used, so that a browser bundle that never writes here needs no node:crypto.

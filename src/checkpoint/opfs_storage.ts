@@ -24,7 +24,14 @@ interface OpfsFile extends FileSystemFileHandle {
 }
 
 export class OpfsStorage implements CheckpointStorage {
-  constructor(readonly root: string) {}
+  constructor(readonly root: string) {
+    if (typeof (globalThis.navigator as Navigator | undefined)?.storage?.getDirectory !== "function") {
+      throw new Error(
+        "OpfsStorage: needs the browser's origin private file system (navigator.storage.getDirectory), which this runtime lacks; " +
+          "use MemoryStorage (or FsStorage under Deno)",
+      );
+    }
+  }
 
   async write(path: string, pieces: readonly ArrayBufferView[]): Promise<string> {
     const writer = await this.create(path, pieces.reduce((sum, piece) => sum + piece.byteLength, 0));

@@ -123,6 +123,20 @@ function checkOptions(options: LaunchOptions): CheckedOptions {
   };
 }
 
+/** Ranks are module Web Workers that hold Web Locks: Deno and browsers have both, Node has neither. */
+function checkRuntime(): void {
+  const missing = [
+    typeof Worker === "undefined" ? "Web Workers (Worker)" : null,
+    (globalThis.navigator as Navigator | undefined)?.locks ? null : "Web Locks (navigator.locks)",
+  ].filter((name) => name !== null);
+  if (missing.length) {
+    throw new Error(
+      `launch: ranks run as Web Workers, and this runtime has no ${missing.join(" and no ")}; ` +
+        "run it under Deno or in a browser (in Node, use one device: createDevice, Trainer)",
+    );
+  }
+}
+
 /** The rank worker beside this module: the source file, or its build when this module is built JavaScript. */
 function defaultWorkerUrl(): URL {
   const built = !new URL(import.meta.url).pathname.endsWith(".ts");
@@ -193,6 +207,7 @@ class RankHandle {
  * traffic, or rejects with RankFailedError once a rank threw, exited or stopped answering.
  */
 export async function launch<T = unknown>(options: LaunchOptions): Promise<LaunchResult<T>> {
+  checkRuntime();
   const checked = checkOptions(options);
   const world = createWorld({
     ranks: checked.ranks,

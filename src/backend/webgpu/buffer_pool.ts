@@ -5,7 +5,6 @@
 // on the queue, so it cannot disturb earlier readers of the same memory.
 
 const MIN_BUCKET = 256;
-const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 export function bucketSize(bytes: number, limit: number): number {
   if (bytes <= MIN_BUCKET) return MIN_BUCKET;
@@ -28,7 +27,9 @@ export class BufferPool {
       this.pooledBytes -= size;
       return reused;
     }
-    return this.device.createBuffer({ size, usage: USAGE });
+    // GPUBufferUsage is read here, not when the module loads: runtimes without WebGPU (Node) load it too.
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    return this.device.createBuffer({ size, usage });
   }
 
   release(buffer: GPUBuffer): void {
