@@ -6,6 +6,8 @@ import type { BackendChoice } from "../src/tensor/device.ts";
 import { selfcheck } from "./selfcheck.ts";
 import { CKPT_USAGE, ckptCommand } from "./ckpt.ts";
 import { GENERATE_USAGE, generateCommand } from "./generate.ts";
+import { MEMORY_USAGE, memoryCommand } from "./memory.ts";
+import { quietDisplayProbe } from "./display_env.ts";
 import { TRAIN_USAGE, trainCommand } from "./train.ts";
 import { UsageError } from "./usage.ts";
 
@@ -15,6 +17,8 @@ commands:
   train       train a Phi-3-style model on the procedural corpus (shardlab train --help)
   ckpt        inspect, verify, convert or export a checkpoint (shardlab ckpt --help)
   generate    print text a checkpoint or an exported model writes after a prompt (shardlab generate --help)
+  memory      print a preset's parameter count and each rank's memory on a layout, allocating nothing
+              (shardlab memory --help)
   info        print the runtime, adapter, limits and features, and the backend chosen
   selfcheck   run one op of every kernel family on the chosen backend against the CPU reference
 
@@ -22,7 +26,7 @@ options of info and selfcheck:
   --backend auto|webgpu|cpu   (default auto: WebGPU when an adapter exists, otherwise CPU)
 `;
 
-const COMMANDS = ["train", "ckpt", "generate", "info", "selfcheck"];
+const COMMANDS = ["train", "ckpt", "generate", "memory", "info", "selfcheck"];
 const BACKENDS = ["auto", "webgpu", "cpu"];
 
 /** The --backend option of info and selfcheck. */
@@ -46,11 +50,12 @@ async function info(backend: BackendChoice): Promise<number> {
 }
 
 function usageOf(command: string): string {
-  const usages: Record<string, string> = { train: TRAIN_USAGE, ckpt: CKPT_USAGE, generate: GENERATE_USAGE };
+  const usages: Record<string, string> = { train: TRAIN_USAGE, ckpt: CKPT_USAGE, generate: GENERATE_USAGE, memory: MEMORY_USAGE };
   return usages[command] ?? USAGE;
 }
 
 async function main(argv: string[]): Promise<number> {
+  quietDisplayProbe();
   const [command, ...rest] = argv;
   if (command === undefined || command === "--help" || command === "-h") {
     console.log(USAGE);
@@ -68,6 +73,8 @@ async function main(argv: string[]): Promise<number> {
         return await ckptCommand(rest);
       case "generate":
         return await generateCommand(rest);
+      case "memory":
+        return memoryCommand(rest);
       case "info":
         return await info(parseBackend(rest));
       case "selfcheck":

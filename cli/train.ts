@@ -6,9 +6,8 @@ import { parseArgs } from "node:util";
 import type { BackendChoice } from "../src/tensor/device.ts";
 import { paramCount, type Phi3Config } from "../src/nn/config.ts";
 import { corpusFloor } from "../src/data/corpus.ts";
-import { type ParallelLayout, type SpImpl, worldSize, type ZeroStage } from "../src/parallel/layout.ts";
+import { type ParallelLayout, worldSize } from "../src/parallel/layout.ts";
 import { checkTrainConfig, DEFAULT_TRAIN_CONFIG, type TrainConfig, trainLayout, zeroppOptions } from "../src/train/config.ts";
-import type { CommDType } from "../src/parallel/partition_codec.ts";
 import type { ZeroppOptions } from "../src/parallel/zeropp_codec.ts";
 import { trainParallel } from "../src/train/parallel_run.ts";
 import { type ElasticEvent, trainElastic } from "../src/train/elastic.ts";
@@ -20,6 +19,7 @@ import { CheckpointError } from "../src/checkpoint/errors.ts";
 import { openCheckpoint } from "../src/checkpoint/load.ts";
 import { runStart, storageAt } from "../src/train/checkpointing.ts";
 import { divergenceOfRank, trainingDivergence } from "../src/train/divergence.ts";
+import { LAYOUT_OPTIONS, LAYOUT_USAGE, layoutConfig, numberOption, optionalNumber, ZEROPP_USAGE } from "./layout_options.ts";
 import { UsageError } from "./usage.ts";
 
 /** The exit code of a run that diverged: apart from 1 (a failure), so that a learning-rate sweep can tell the two apart. */
@@ -37,26 +37,10 @@ export const TRAIN_USAGE = `usage: shardlab train [options]
   --json FILE                write one JSON object per step to FILE
   --sample                   print a few generated lines at the end (one rank only)
 
-parallel layout (world = dp × tp × sp ranks, each a worker with its own device):
-  --dp D                     data-parallel replicas (default 1)
-  --tp T                     tensor-parallel ranks, Megatron (default 1)
-  --sp S                     sequence-parallel ranks (default 1)
-  --sp-impl ulysses|megatron DeepSpeed-Ulysses head exchange, or Megatron-SP on the sp ranks (default ulysses)
-  --zero 0|1|2|3             ZeRO stage over the data-parallel ranks (default 0: DDP)
-  --nodes N                  simulated nodes; consecutive ranks share one (default 1)
+${LAYOUT_USAGE}
   --bucket-cap-mb X          DDP's gradient bucket size in MiB (default 25)
 
-ZeRO++ (on --zero 3; names after DeepSpeed's config keys):
-  --zero-quantized-weights   qwZ: weights all-gathered as block-quantized INT8
-  --zero-hpz-partition-size N
-                             hpZ: a secondary partition over each node's N ranks (N = ranks per
-                             node; 1, the default, is off) serves the backward all-gather
-  --zero-quantized-gradients qgZ: gradients averaged by a hierarchical INT4 all-to-all
-  --zeropp                   all three
-  --quant-bits 8|4           width of the quantized values (default: INT8 weights, INT4 gradients)
-  --quant-block N            elements per quantization block, one f32 scale each (default 2048)
-  --comm-dtype f32|f16       what ZeRO-3 moves unquantized travels in (default f32; f16 is the
-                             ZeRO++ paper's baseline)
+${ZEROPP_USAGE}
 
 checkpoints (any layout resumes on any other):
   --save DIR                 save into DIR/step-NNNNNNNN (one file per rank), DIR/latest names the last
@@ -76,18 +60,6 @@ naming the step and the last checkpoint. Exit codes: 0 trained, 1 a rank or a ch
 2 a bad option, 3 the run diverged.
 `;
 
-/** Reads a numeric option, naming it when the text is not a number. */
-function numberOption(name: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (text.trim() === "" || Number.isNaN(value)) throw new UsageError(`--${name} must be a number, got "${text}"`);
-  return value;
-}
-
-function optionalNumber(name: string, text: string | undefined): number | undefined {
-  return text === undefined ? undefined : numberOption(name, text, 0);
-}
-
 function parseTrainArgs(
   argv: string[],
 ): { config: TrainConfig; modelConfig: Phi3Config; layout: ParallelLayout; json?: string; sample: boolean } {
@@ -105,25 +77,13 @@ function parseTrainArgs(
         backend: { type: "string" },
         json: { type: "string" },
         sample: { type: "boolean", default: false },
-        dp: { type: "string" },
-        tp: { type: "string" },
-        sp: { type: "string" },
-        "sp-impl": { type: "string" },
-        zero: { type: "string" },
-        nodes: { type: "string" },
+        ...LAYOUT_OPTIONS,
         "bucket-cap-mb": { type: "string" },
         save: { type: "string" },
         "save-every": { type: "string" },
         resume: { type: "string" },
         "init-from": { type: "string" },
         elastic: { type: "boolean" },
-        "zero-quantized-weights": { type: "boolean" },
-        "zero-hpz-partition-size": { type: "string" },
-        "zero-quantized-gradients": { type: "boolean" },
-        zeropp: { type: "boolean" },
-        "quant-bits": { type: "string" },
-        "quant-block": { type: "string" },
-        "comm-dtype": { type: "string" },
       },
     });
   } catch (error) {
@@ -139,25 +99,13 @@ function parseTrainArgs(
     lr: numberOption("lr", v.lr, d.lr),
     seed: numberOption("seed", v.seed, d.seed),
     backend: (v.backend ?? d.backend) as BackendChoice,
-    dp: numberOption("dp", v.dp, 1),
-    tp: numberOption("tp", v.tp, 1),
-    sp: numberOption("sp", v.sp, 1),
-    zero: numberOption("zero", v.zero, 0) as ZeroStage,
-    nodes: numberOption("nodes", v.nodes, 1),
-    spImpl: (v["sp-impl"] ?? "ulysses") as SpImpl,
+    ...layoutConfig(v),
     bucketCapMb: numberOption("bucket-cap-mb", v["bucket-cap-mb"], 25),
     save: v.save,
     saveEvery: optionalNumber("save-every", v["save-every"]),
     resume: v.resume,
     initFrom: v["init-from"],
     elastic: v.elastic,
-    zeroQuantizedWeights: v["zero-quantized-weights"],
-    zeroHpzPartitionSize: optionalNumber("zero-hpz-partition-size", v["zero-hpz-partition-size"]),
-    zeroQuantizedGradients: v["zero-quantized-gradients"],
-    zeropp: v.zeropp,
-    quantBits: optionalNumber("quant-bits", v["quant-bits"]) as 4 | 8 | undefined,
-    quantBlock: optionalNumber("quant-block", v["quant-block"]),
-    commDtype: v["comm-dtype"] as CommDType | undefined,
   };
   let modelConfig: Phi3Config;
   try {
@@ -368,7 +316,7 @@ function describeFailure(event: ElasticEvent): string[] {
 }
 
 /** ZeRO++'s techniques and the comm dtype in words, after "zero 3" ("" for plain f32 ZeRO). */
-function describeZeropp(options: ZeroppOptions): string {
+export function describeZeropp(options: ZeroppOptions): string {
   const { quantizedWeights, hpzPartitionSize, quantizedGradients, weightBits, gradientBits, quantBlock, commDtype } = options;
   const parts = [
     quantizedWeights ? `qwZ int${weightBits}` : "",
