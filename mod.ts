@@ -51,6 +51,13 @@ export { warmupCosine, type WarmupCosineOptions } from "./src/optim/schedule.ts"
 export { clipScale, globalGradNorm } from "./src/optim/clip.ts";
 export { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./src/train/config.ts";
 export { type StepMetrics, train, Trainer } from "./src/train/trainer.ts";
+export {
+  type DivergedQuantity,
+  type Divergence,
+  divergenceOfRank,
+  TrainingDivergedError,
+  trainingDivergence,
+} from "./src/train/divergence.ts";
 export { type ParallelRun, type ParallelRunOptions, trainParallel } from "./src/train/parallel_run.ts";
 export { type ElasticEvent, type ElasticOptions, type ElasticRun, trainElastic } from "./src/train/elastic.ts";
 export { ElasticError, type SurvivingLayout, survivingLayout } from "./src/train/elastic_layout.ts";
@@ -88,6 +95,7 @@ export {
 } from "./src/parallel/layout.ts";
 export { createStrategy, type EngineOptions, ParallelEngine, type TokenBatch, type TokenShare } from "./src/parallel/engine.ts";
 export { type RankMemory, type Strategy, type StrategyContext } from "./src/parallel/strategy.ts";
+export { type MemoryPlan, memoryPlan, memoryTotal } from "./src/parallel/memory_plan.ts";
 export { DataParallel, DEFAULT_BUCKET_BYTES } from "./src/parallel/ddp.ts";
 export { ZeroOptimizer } from "./src/parallel/zero.ts";
 export { Zero3 } from "./src/parallel/zero3.ts";
