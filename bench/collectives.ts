@@ -23,6 +23,7 @@ import { formatBytes, printCollectives } from "./collectives_report.ts";
 import { writeJsonReport } from "./report.ts";
 import type { SuiteOptions } from "./kernels.ts";
 import { median } from "./timing.ts";
+import { rankEntry } from "./rank_entry.ts";
 
 export interface CollectivesOptions extends SuiteOptions {
   /** World size; default: a world of 2 ranks, then one of 4. */
@@ -178,7 +179,7 @@ async function runWorld(ranks: number, reps: number | undefined): Promise<WorldR
   const start = performance.now();
   const results = await launch<RankReport>({
     ranks,
-    entry: new URL("./collectives_rank.ts", import.meta.url),
+    entry: rankEntry("collectives_rank", import.meta.url),
     args,
     backend: "cpu",
     heapBytes: HEAP_BYTES,

@@ -1,5 +1,6 @@
-// `npm run bench -- <suite> [--json FILE] [--reps N] [--ranks P] [--backend B] [--steps N]`: shardlab's
-// benchmarks. The first positional picks a suite from SUITES; exit status 2 means a bad command line.
+// `npm run bench -- <suite> [--json FILE] [--reps N] [--ranks P] [--backend B] [--steps N]` (or
+// `shardlab bench <suite> …` from the package): shardlab's benchmarks. The first positional picks a
+// suite from SUITES; exit status 2 means a bad command line.
 
 import { parseArgs } from "node:util";
 import type { CollectivesOptions } from "./collectives.ts";
@@ -42,7 +43,9 @@ const FLAGS = {
   help: { type: "boolean" },
 } as const;
 
-const USAGE = `usage: npm run bench -- <suite> [--json FILE] [--reps N] [--ranks P] [--backend B] [--steps N]
+/** The usage text, with the command that starts the benchmarks ("npm run bench --" or "shardlab bench"). */
+export function benchUsage(program: string): string {
+  return `usage: ${program} <suite> [--json FILE] [--reps N] [--ranks P] [--backend B] [--steps N]
 
 suites:
 ${Object.entries(SUITES).map(([name, suite]) => `  ${name.padEnd(12)}${suite.summary}`).join("\n")}
@@ -56,12 +59,15 @@ options:
   --steps N     parallel only: training steps per layout, the first one warm-up, an integer ≥ 2 (default 4)
   --help
 `;
+}
 
 const VALID_FLAGS = Object.keys(FLAGS).map((flag) => `--${flag}`).join(", ");
 
+/** A bad command line: benchCommand prints it with the usage and returns 2. */
+class BenchUsageError extends Error {}
+
 function fail(message: string): never {
-  console.error(`bench: ${message}\n\n${USAGE}`);
-  Deno.exit(2);
+  throw new BenchUsageError(message);
 }
 
 function parseCommandLine(argv: string[]): { suite: string; options: CollectivesOptions & ParallelOptions } | null {
@@ -116,14 +122,26 @@ function parseCommandLine(argv: string[]): { suite: string; options: Collectives
   return { suite, options: { json: values.json as string | undefined, reps, ranks, backend, steps } };
 }
 
-const command = parseCommandLine(Deno.args);
-if (!command) {
-  console.log(USAGE);
-  Deno.exit(0);
+/** Runs the suite `argv` names and resolves with the exit status; `program` names the command in messages. */
+export async function benchCommand(argv: string[], program = "npm run bench --"): Promise<number> {
+  let command;
+  try {
+    command = parseCommandLine(argv);
+  } catch (error) {
+    if (!(error instanceof BenchUsageError)) throw error;
+    console.error(`bench: ${error.message}\n\n${benchUsage(program)}`);
+    return 2;
+  }
+  if (!command) {
+    console.log(benchUsage(program));
+    return 0;
+  }
+  try {
+    return await SUITES[command.suite].run(command.options);
+  } catch (error) {
+    console.error(`bench ${command.suite}: ${(error as Error).stack ?? error}`);
+    return 1;
+  }
 }
-try {
-  Deno.exit(await SUITES[command.suite].run(command.options));
-} catch (error) {
-  console.error(`bench ${command.suite}: ${(error as Error).stack ?? error}`);
-  Deno.exit(1);
-}
+
+if (import.meta.main) Deno.exit(await benchCommand(Deno.args));

@@ -39,6 +39,7 @@ import { printScaling, printStrategies } from "./parallel_report.ts";
 import { printZeropp, runZeropp } from "./zeropp.ts";
 import { writeJsonReport } from "./report.ts";
 import { median } from "./timing.ts";
+import { rankEntry } from "./rank_entry.ts";
 
 export interface ParallelOptions extends SuiteOptions {
   /** Each rank's device; default "cpu" (llvmpipe WebGPU with 4 ranks on 2 cores is very slow). */
@@ -265,7 +266,7 @@ async function runScaling(impl: SpImpl, sp: number, backend: "cpu" | "webgpu"): 
   const args: ScalingRankArgs = { layout, batch: SCALING_ROWS, seq, seed: DEFAULT_TRAIN_CONFIG.seed };
   const results = await launch<ScalingRankResult>({
     ranks: worldSize(layout),
-    entry: new URL("./parallel_rank.ts", import.meta.url),
+    entry: rankEntry("parallel_rank", import.meta.url),
     args,
     backend,
   });

@@ -10,6 +10,8 @@ import { MEMORY_USAGE, memoryCommand } from "./memory.ts";
 import { quietDisplayProbe } from "./display_env.ts";
 import { TRAIN_USAGE, trainCommand } from "./train.ts";
 import { UsageError } from "./usage.ts";
+import { SERVE_USAGE, serveCommand } from "./serve.ts";
+import { benchCommand, benchUsage } from "../bench/main.ts";
 
 const USAGE = `usage: shardlab <command> [options]
 
@@ -21,12 +23,14 @@ commands:
               (shardlab memory --help)
   info        print the runtime, adapter, limits and features, and the backend chosen
   selfcheck   run one op of every kernel family on the chosen backend against the CPU reference
+  serve       serve the pages on 127.0.0.1 with the headers SharedArrayBuffer needs (shardlab serve --help)
+  bench       run a benchmark suite (shardlab bench --help)
 
 options of info and selfcheck:
   --backend auto|webgpu|cpu   (default auto: WebGPU when an adapter exists, otherwise CPU)
 `;
 
-const COMMANDS = ["train", "ckpt", "generate", "memory", "info", "selfcheck"];
+const COMMANDS = ["train", "ckpt", "generate", "memory", "info", "selfcheck", "serve", "bench"];
 const BACKENDS = ["auto", "webgpu", "cpu"];
 
 /** The --backend option of info and selfcheck. */
@@ -50,7 +54,14 @@ async function info(backend: BackendChoice): Promise<number> {
 }
 
 function usageOf(command: string): string {
-  const usages: Record<string, string> = { train: TRAIN_USAGE, ckpt: CKPT_USAGE, generate: GENERATE_USAGE, memory: MEMORY_USAGE };
+  const usages: Record<string, string> = {
+    train: TRAIN_USAGE,
+    ckpt: CKPT_USAGE,
+    generate: GENERATE_USAGE,
+    memory: MEMORY_USAGE,
+    serve: SERVE_USAGE,
+    bench: benchUsage("shardlab bench"),
+  };
   return usages[command] ?? USAGE;
 }
 
@@ -79,6 +90,10 @@ async function main(argv: string[]): Promise<number> {
         return await info(parseBackend(rest));
       case "selfcheck":
         return (await selfcheck(parseBackend(rest))) ? 0 : 1;
+      case "serve":
+        return await serveCommand(rest);
+      case "bench":
+        return await benchCommand(rest, "shardlab bench");
       default:
         throw new UsageError(`unknown command "${command}" (valid: ${COMMANDS.join(", ")})`);
     }
