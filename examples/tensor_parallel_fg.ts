@@ -51,7 +51,7 @@ async function relativeDifference(a: Tensor, b: Tensor): Promise<number> {
 
 /** Runs on every rank: the tensor-parallel MLP forward and backward, then one device's for reference. */
 export default async function tensorParallelMlp(ctx: RankContext, { tokens: N, hidden: h, inner: I }: Args) {
-  const { device, comm: tp, rank, worldSize: T } = ctx;
+  const { device, comm, rank, worldSize: T } = ctx;
   // The same x, W1 and W2 on every rank: device.randn depends only on the seed.
   const x = device.randn([N, h], 1, { requiresGrad: true });
   const w1 = ops.scale(device.randn([h, I], 2), 1 / Math.sqrt(h));
@@ -59,10 +59,13 @@ export default async function tensorParallelMlp(ctx: RankContext, { tokens: N, h
   const w1Columns = ops.slice(w1, [0, (rank * I) / T], [h, I / T]); // this rank's columns of W1
   const w2Rows = ops.slice(w2, [(rank * I) / T, 0], [I / T, h]); // and the matching rows of W2
 
-  const y = await g(tp, ops.matmul(ops.gelu(ops.matmul(await f(tp, x), w1Columns)), w2Rows));
-  const afterForward = tp.ledger.collectives.length;
+  const input = await f(comm, x);
+  const activation = ops.gelu(ops.matmul(input, w1Columns)); // [N, I/T]: this rank's columns, no communication
+  const partial = ops.matmul(activation, w2Rows); // [N, h]: this rank's share of y
+  const y = await g(comm, partial); // the sum of every rank's share
+  const afterForward = comm.ledger.collectives.length;
   await ops.mean(ops.mul(y, y)).backward();
-  const ledger = tp.ledger.collectives.map((record, i) => ({
+  const ledger = comm.ledger.collectives.map((record, i) => ({
     phase: i < afterForward ? "forward" : "backward",
     kind: record.kind,
     tag: record.tag,

@@ -30,13 +30,19 @@ const { flags, json } = readFlags({ preset: "tiny", dp: "4", backend: "cpu" });
 const dp = integer("dp", flags.dp, 2);
 const psi = paramCount(presetConfig(flags.preset));
 
+type Held = Pick<RankMemory, "parameters" | "gradients" | "optimizer">;
+
 /** The formula's bytes per rank, from Ψ and D alone. */
-function formula(stage: ZeroStage): Pick<RankMemory, "parameters" | "gradients" | "optimizer"> {
+function formula(stage: ZeroStage): Held {
   const [whole, part] = [4 * psi, (4 * psi) / dp];
   if (stage === 0) return { parameters: whole, gradients: whole, optimizer: 2 * whole };
   if (stage === 1) return { parameters: whole, gradients: whole + part, optimizer: 3 * part };
   if (stage === 2) return { parameters: whole, gradients: part, optimizer: 3 * part };
   return { parameters: part, gradients: part, optimizer: 2 * part };
+}
+
+function total(memory: Held): number {
+  return memory.parameters + memory.gradients + memory.optimizer;
 }
 
 const stages = [
@@ -64,35 +70,14 @@ for (const { name, zero } of stages) {
   rows.push({ name, zero, measured: largest, everyRank: step.memory, formula: formula(zero) });
 }
 
-function total(memory: Pick<RankMemory, "parameters" | "gradients" | "optimizer">): number {
-  return memory.parameters + memory.gradients + memory.optimizer;
-}
-
 console.log(`${flags.preset}: Ψ = ${psi.toLocaleString("en-US")} parameters, dp ${dp}, f32 AdamW; KiB per rank (the fullest)`);
-const ddpTotal = total(rows[0].measured);
+const columns = (memory: Held) => [memory.parameters, memory.gradients, memory.optimizer, total(memory)].map(kib);
+const ofDdp = (memory: Held) => `${(100 * total(memory) / total(formula(0))).toFixed(1)}%`;
 printTable(
   ["strategy", "", "parameters", "gradients", "optimizer", "total", "of DDP", "gathered"],
   rows.flatMap(({ name, measured, formula }) => [
-    [
-      name,
-      "measured",
-      kib(measured.parameters),
-      kib(measured.gradients),
-      kib(measured.optimizer),
-      kib(total(measured)),
-      `${(100 * total(measured) / ddpTotal).toFixed(1)}%`,
-      kib(measured.gathered),
-    ],
-    [
-      "",
-      "formula",
-      kib(formula.parameters),
-      kib(formula.gradients),
-      kib(formula.optimizer),
-      kib(total(formula)),
-      `${(100 * total(formula) / (16 * psi)).toFixed(1)}%`,
-      "—",
-    ],
+    [name, "measured", ...columns(measured), ofDdp(measured), kib(measured.gathered)],
+    ["", "formula", ...columns(formula), ofDdp(formula), "—"],
   ]),
 );
 printJson(json, { preset: flags.preset, psi, dp, stages: rows });
