@@ -6,6 +6,8 @@
 import { CheckpointError } from "./errors.ts";
 import { type CheckpointStorage, type FileWriter, pathParts } from "./storage.ts";
 
+const NODE_CRYPTO = "node:crypto";
+
 export class FsStorage implements CheckpointStorage {
   constructor(readonly root: string) {
     if (!("Deno" in globalThis)) {
@@ -16,8 +18,9 @@ export class FsStorage implements CheckpointStorage {
   }
 
   async write(path: string, pieces: readonly ArrayBufferView[]): Promise<string> {
-    // Loaded when used, so that a browser bundle that never writes here needs no node:crypto.
-    const { createHash } = await import("node:crypto");
+    // Loaded when used, and named through a variable so that bundlers leave it alone: a browser
+    // bundle of shardlab, which never writes here, needs no node:crypto.
+    const { createHash }: typeof import("node:crypto") = await import(NODE_CRYPTO);
     const hash = createHash("sha256");
     const writer = await this.create(path);
     try {
