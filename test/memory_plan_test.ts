@@ -124,18 +124,20 @@ Deno.test("memory: phi3-mini on every ZeRO stage follows the ZeRO paper's formul
   assert.deepEqual(printed.ranks, Array(8).fill(expected.at(-1)![1]));
 });
 
-Deno.test("memory: the table names the parameters and each kind in bytes and GiB; bad layouts exit 2", async () => {
+Deno.test("memory: the table names the parameters and each kind in bytes and GiB; bad input exits 2", async () => {
   const table = await shardlab("memory", "--preset", "phi3-mini");
   assert.equal(table.code, 0, table.stderr);
   assert.match(table.stdout, /phi3-mini, 3,821,079,552 parameters/);
   // DDP on one rank: 16 bytes per parameter.
   assert.match(table.stdout, /total +61,137,272,832 B +56\.939 GiB/);
   const refusals: [string[], string][] = [
-    [["--preset", "huge"], 'unknown preset "huge" (valid: tiny, small, phi3-mini)'],
-    [["--tp", "3"], "4 attention heads do not split evenly over tp 3"],
+    [["memory", "--preset", "huge"], 'unknown preset "huge" (valid: tiny, small, phi3-mini)'],
+    [["memory", "--tp", "3"], "4 attention heads do not split evenly over tp 3"],
+    // Training phi3-mini is refused, pointing at this command.
+    [["train", "--preset", "phi3-mini"], "the phi3-mini preset is for parameter and memory arithmetic only (shardlab memory"],
   ];
   for (const [args, message] of refusals) {
-    const result = await shardlab("memory", ...args);
+    const result = await shardlab(...args);
     assert.equal(result.code, 2, `${args.join(" ")}: ${result.stdout}`);
     assert.ok(result.stderr.includes(message), `${args.join(" ")}: ${result.stderr}`);
   }

@@ -97,6 +97,12 @@ function checkInteger(name: string, value: number, min: number): void {
 
 /** The model configuration a run trains, after checking every option. */
 export function checkTrainConfig(config: TrainConfig): Phi3Config {
+  if (config.preset === "phi3-mini") {
+    throw new RangeError(
+      "train: the phi3-mini preset is for parameter and memory arithmetic only (shardlab memory --preset phi3-mini, " +
+        `memoryPlan); train ${TRAINABLE_PRESETS.join(" or ")}`,
+    );
+  }
   if (!TRAINABLE_PRESETS.includes(config.preset)) {
     throw new RangeError(`train: unknown preset "${config.preset}" (valid: ${TRAINABLE_PRESETS.join(", ")})`);
   }
