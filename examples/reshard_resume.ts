@@ -12,7 +12,8 @@
 // digit. Another layout adds in another order, so the last bits may differ: the repository's tests
 // hold every pair of layouts to 1e-4 relative, and a run resumed on its own layout to every bit.
 //
-//   deno run -A examples/reshard_resume.ts [--from dp2,tp2,zero3] [--to dp4,zero1] [--steps 6] [--save-at 3] [--json]
+//   deno run -A examples/reshard_resume.ts [--from dp2,tp2,zero3] [--to dp4,zero1] [--steps 6] [--save-at 3]
+//                                         [--backend cpu] [--json]
 //
 // A layout is a comma-separated list of dpN, tpN, spN, zeroN, nodesN and megatron (Megatron-SP
 // instead of Ulysses); what it leaves out is 1 (ZeRO 0).

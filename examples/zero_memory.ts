@@ -24,10 +24,11 @@
 //   deno run -A examples/zero_memory.ts [--preset tiny|small] [--dp 4] [--backend cpu] [--json]
 
 import { paramCount, presetConfig, type RankMemory, train, type ZeroStage } from "shardlab";
-import { integer, kib, printJson, printTable, readFlags } from "./cli.ts";
+import { integer, kib, printJson, printTable, readFlags, usageError } from "./cli.ts";
 
 const { flags, json } = readFlags({ preset: "tiny", dp: "4", backend: "cpu" });
 const dp = integer("dp", flags.dp, 2);
+if (flags.preset !== "tiny" && flags.preset !== "small") usageError(`--preset must be tiny or small, got "${flags.preset}"`);
 const psi = paramCount(presetConfig(flags.preset));
 
 type Held = Pick<RankMemory, "parameters" | "gradients" | "optimizer">;
