@@ -129,7 +129,7 @@ const BAD_INPUT: [string[], RegExp][] = [
   [["train", "--dp", "2", "--sample"], /--sample generates on one rank/],
   [["train", "--dp", "2", "--bucket-cap-mb", "0"], /--bucket-cap-mb must be a positive number of MiB, got 0/],
   [["info", "--backend", "tpu"], /unknown backend "tpu"/],
-  [["fly"], /unknown command "fly" \(valid: train, ckpt, generate, info, selfcheck\)/],
+  [["fly"], /unknown command "fly" \(valid: train, ckpt, generate, memory, info, selfcheck/],
   [["train", "--save-every", "5"], /--save-every 5 needs --save DIR/],
   [["train", "--save", "x", "--save-every", "0"], /--save-every must be an integer ≥ 1, got 0/],
   [["train", "--dp", "2", "--zeropp"], /--zeropp works on ZeRO-3's partitions: it needs --zero 3, got --zero 0/],
