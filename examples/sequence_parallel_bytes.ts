@@ -38,7 +38,10 @@ const batch = integer("batch", flags.batch, 1);
 const model = presetConfig("tiny"); // hidden 64, 2 layers, 4 query heads, 2 kv heads of 16
 const { hiddenSize: h, numLayers: L, numHeads: Hq, numKvHeads: Hkv } = model;
 const d = headDim(model);
-for (const S of sps) if (Hq % S !== 0) usageError(`--sp ${S}: the tiny preset's ${Hq} heads do not divide evenly over it`);
+for (const S of sps) {
+  if (Hq % S !== 0) usageError(`--sp ${S}: the tiny preset's ${Hq} heads do not divide evenly over it`);
+  for (const seq of seqs) if (seq % S !== 0) usageError(`--seq ${seq} does not divide among sp ${S} ranks`);
+}
 
 /** The formulas above, bytes per rank and step for N tokens on S ranks. */
 function ulyssesFormula(N: number, S: number): number {
@@ -69,7 +72,6 @@ async function measure(spImpl: SpImpl, S: number, seq: number): Promise<{ exchan
 const rows = [];
 for (const S of sps) {
   for (const seq of seqs) {
-    if (seq % S !== 0) usageError(`--seq ${seq} does not divide among sp ${S} ranks`);
     const N = batch * seq;
     const ulysses = await measure("ulysses", S, seq);
     const megatron = await measure("megatron", S, seq);
