@@ -190,9 +190,9 @@ function expectedInter(W: number, nodes: number, zeropp: boolean): { fwd: number
     const c = Math.ceil(numel / W); // each rank's part of the group, padded
     const gathered = zeropp ? quantized(c, 8) : F32 * c;
     expected.fwd += crossing(W, nodes, gathered);
-    // hpZ gathers the backward inside the node; qgZ sends each peer on another node one INT4 chunk.
-    expected.bwd += zeropp ? 0 : crossing(W, nodes, gathered);
-    // A reduce-scatter's payload is the whole group; each rank sends chunks of it.
+    expected.bwd += zeropp ? 0 : crossing(W, nodes, gathered); // hpZ gathers the backward inside the node
+    // qgZ sends each peer on another node one INT4 chunk; a reduce-scatter's payload is the whole
+    // group, of which each rank sends chunks.
     expected.grads += zeropp ? W * (nodes - 1) * quantized(c, 4) : crossing(W, nodes, F32 * c, F32 * c * W);
   }
   expected.other = 2 * crossing(W, nodes, F32); // the gradient norm's and the loss's all-reduces
