@@ -12,14 +12,12 @@ Serves shardlab's pages on http://127.0.0.1:N/ (default 8000;
 0 picks a free port) until stopped with Ctrl-C.
 `;
 
-/** Where the bundler is in the repository. Named through a variable so that the package's build leaves it out. */
-const BUNDLER = "../web/bundle.ts";
-
 /** The pages: read from dist/web/ in a build, bundled from the sources in the repository. */
 async function pages(): Promise<Map<string, string | Uint8Array<ArrayBuffer>>> {
   if (import.meta.url.endsWith(".ts")) {
-    const bundler: typeof import("../web/bundle.ts") = await import(new URL(BUNDLER, import.meta.url).href);
-    return await bundler.bundlePage();
+    // Only in the repository: the package's build leaves the bundler out (scripts/build.ts).
+    const { bundlePage } = await import("../web/bundle.ts");
+    return await bundlePage();
   }
   const folder = new URL("./web/", import.meta.url);
   const files = new Map<string, Uint8Array<ArrayBuffer>>();
