@@ -20,13 +20,13 @@ async function memoryCommand(...args: string[]): Promise<MemoryJson> {
   return JSON.parse(result.stdout);
 }
 
+/** The rest of a run's config, which memory does not depend on. */
+const RUN = { preset: "tiny", steps: 1, batch: 1, seq: 16, lr: 1e-3, seed: 0, backend: "cpu" as const };
+
 /** What each rank reports after one real step of the tiny preset on `layout` (CPU ranks). */
 async function realStep(layout: Partial<TrainConfig>): Promise<RankMemory[]> {
   return (await trainParallel({ ...RUN, batch: layout.dp ?? 1, ...layout })).history[0].memory;
 }
-
-/** The rest of a run's config, which memory does not depend on. */
-const RUN = { preset: "tiny", steps: 1, batch: 1, seq: 16, lr: 1e-3, seed: 0, backend: "cpu" as const };
 
 const LAYOUTS: Partial<TrainConfig>[] = [
   { dp: 2, zero: 1 },

@@ -135,12 +135,16 @@ Deno.test("divergence: the command line names the step in one line and exits 3, 
   const save = await Deno.makeTempDir();
   try {
     const args = ["--lr", "1e6", "--steps", "30", "--batch", "4", "--seq", "16", "--backend", "cpu"];
-    const single = await shardlab("train", ...args);
+    const json = `${save}/run.jsonl`;
+    const single = await shardlab("train", ...args, "--json", json);
     assert.equal(single.code, 3, single.stderr);
     assert.equal(
       single.stderr.trim(),
       "shardlab: train: the gradient norm became NaN at step 2 (the learning rate 1e6 may be too high); no checkpoint was saved",
     );
+    const records = (await Deno.readTextFile(json)).trim().split("\n").map((line) => JSON.parse(line));
+    assert.deepEqual(records.map((r) => r.step), [1, 2]);
+    assert.deepEqual(records[1], { event: "diverged", step: 2, what: "gradient norm", value: "NaN", checkpoint: null });
     const elastic = await shardlab("train", ...args, "--dp", "2", "--zero", "1", "--elastic", "--save", save);
     assert.equal(elastic.code, 3, elastic.stderr);
     assert.match(elastic.stderr.trim(), /^shardlab: train: the gradient norm became NaN at step 2 .*no checkpoint was saved$/);
