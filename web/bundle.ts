@@ -7,7 +7,7 @@ import * as esbuild from "esbuild";
 const WEB = new URL("./", import.meta.url);
 
 /** The pages served, each at /<file>; index.html also at /. */
-export const PAGES = ["index.html", "ranks.html"];
+export const PAGES = ["index.html"];
 
 /**
  * The scripts of the pages, in groups bundled together. A group with `splitting` keeps the modules
@@ -15,8 +15,7 @@ export const PAGES = ["index.html", "ranks.html"];
  * one copy of the library.
  */
 const BUNDLES = [
-  { entryPoints: ["main.ts", "train_worker.ts"], splitting: false },
-  { entryPoints: ["ranks_demo.ts", "ranks_allreduce.ts", "../src/comm/rank_worker.ts"], splitting: true },
+  { entryPoints: ["lab.ts", "lab_worker.ts", "../src/comm/rank_worker.ts"], splitting: true },
 ];
 
 /** Every file of the pages (HTML and bundled scripts), keyed by the path it is served at. */
