@@ -131,6 +131,16 @@ Deno.test("divergence: dp 2 with ZeRO-1 stops every rank at the same step as one
   }
 });
 
+Deno.test("divergence: under ZeRO++'s quantized gradients the rank that cannot quantize them names the step", async () => {
+  const config: TrainConfig = { ...BASE, steps: 10, lr: 1e6, dp: 2, zero: 3, zeroQuantizedGradients: true };
+  const reference = await untilNonFinite({ ...config, dp: 1, zero: 0, zeroQuantizedGradients: undefined });
+  const { error, history } = await divergedRun(config);
+  assert.equal(error.step, reference.length);
+  assert.equal(history.length, reference.length - 1);
+  assert.equal(error.what, "gradients");
+  assert.match(error.message, /the gradients became NaN or ±Inf at step \d+ .*; no checkpoint was saved$/);
+});
+
 Deno.test("divergence: the command line names the step in one line and exits 3, also with --elastic", async () => {
   const save = await Deno.makeTempDir();
   try {

@@ -18,3 +18,6 @@ export class DisposedError extends ShardlabError {}
 
 /** A request beyond what the device can hold or bind, naming the limit. */
 export class DeviceLimitError extends ShardlabError {}
+
+/** Values that must be finite are not: `zeropp.qgz.intra.layer1: … block 2 (elements 4096..6143) holds NaN or ±Inf`. */
+export class NonFiniteError extends ShardlabError {}

@@ -5,21 +5,26 @@
 // value, the learning rate and the last checkpoint saved (the one to go back to with a lower rate).
 //
 // The single-device trainer throws TrainingDivergedError itself. On a layout of several ranks every
-// rank sees the same global loss and gradient norm and throws it at the same step; the launch then
-// ends with a RankFailedError carrying the error's message, from which trainingDivergence() gives
-// the typed error back.
+// rank sees the same global loss and gradient norm and throws it at the same step (under ZeRO++'s
+// quantized gradients, the rank whose gradients hold NaN or ±Inf throws it in backward, where the
+// quantizer refuses them); the launch then ends with a RankFailedError carrying the error's
+// message, from which trainingDivergence() gives the typed error back.
 
 import { RankFailedError, type RankFailureKind } from "../comm/errors.ts";
 import { ShardlabError } from "../tensor/errors.ts";
 
-/** What became non-finite: the global batch's mean loss, or the global gradient norm before clipping. */
-export type DivergedQuantity = "loss" | "gradient norm";
+/**
+ * What became non-finite: the global batch's mean loss, the global gradient norm before clipping,
+ * or the gradients themselves, when ZeRO++'s quantized gradients refuse a block of them before any
+ * norm exists (qgZ cannot quantize NaN or ±Inf).
+ */
+export type DivergedQuantity = "loss" | "gradient norm" | "gradients";
 
 export interface Divergence {
   /** 1-based: the step whose loss or gradient norm is non-finite; it was not applied. */
   step: number;
   what: DivergedQuantity;
-  /** NaN, Infinity or -Infinity. */
+  /** NaN, Infinity or -Infinity; NaN for the gradients, which hold NaN or ±Inf. */
   value: number;
   /** The run's peak learning rate. */
   lr: number;
@@ -37,7 +42,8 @@ export class TrainingDivergedError extends ShardlabError {
   constructor(divergence: Divergence) {
     const { step, what, value, lr, checkpoint } = divergence;
     super(
-      `train: the ${what} became ${value} at step ${step} (the learning rate ${formatRate(lr)} may be too high); ` +
+      `train: the ${what} became ${what === "gradients" ? "NaN or ±Inf" : value} at step ${step} ` +
+        `(the learning rate ${formatRate(lr)} may be too high); ` +
         (checkpoint === null ? "no checkpoint was saved" : `the last good checkpoint is ${checkpoint}`),
     );
     this.name = "TrainingDivergedError";
@@ -66,7 +72,8 @@ export function divergenceAt(
 }
 
 const MESSAGE = new RegExp(
-  String.raw`^TrainingDivergedError: train: the (loss|gradient norm) became (NaN|-?Infinity) at step (\d+) ` +
+  String.raw`^TrainingDivergedError: train: the (loss|gradient norm|gradients) became (NaN|-?Infinity|NaN or ±Inf) ` +
+    String.raw`at step (\d+) ` +
     String.raw`\(the learning rate (\S+) may be too high\); (?:no checkpoint was saved|the last good checkpoint is (.+))$`,
 );
 
@@ -90,7 +97,7 @@ export function divergenceOfRank(report: { failure: RankFailureKind; cause: stri
   return new TrainingDivergedError({
     step: Number(step),
     what: what as DivergedQuantity,
-    value: Number(value),
+    value: what === "gradients" ? NaN : Number(value),
     lr: Number(lr),
     checkpoint: checkpoint ?? null,
   });

@@ -11,6 +11,7 @@ import type { RankContext } from "../comm/rank_context.ts";
 import type { CollectiveRecord } from "../comm/ledger.ts";
 import { batchRows } from "../data/corpus.ts";
 import { clipScale } from "../optim/clip.ts";
+import { NonFiniteError } from "../tensor/errors.ts";
 import { warmupCosine } from "../optim/schedule.ts";
 import { ParallelEngine, type TokenBatch } from "../parallel/engine.ts";
 import type { FragmentMap, RankFragments, RankState } from "../parallel/fragment_map.ts";
@@ -20,7 +21,7 @@ import { readInitState } from "../checkpoint/hf_import.ts";
 import { failAsStepBegins, failDuringSave, type PlannedFailure } from "./rank_failures.ts";
 import { runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout, zeroppOptions } from "./config.ts";
-import { divergenceAt } from "./divergence.ts";
+import { divergenceAt, TrainingDivergedError } from "./divergence.ts";
 
 export interface TrainRankArgs {
   config: TrainConfig;
@@ -100,7 +101,17 @@ export default async function trainRank(ctx: RankContext, args: TrainRankArgs): 
         tokens: share.tokenCount,
       };
       const lr = lrAt(step);
-      const rankLoss = await engine.forwardBackward(batch);
+      const rankLoss = await engine.forwardBackward(batch).catch((error) => {
+        // ZeRO++'s quantized gradients refuse NaN or ±Inf on the rank that holds them, in backward.
+        if (!(error instanceof NonFiniteError)) throw error;
+        throw new TrainingDivergedError({
+          step: step + 1,
+          what: "gradients",
+          value: NaN,
+          lr: config.lr,
+          checkpoint: lastCheckpoint,
+        });
+      });
       const gradNorm = await engine.reduceGradients();
       // Sampled with the gradients reduced and not yet freed (the full gradients exist during backward
       // under every stage: the reductions run after it).

@@ -10,7 +10,7 @@
 
 import type { QuantLayout, Storage } from "../../backend/backend.ts";
 import { quantizedBytes } from "../../backend/cpu/quantize.ts";
-import { ShapeError } from "../errors.ts";
+import { NonFiniteError, ShapeError } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { checkDtype, checkFloat } from "./checks.ts";
 
@@ -81,7 +81,7 @@ export function dequantize(q: Tensor, scales: Tensor, spec: QuantSpec, sets: Qua
 export function checkScales(scales: Float32Array, block: number, what: string): void {
   const bad = scales.findIndex((s) => Number.isNaN(s));
   if (bad >= 0) {
-    throw new RangeError(
+    throw new NonFiniteError(
       `${what}: block ${bad} (elements ${bad * block}..${(bad + 1) * block - 1}) holds NaN or ±Inf and cannot be quantized`,
     );
   }
