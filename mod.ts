@@ -6,7 +6,7 @@ export type { DType, HostArray } from "./src/tensor/dtype.ts";
 export * as ops from "./src/tensor/ops/index.ts";
 export { noGrad } from "./src/tensor/autograd.ts";
 export { keep, tidy } from "./src/tensor/scope.ts";
-export { DeviceLimitError, DisposedError, DTypeError, ShapeError, ShardlabError } from "./src/tensor/errors.ts";
+export { DeviceLimitError, DisposedError, DTypeError, NonFiniteError, ShapeError, ShardlabError } from "./src/tensor/errors.ts";
 export type { AdamWParams } from "./src/backend/backend.ts";
 
 // The model, data, optimizer and trainer.
