@@ -4,7 +4,7 @@
 // parameters are as quick as tiny. The figures are those a run on that layout reports per rank.
 
 import { parseArgs } from "node:util";
-import { paramCount, presetConfig, PRESETS } from "../src/nn/config.ts";
+import { presetConfig, PRESETS } from "../src/nn/config.ts";
 import { memoryPlan, memoryTotal } from "../src/parallel/memory_plan.ts";
 import type { RankMemory } from "../src/parallel/strategy.ts";
 import { trainLayout, zeroppOptions } from "../src/train/config.ts";
@@ -52,6 +52,7 @@ export function memoryCommand(argv: string[]): number {
   const model = presetConfig(preset);
   let plan;
   try {
+    // trainLayout and zeroppOptions read the layout and ZeRO++ fields; the rest only completes a TrainConfig.
     const config = { preset, steps: 1, batch: 1, seq: 1, lr: 1, seed: 0, backend: "cpu" as const, ...layoutConfig(values) };
     plan = memoryPlan(model, trainLayout(config), zeroppOptions(config));
   } catch (error) {
@@ -66,7 +67,7 @@ export function memoryCommand(argv: string[]): number {
   }
   const { hiddenSize, numLayers, numHeads, numKvHeads, vocabSize } = model;
   console.log(
-    `shardlab memory: ${preset}, ${paramCount(model).toLocaleString("en-US")} parameters ` +
+    `shardlab memory: ${preset}, ${plan.parameters.toLocaleString("en-US")} parameters ` +
       `(hidden ${hiddenSize}, ${numLayers} layers, ${numHeads} heads (${numKvHeads} kv), vocabulary ${vocabSize})`,
   );
   const { dp, tp, sp, spImpl, zero, nodes } = plan.layout;
