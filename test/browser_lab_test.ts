@@ -162,6 +162,15 @@ pageTest("lab: bad settings in the address are named in the page's words, and no
   await page.goto(page.url().replace(/\?.*$/, "?steps=5&fail=2@9"));
   await page.waitForFunction(() => document.body.dataset.lab === "invalid");
   assert.equal(await page.textContent("#message"), "Step it fails at must be at most Steps, 5, got 9.");
-  await screenshot(page, "lab-invalid.png");
   assert.equal(await page.evaluate(() => document.body.dataset.reference), undefined, "nothing started");
+  // The form's values are checked the same way when Train is pressed.
+  await page.fill("#steps", "2.5");
+  await page.click("#train");
+  assert.equal(await page.textContent("#message"), "Steps must be a whole number ≥ 1, got “2.5”.");
+  await screenshot(page, "lab-invalid.png");
+  // A fresh browser's OPFS holds no checkpoint to resume.
+  await page.goto(page.url().replace(/\?.*$/, "?autostart=0"));
+  await page.click("#resume");
+  await page.waitForFunction(() => document.body.dataset.lab === "error");
+  assert.match(await page.textContent("#message") ?? "", /^There is no saved checkpoint in this browser's OPFS yet/);
 });

@@ -115,7 +115,10 @@ function start(settings: LabSettings): void {
         setStatus(`Done: ${config.steps} steps on ${layoutName(reply.result.config)}.`);
         break;
       case "error":
-        state.message = pageWords(reply.message);
+        state.message = config.resume && /no checkpoint here/.test(reply.message)
+          ? `There is no saved checkpoint in this browser's OPFS yet: train with “Save to OPFS every” above 0 first, ` +
+            "then resume."
+          : pageWords(reply.message);
         showMessage(state.message);
         setStatus("The run stopped with an error.");
         setPhase("error");

@@ -110,7 +110,8 @@ function wholeNumber(values: Record<string, string>, name: string, min: number):
   const text = values[name].trim();
   const value = Number(text);
   if (text === "" || !Number.isInteger(value) || value < min) {
-    throw new LabInputError(`${LABELS[name]} must be a whole number ≥ ${min}, got “${values[name]}”.`);
+    const got = text === "" ? "nothing (the field is empty or not a number)" : `“${values[name]}”`;
+    throw new LabInputError(`${LABELS[name]} must be a whole number ≥ ${min}, got ${got}.`);
   }
   return value;
 }

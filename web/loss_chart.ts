@@ -20,7 +20,7 @@ export interface LossChartData {
   marks: { step: number; label: string }[];
 }
 
-const WIDTH = 640, HEIGHT = 260;
+const WIDTH = 800, HEIGHT = 230;
 const PAD = { left: 44, right: 12, top: 12, bottom: 34 };
 const RUN_COLOURS = ["#0072B2", "#D55E00", "#CC79A7"];
 const REFERENCE_COLOUR = "#E69F00";
