@@ -4,7 +4,7 @@
 // copy bound alone.
 
 import { ops, type Tensor } from "../mod.ts";
-import { tf } from "./tfjs.ts";
+import { tf, type Tfjs } from "./tfjs.ts";
 
 /**
  * matmul: shardlab ≥ 1.5× TF.js; causalAttention: ≥ 2× TF.js; elementwise: shardlab's bandwidth ≥ 70 %
@@ -31,8 +31,8 @@ export interface KernelCase {
   prepare?(inputs: Tensor[]): Tensor[];
   shardlab(inputs: Tensor[]): Tensor;
   /** `constants` are made once per case by tfjsConstants, outside the timed loop; absent where TF.js has no peer. */
-  tfjs?(inputs: tf.Tensor[], constants: tf.Tensor[]): tf.Tensor;
-  tfjsConstants?: () => tf.Tensor[];
+  tfjs?(inputs: Tfjs.Tensor[], constants: Tfjs.Tensor[]): Tfjs.Tensor;
+  tfjsConstants?: () => Tfjs.Tensor[];
 }
 
 export function isBandwidthCase(kernelCase: KernelCase): boolean {

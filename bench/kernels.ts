@@ -15,7 +15,7 @@ import {
   summarizeTargets,
   writeJsonReport,
 } from "./report.ts";
-import { checkSameAdapter, startTfjsWebGpu, syncTfjs, tf } from "./tfjs.ts";
+import { checkSameAdapter, loadTfjs, startTfjsWebGpu, syncTfjs, tf, type Tfjs } from "./tfjs.ts";
 import { timeGpu, type Timing } from "./timing.ts";
 import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 
@@ -32,7 +32,9 @@ const MAX_RELATIVE_DIFFERENCE = 1e-3;
 export async function runKernels(options: SuiteOptions): Promise<number> {
   const device = await createDevice({ backend: "webgpu" });
   const ctx = (device.backend as WebGpuBackend).ctx;
-  const tfBackend = await startTfjsWebGpu();
+  const tfjsMissing = await loadTfjs();
+  if (tfjsMissing) progress(tfjsMissing);
+  const tfBackend = tfjsMissing ? null : await startTfjsWebGpu();
   const adapter = adapterReport(device, ctx, tfBackend);
   progress(`adapter: ${adapter.description}`);
 
@@ -45,6 +47,7 @@ export async function runKernels(options: SuiteOptions): Promise<number> {
   }
   const targets = summarizeTargets(cases);
   printTable(adapter, copy, cases, targets);
+  if (tfjsMissing) console.log(`\nnote: ${tfjsMissing}`);
 
   if (options.json) {
     await writeJsonReport(options.json, "kernels", {
@@ -53,10 +56,11 @@ export async function runKernels(options: SuiteOptions): Promise<number> {
       copyBound: copy,
       cases,
       targets,
+      tfjsSkipped: tfjsMissing,
     });
     progress(`wrote ${options.json}`);
   }
-  tfBackend.dispose();
+  tfBackend?.dispose();
   device.destroy();
   return 0;
 }
@@ -66,8 +70,10 @@ function progress(message: string): void {
 }
 
 /** The adapter both libraries drive (checked to be the same one), with shardlab's view of its limits. */
-function adapterReport(device: Device, ctx: GpuContext, tfBackend: WebGPUBackend): AdapterReport {
-  const { vendor, architecture, device: adapterDevice, description } = checkSameAdapter(ctx.device, tfBackend);
+function adapterReport(device: Device, ctx: GpuContext, tfBackend: WebGPUBackend | null): AdapterReport {
+  const { vendor, architecture, device: adapterDevice, description } = tfBackend
+    ? checkSameAdapter(ctx.device, tfBackend)
+    : ctx.device.adapterInfo;
   return {
     vendor,
     architecture,
@@ -95,7 +101,7 @@ async function runCase(
   index: number,
   device: Device,
   ctx: GpuContext,
-  tfBackend: WebGPUBackend,
+  tfBackend: WebGPUBackend | null,
   copy: CopyBound,
   reps?: number,
 ): Promise<CaseResult> {
@@ -105,9 +111,10 @@ async function runCase(
   }));
   const random = hostInputs.map(({ shape, values }) => device.tensor(values, shape));
   const shardlabInputs = kernelCase.prepare?.(random) ?? random;
-  const tfjsInputs = hostInputs.map(({ shape, values }) => tf.tensor(values, shape));
-  const tfjsConstants = kernelCase.tfjsConstants?.() ?? [];
-  const tfjsCase = kernelCase.tfjs;
+  // Without TF.js (tfBackend null) its side of the case is skipped.
+  const tfjsInputs = tfBackend ? hostInputs.map(({ shape, values }) => tf.tensor(values, shape)) : [];
+  const tfjsConstants = tfBackend ? kernelCase.tfjsConstants?.() ?? [] : [];
+  const tfjsCase = tfBackend ? kernelCase.tfjs : undefined;
   const errors: string[] = [];
   const shardlab = await attempt("shardlab", errors, () =>
     timeLeakFree(
@@ -122,14 +129,14 @@ async function runCase(
       "TF.js",
       () => tf.memory().numTensors,
       () => tf.tidy(() => void tfjsCase(tfjsInputs, tfjsConstants)),
-      () => syncTfjs(tfBackend),
+      () => syncTfjs(tfBackend!),
       reps,
     ));
   const difference = shardlab && tfjs
     ? await attempt("comparison", errors, () => compareResults(kernelCase, shardlabInputs, tfjsInputs, tfjsConstants))
     : null;
   new Set([...random, ...shardlabInputs]).forEach((t) => t.dispose());
-  tf.dispose([...tfjsInputs, ...tfjsConstants]);
+  if (tfBackend) tf.dispose([...tfjsInputs, ...tfjsConstants]);
   const result = caseResult(kernelCase, shardlab, tfjs, difference, copy);
   return errors.length ? { ...result, error: errors.join("; ") } : result;
 }
@@ -163,8 +170,8 @@ async function timeLeakFree(
 async function compareResults(
   kernelCase: KernelCase,
   shardlabInputs: Tensor[],
-  tfjsInputs: tf.Tensor[],
-  tfjsConstants: tf.Tensor[],
+  tfjsInputs: Tfjs.Tensor[],
+  tfjsConstants: Tfjs.Tensor[],
 ): Promise<Difference> {
   const shardlabOut = kernelCase.shardlab(shardlabInputs);
   const tfjsOut = tf.tidy(() => kernelCase.tfjs!(tfjsInputs, tfjsConstants));

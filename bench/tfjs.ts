@@ -9,10 +9,29 @@
 // - TF.js records dispatches into its own command encoder and submits every few dispatches, so
 //   waiting on the queue alone could miss the last ones: syncTfjs() submits them first.
 
-import * as tf from "@tensorflow/tfjs-core";
-import { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
+import type * as Tfjs from "@tensorflow/tfjs-core";
+import type { WebGPUBackend } from "@tensorflow/tfjs-backend-webgpu";
 
-export { tf };
+export type { Tfjs };
+
+/** TF.js's API, once loadTfjs() has imported it. */
+export let tf: typeof Tfjs;
+let WebGpuBackendClass: typeof WebGPUBackend;
+
+/**
+ * Imports TF.js and resolves with null, or with a note saying why its rows are skipped. shardlab does
+ * not depend on TF.js: a repository checkout has it (a devDependency), an installed package may not.
+ */
+export async function loadTfjs(): Promise<string | null> {
+  try {
+    tf = await import("@tensorflow/tfjs-core");
+    WebGpuBackendClass = (await import("@tensorflow/tfjs-backend-webgpu")).WebGPUBackend;
+    return null;
+  } catch (error) {
+    return `TF.js could not be loaded (${(error as Error).message.split("\n")[0]}), so its rows are skipped; ` +
+      "to compare with it, npm install @tensorflow/tfjs-core @tensorflow/tfjs-backend-webgpu";
+  }
+}
 
 /** Switches TF.js to WebGPU and returns its backend; throws when it ends up on anything else. */
 export async function startTfjsWebGpu(): Promise<WebGPUBackend> {
@@ -23,8 +42,8 @@ export async function startTfjsWebGpu(): Promise<WebGPUBackend> {
   }
   await tf.ready();
   const backend = tf.backend();
-  if (!(backend instanceof WebGPUBackend)) throw new Error("TF.js reports 'webgpu' but its backend is not a WebGPUBackend");
-  return backend;
+  if (!(backend instanceof WebGpuBackendClass)) throw new Error("TF.js reports 'webgpu' but its backend is not a WebGPUBackend");
+  return backend as WebGPUBackend;
 }
 
 /** Submits TF.js's recorded dispatches and resolves when the GPU has finished them. */

@@ -8,7 +8,7 @@
 // registerGradient. Each is the textbook derivative, composed of TF.js ops as TF.js's own are.
 
 import type { NamedAttrMap, Tensor } from "@tensorflow/tfjs-core";
-import { tf } from "./tfjs.ts";
+import { tf, type Tfjs } from "./tfjs.ts";
 
 type GradFunc = (dy: Tensor | Tensor[], saved: Tensor[], attrs: NamedAttrMap) => Record<string, () => Tensor>;
 
@@ -116,7 +116,7 @@ const GRADIENTS: Gradient[] = [
           `GatherV2 gradient: only axis 0 with 1-D indices, got axis ${attrs.axis}, indices rank ${indices.rank}`,
         );
       }
-      return { x: () => tf.unsortedSegmentSum(dy as Tensor, indices as Tensor<tf.Rank.R1>, x.shape[0]) };
+      return { x: () => tf.unsortedSegmentSum(dy as Tensor, indices as Tensor<Tfjs.Rank.R1>, x.shape[0]) };
     },
   },
   { kernelName: "Reshape", inputsToSave: ["x"], gradFunc: (dy, [x]) => ({ x: () => tf.reshape(dy as Tensor, x.shape) }) },

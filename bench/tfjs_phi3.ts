@@ -13,7 +13,7 @@
 // extra sync per step that TF.js does not pay).
 
 import type { Phi3Config } from "../src/nn/config.ts";
-import { tf } from "./tfjs.ts";
+import { tf, type Tfjs } from "./tfjs.ts";
 import { registerTfjsGradients } from "./tfjs_gradients.ts";
 
 /** A parameter's initial values, keyed by its Hugging Face name. */
@@ -34,32 +34,32 @@ export interface TfjsAdamWOptions {
 }
 
 interface Parameter {
-  variable: tf.Variable;
-  expAvg: tf.Variable;
-  expAvgSq: tf.Variable;
+  variable: Tfjs.Variable;
+  expAvg: Tfjs.Variable;
+  expAvgSq: Tfjs.Variable;
   weightDecay: number;
 }
 
 interface Layer {
-  inputNorm: tf.Variable;
-  qkv: tf.Variable;
-  out: tf.Variable;
-  postNorm: tf.Variable;
-  gateUp: tf.Variable;
-  down: tf.Variable;
+  inputNorm: Tfjs.Variable;
+  qkv: Tfjs.Variable;
+  out: Tfjs.Variable;
+  postNorm: Tfjs.Variable;
+  gateUp: Tfjs.Variable;
+  down: Tfjs.Variable;
 }
 
 export class TfjsPhi3Trainer {
   private readonly params = new Map<string, Parameter>();
-  private readonly embed: tf.Variable;
+  private readonly embed: Tfjs.Variable;
   private readonly layers: Layer[];
-  private readonly finalNorm: tf.Variable;
-  private readonly lmHead: tf.Variable;
+  private readonly finalNorm: Tfjs.Variable;
+  private readonly lmHead: Tfjs.Variable;
   /** [seq, headDim] tables of the rotary embedding: cos and sin of each (position, frequency), both halves. */
-  private readonly cos: tf.Tensor;
-  private readonly sin: tf.Tensor;
+  private readonly cos: Tfjs.Tensor;
+  private readonly sin: Tfjs.Tensor;
   /** [seq, seq]: 0 where a query may attend, −∞ above the diagonal. */
-  private readonly causalBias: tf.Tensor;
+  private readonly causalBias: Tfjs.Tensor;
   private steps = 0;
 
   constructor(
@@ -123,14 +123,14 @@ export class TfjsPhi3Trainer {
     tf.dispose([this.cos, this.sin, this.causalBias]);
   }
 
-  private param(name: string): tf.Variable {
+  private param(name: string): Tfjs.Variable {
     const parameter = this.params.get(name);
     if (!parameter) throw new RangeError(`TfjsPhi3Trainer: no initial value for parameter "${name}"`);
     return parameter.variable;
   }
 
   /** Mean cross-entropy of the logits against one-hot target rows [B·T, vocab]. */
-  private loss(ids: tf.Tensor, targetRows: tf.Tensor): tf.Scalar {
+  private loss(ids: Tfjs.Tensor, targetRows: Tfjs.Tensor): Tfjs.Scalar {
     let x = tf.gather(this.embed, ids);
     for (const layer of this.layers) {
       x = tf.add(x, this.attention(rmsNorm(x, layer.inputNorm, this.config.rmsNormEps), layer));
@@ -141,12 +141,12 @@ export class TfjsPhi3Trainer {
   }
 
   /** Causal grouped-query self-attention of x [B·T, hidden], projected back to [B·T, hidden]. */
-  private attention(x: tf.Tensor, layer: Layer): tf.Tensor {
+  private attention(x: Tfjs.Tensor, layer: Layer): Tfjs.Tensor {
     const { numHeads, numKvHeads, hiddenSize } = this.config;
     const headDim = hiddenSize / numHeads;
     const qkv = tf.matMul(x, layer.qkv, false, true);
     const [q, k, v] = tf.split(qkv, [numHeads * headDim, numKvHeads * headDim, numKvHeads * headDim], 1);
-    const heads = (t: tf.Tensor, count: number) =>
+    const heads = (t: Tfjs.Tensor, count: number) =>
       tf.transpose(tf.reshape(t, [this.batch, this.seq, count, headDim]), [0, 2, 1, 3]);
     const query = this.rope(heads(q, numHeads));
     const key = this.repeatKv(this.rope(heads(k, numKvHeads)));
@@ -158,14 +158,14 @@ export class TfjsPhi3Trainer {
   }
 
   /** x·cos + rotateHalf(x)·sin on [B, H, T, D], rotateHalf(x) = [−x₂, x₁]. */
-  private rope(x: tf.Tensor): tf.Tensor {
+  private rope(x: Tfjs.Tensor): Tfjs.Tensor {
     const [first, second] = tf.split(x, 2, 3);
     const rotated = tf.concat([tf.neg(second), first], 3);
     return tf.add(tf.mul(x, this.cos), tf.mul(rotated, this.sin));
   }
 
   /** [B, Hkv, T, D] → [B, Hq, T, D]: query head h reads kv head ⌊h / (Hq / Hkv)⌋. */
-  private repeatKv(x: tf.Tensor): tf.Tensor {
+  private repeatKv(x: Tfjs.Tensor): Tfjs.Tensor {
     const { numHeads, numKvHeads } = this.config;
     const [B, , T, D] = x.shape;
     const group = numHeads / numKvHeads;
@@ -175,7 +175,7 @@ export class TfjsPhi3Trainer {
   }
 
   /** Clips by global norm on the device, then one AdamW update of every parameter in place. */
-  private update(grads: tf.NamedTensorMap, lr: number): void {
+  private update(grads: Tfjs.NamedTensorMap, lr: number): void {
     const { beta1, beta2, eps, clipNorm } = this.adamw;
     const params = [...this.params.values()];
     // stack + sum rather than addN: on llvmpipe, TF.js's WebGPU addN of these 15+ scalars returns only its last input.
@@ -197,20 +197,20 @@ export class TfjsPhi3Trainer {
 }
 
 /** x / sqrt(mean(x²) + eps) · weight over the last axis. */
-function rmsNorm(x: tf.Tensor, weight: tf.Variable, eps: number): tf.Tensor {
+function rmsNorm(x: Tfjs.Tensor, weight: Tfjs.Variable, eps: number): Tfjs.Tensor {
   const meanSquare = tf.mean(tf.square(x), 1, true);
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(meanSquare, eps))), weight);
 }
 
 /** down(silu(gate)·up) with [gate; up] = x·gate_upᵀ. */
-function mlp(x: tf.Tensor, layer: Layer): tf.Tensor {
+function mlp(x: Tfjs.Tensor, layer: Layer): Tfjs.Tensor {
   const [gate, up] = tf.split(tf.matMul(x, layer.gateUp, false, true), 2, 1);
   const hidden = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
   return tf.matMul(hidden, layer.down, false, true);
 }
 
 /** cos and sin of p·theta^(−2j/D) for positions p < seq, laid out [seq, D] with both halves equal. */
-function rotaryTables(seq: number, headDim: number, theta: number): [tf.Tensor, tf.Tensor] {
+function rotaryTables(seq: number, headDim: number, theta: number): [Tfjs.Tensor, Tfjs.Tensor] {
   const half = headDim / 2;
   const cos = new Float32Array(seq * headDim);
   const sin = new Float32Array(seq * headDim);
@@ -226,7 +226,7 @@ function rotaryTables(seq: number, headDim: number, theta: number): [tf.Tensor, 
   return [tf.tensor2d(cos, [seq, headDim]), tf.tensor2d(sin, [seq, headDim])];
 }
 
-function causalBias(seq: number): tf.Tensor {
+function causalBias(seq: number): Tfjs.Tensor {
   const bias = new Float32Array(seq * seq);
   for (let query = 0; query < seq; query++) bias.fill(-Infinity, query * seq + query + 1, (query + 1) * seq);
   return tf.tensor2d(bias, [seq, seq]);

@@ -14,7 +14,7 @@ import { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "../src/train/config.ts";
 import { Trainer } from "../src/train/trainer.ts";
 import type { SuiteOptions } from "./kernels.ts";
 import { alignedTable, formatMs, writeJsonReport } from "./report.ts";
-import { checkSameAdapter, startTfjsWebGpu, tf } from "./tfjs.ts";
+import { checkSameAdapter, loadTfjs, startTfjsWebGpu, tf } from "./tfjs.ts";
 import { type HostParameter, type TfjsAdamWOptions, TfjsPhi3Trainer } from "./tfjs_phi3.ts";
 import { median } from "./timing.ts";
 
@@ -75,16 +75,20 @@ interface TrainCaseResult extends TrainCase {
 
 export async function runTrain(options: SuiteOptions): Promise<number> {
   const device = await createDevice({ backend: "webgpu" });
-  const tfBackend = await startTfjsWebGpu();
-  const adapter = checkSameAdapter((device.backend as WebGpuBackend).ctx.device, tfBackend);
+  const tfjsMissing = await loadTfjs();
+  if (tfjsMissing) progress(tfjsMissing);
+  const tfBackend = tfjsMissing ? null : await startTfjsWebGpu();
+  const gpu = (device.backend as WebGpuBackend).ctx.device;
+  const adapter = tfBackend ? checkSameAdapter(gpu, tfBackend) : gpu.adapterInfo;
   progress(`adapter: ${adapter.description}`);
   const cases: TrainCaseResult[] = [];
   for (const trainCase of TRAIN_CASES) {
     const sized = { ...trainCase, timedSteps: options.reps ?? trainCase.timedSteps };
     progress(`${caseName(sized)}: ${sized.warmUpSteps} warm-up + ${sized.timedSteps} timed steps per library`);
-    cases.push(await runCase(sized, device));
+    cases.push(await runCase(sized, device, tfBackend !== null));
   }
   printTrainTable(adapter.description, cases);
+  if (tfjsMissing) console.log(`note: ${tfjsMissing}`);
 
   if (options.json) {
     await writeJsonReport(options.json, "train", {
@@ -94,10 +98,11 @@ export async function runTrain(options: SuiteOptions): Promise<number> {
       seed: DEFAULT_TRAIN_CONFIG.seed,
       cases,
       target: { ...TARGET, met: cases.every((c) => c.target.met) },
+      tfjsSkipped: tfjsMissing,
     });
     progress(`wrote ${options.json}`);
   }
-  tfBackend.dispose();
+  tfBackend?.dispose();
   device.destroy();
   return 0;
 }
@@ -110,7 +115,8 @@ function caseName({ preset, batch, seq }: TrainCase): string {
   return `${preset} [${batch}×${seq}]`;
 }
 
-async function runCase(trainCase: TrainCase, device: Device): Promise<TrainCaseResult> {
+/** One case; with `withTfjs` false (TF.js not installed) only shardlab's side runs. */
+async function runCase(trainCase: TrainCase, device: Device, withTfjs: boolean): Promise<TrainCaseResult> {
   const { preset, batch, seq, warmUpSteps, timedSteps } = trainCase;
   const config: TrainConfig = {
     ...DEFAULT_TRAIN_CONFIG,
@@ -128,11 +134,11 @@ async function runCase(trainCase: TrainCase, device: Device): Promise<TrainCaseR
   let tfjsTrainer: TfjsPhi3Trainer | null = null;
   try {
     trainer = await Trainer.create(config, device);
-    tfjsTrainer = new TfjsPhi3Trainer(trainer.modelConfig, batch, seq, await hostParameters(trainer), ADAMW);
+    if (withTfjs) tfjsTrainer = new TfjsPhi3Trainer(trainer.modelConfig, batch, seq, await hostParameters(trainer), ADAMW);
     let shardlabBytes = 0;
     let tensorsBefore = { shardlab: 0, tfjs: 0 };
     for (let step = 0; step < warmUpSteps + timedSteps; step++) {
-      if (step === warmUpSteps) tensorsBefore = { shardlab: device.stats().tensors, tfjs: tf.memory().numTensors };
+      if (step === warmUpSteps) tensorsBefore = { shardlab: device.stats().tensors, tfjs: tfjsTensors() };
       let start = performance.now();
       const metrics = await trainer.step();
       times.shardlab.push(performance.now() - start);
@@ -140,13 +146,14 @@ async function runCase(trainCase: TrainCase, device: Device): Promise<TrainCaseR
       shardlabBytes = metrics.deviceBytes;
 
       // The TF.js step makes its own batch, as Trainer.step() does, at the learning rate shardlab just used.
+      if (!tfjsTrainer) continue;
       start = performance.now();
       const data = globalBatch({ seed: config.seed, step, batch, seq });
       losses.tfjs.push(await tfjsTrainer.step(data.inputs, data.targets, metrics.lr));
       times.tfjs.push(performance.now() - start);
     }
     checkNoLeak("shardlab", tensorsBefore.shardlab, device.stats().tensors);
-    checkNoLeak("TF.js", tensorsBefore.tfjs, tf.memory().numTensors);
+    checkNoLeak("TF.js", tensorsBefore.tfjs, tfjsTensors());
     const figures = (stepMs: number[], deviceBytes: number): LibraryFigures => {
       const msPerStep = median(stepMs);
       return { msPerStep, tokensPerSec: (batch * seq) / (msPerStep / 1000), deviceBytes, stepMs };
@@ -154,7 +161,7 @@ async function runCase(trainCase: TrainCase, device: Device): Promise<TrainCaseR
     return caseResult(
       trainCase,
       figures(times.shardlab.slice(warmUpSteps), shardlabBytes),
-      figures(times.tfjs.slice(warmUpSteps), tf.memory().numBytes),
+      tfjsTrainer && figures(times.tfjs.slice(warmUpSteps), tf.memory().numBytes),
       losses,
     );
   } catch (error) {
@@ -163,6 +170,11 @@ async function runCase(trainCase: TrainCase, device: Device): Promise<TrainCaseR
     tfjsTrainer?.dispose();
     trainer?.dispose();
   }
+}
+
+/** TF.js's live tensors; 0 when it is not loaded. */
+function tfjsTensors(): number {
+  return tf ? tf.memory().numTensors : 0;
 }
 
 /** shardlab's initial parameters, read back to the host to start the TF.js model from. */
