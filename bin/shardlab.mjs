@@ -14,7 +14,9 @@ const root = new URL("../", import.meta.url);
 const sources = fileURLToPath(new URL("cli/main.ts", root));
 const command = existsSync(sources)
   ? ["--config", fileURLToPath(new URL("deno.json", root)), sources]
-  : ["--no-config", fileURLToPath(new URL("dist/cli.js", root))];
+  // No deno.json of the user's project applies; TF.js, which `shardlab bench` compares with when it is
+  // installed, resolves from node_modules as Node would find it.
+  : ["--no-config", "--node-modules-dir=manual", fileURLToPath(new URL("dist/cli.js", root))];
 const result = spawnSync(process.execPath, [deno, "run", "-A", ...command, ...process.argv.slice(2)], { stdio: "inherit" });
 if (result.error) {
   console.error(`shardlab: could not start Deno (${result.error.message})`);

@@ -22,8 +22,12 @@ const OPTIONS: ts.CompilerOptions = {
 export function buildTypes(entry: URL, outDir: URL): void {
   const rootDir = new URL("./", entry).pathname;
   const program = ts.createProgram([entry.pathname], { ...OPTIONS, rootDir, outDir: outDir.pathname });
+  const entryDeclaration = new URL(entry.pathname.split("/").at(-1)!.replace(/\.ts$/, ".d.ts"), outDir).pathname;
   const result = program.emit(undefined, (file, text) => {
-    ts.sys.writeFile(file, text.replace(/(from\s+|import\()"(\.{1,2}\/[^"]*)\.ts"/g, '$1"$2.js"'));
+    let declarations = text.replace(/(from\s+|import\()"(\.{1,2}\/[^"]*)\.ts"/g, '$1"$2.js"');
+    // The API names WebGPU's types (GPUDevice, …): a user's project gets them from @webgpu/types, a dependency.
+    if (file === entryDeclaration) declarations = `/// <reference types="@webgpu/types" />\n${declarations}`;
+    ts.sys.writeFile(file, declarations);
   });
   const errors = result.diagnostics.filter((d) => d.category === ts.DiagnosticCategory.Error);
   if (errors.length) {

@@ -64,6 +64,8 @@ async function lockfile(packed: Packed, dependency: string): Promise<unknown> {
       dependencies: pkg.dependencies,
       bin: pkg.bin,
       engines: pkg.engines,
+      peerDependencies: pkg.peerDependencies,
+      peerDependenciesMeta: pkg.peerDependenciesMeta,
     },
   };
   const pending = Object.keys(pkg.dependencies);
@@ -154,7 +156,8 @@ Deno.test({
         );
       });
 
-      await t.step("Deno: a CPU op and a dp=2 step on worker ranks", async () => {
+      await t.step("Deno: the types check; a CPU op and a dp=2 step on worker ranks", async () => {
+        await run(Deno.execPath(), ["check", "deno_consumer.ts"], app);
         const result = report(await run(Deno.execPath(), ["run", "-A", "deno_consumer.ts", JSON.stringify(CONFIG)], app));
         assert.deepEqual(result.product, [7, 10, 15, 22]);
         assert.equal(result.ranks, 2);
