@@ -51,13 +51,7 @@ export { warmupCosine, type WarmupCosineOptions } from "./src/optim/schedule.ts"
 export { clipScale, globalGradNorm } from "./src/optim/clip.ts";
 export { DEFAULT_TRAIN_CONFIG, type TrainConfig } from "./src/train/config.ts";
 export { type StepMetrics, train, Trainer } from "./src/train/trainer.ts";
-export {
-  type DivergedQuantity,
-  type Divergence,
-  divergenceOfRank,
-  TrainingDivergedError,
-  trainingDivergence,
-} from "./src/train/divergence.ts";
+export { type DivergedQuantity, type Divergence, TrainingDivergedError } from "./src/train/divergence.ts";
 export { type ParallelRun, type ParallelRunOptions, trainParallel } from "./src/train/parallel_run.ts";
 export { type ElasticEvent, type ElasticOptions, type ElasticRun, trainElastic } from "./src/train/elastic.ts";
 export { ElasticError, type SurvivingLayout, survivingLayout } from "./src/train/elastic_layout.ts";

@@ -18,7 +18,7 @@ import { type StepMetrics, Trainer } from "../src/train/trainer.ts";
 import { CheckpointError } from "../src/checkpoint/errors.ts";
 import { openCheckpoint } from "../src/checkpoint/load.ts";
 import { runStart, storageAt } from "../src/train/checkpointing.ts";
-import { divergenceOfRank, trainingDivergence } from "../src/train/divergence.ts";
+import { TrainingDivergedError } from "../src/train/divergence.ts";
 import { LAYOUT_OPTIONS, LAYOUT_USAGE, layoutConfig, numberOption, optionalNumber, ZEROPP_USAGE } from "./layout_options.ts";
 import { UsageError } from "./usage.ts";
 
@@ -229,9 +229,6 @@ export async function trainCommand(argv: string[]): Promise<number> {
       while (!trainer.done) report(await trainer.step());
     } else if (config.elastic) {
       const onFailure = (event: ElasticEvent) => {
-        // A diverged run would diverge again on any layout: it stops instead of going on.
-        const diverged = divergenceOfRank(event);
-        if (diverged) throw diverged;
         if (live) console.log();
         for (const line of describeFailure(event)) console.log(line);
         if (jsonFile) lines.push(JSON.stringify({ event: "rank-failed", ...event }));
@@ -265,11 +262,10 @@ export async function trainCommand(argv: string[]): Promise<number> {
       for (const text of await trainer.sample("the ", 3, 120)) console.log(`  ${text.replaceAll("\n", "\n  ")}\n`);
     }
   } catch (error) {
-    const diverged = trainingDivergence(error);
-    if (diverged) {
-      const { step, what, value, checkpoint } = diverged;
+    if (error instanceof TrainingDivergedError) {
+      const { step, what, value, checkpoint } = error;
       if (jsonFile) lines.push(JSON.stringify({ event: "diverged", step, what, value: String(value), checkpoint }));
-      console.error(`\nshardlab: ${diverged.message}`);
+      console.error(`\nshardlab: ${error.message}`);
       return DIVERGED;
     }
     if (error instanceof ElasticError) {

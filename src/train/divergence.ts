@@ -86,11 +86,8 @@ export function trainingDivergence(error: unknown): TrainingDivergedError | null
   return error instanceof RankFailedError ? divergenceOfRank(error) : null;
 }
 
-/**
- * The TrainingDivergedError a failed rank threw, from the failure's report (a RankFailedError, or
- * the ElasticEvent of an elastic run); null when the rank failed for another reason.
- */
-export function divergenceOfRank(report: { failure: RankFailureKind; cause: string }): TrainingDivergedError | null {
+/** The TrainingDivergedError a failed rank threw, from its RankFailedError; null when it failed for another reason. */
+function divergenceOfRank(report: { failure: RankFailureKind; cause: string }): TrainingDivergedError | null {
   const match = report.failure === "threw" ? MESSAGE.exec(report.cause.split("\n")[0]) : null;
   if (!match) return null;
   const [, what, value, step, lr, checkpoint] = match;

@@ -8,6 +8,7 @@ import { globalBatch } from "../data/corpus.ts";
 import { worldSize } from "../parallel/layout.ts";
 import { runStart } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
+import { trainingDivergence } from "./divergence.ts";
 import type { PlannedFailure } from "./rank_failures.ts";
 import type { StepMetrics } from "./trainer.ts";
 import type { RankStepEvent, TrainRankArgs, TrainRankResult } from "./train_rank.ts";
@@ -58,17 +59,22 @@ export async function trainParallel(
     onStep?.(metrics);
   };
   const args: TrainRankArgs = { config, failures: options.failures };
-  const result = await launch<TrainRankResult>({
-    ranks,
-    ranksPerNode: ranks / layout.nodes,
-    entry: ENTRY,
-    args,
-    backend: config.backend,
-    timeoutMs: options.timeoutMs,
-    onEvent,
-    workerUrl: options.workerUrl,
-  });
-  return { history, ranks: result };
+  try {
+    const result = await launch<TrainRankResult>({
+      ranks,
+      ranksPerNode: ranks / layout.nodes,
+      entry: ENTRY,
+      args,
+      backend: config.backend,
+      timeoutMs: options.timeoutMs,
+      onEvent,
+      workerUrl: options.workerUrl,
+    });
+    return { history, ranks: result };
+  } catch (error) {
+    // Every rank stopped on the same non-finite loss or gradient norm: the run diverged, no rank was lost.
+    throw trainingDivergence(error) ?? error;
+  }
 }
 
 function worldMetrics(config: TrainConfig, seed: number, reports: RankStepEvent[]): StepMetrics {

@@ -22,8 +22,8 @@ import { SINGLE_RANK, worldSize } from "../parallel/layout.ts";
 import type { RankMemory } from "../parallel/strategy.ts";
 import { type RunStart, runStart, saveDue, storageAt, trainingRecord } from "./checkpointing.ts";
 import { checkTrainConfig, type TrainConfig, trainLayout } from "./config.ts";
-import { divergenceAt, divergenceOfRank, trainingDivergence } from "./divergence.ts";
-import { type ElasticEvent, trainElastic } from "./elastic.ts";
+import { divergenceAt } from "./divergence.ts";
+import { trainElastic } from "./elastic.ts";
 import { trainParallel } from "./parallel_run.ts";
 
 export interface StepMetrics {
@@ -218,19 +218,8 @@ export class Trainer {
 export async function train(config: TrainConfig, onStep?: (metrics: StepMetrics) => void): Promise<StepMetrics[]> {
   checkTrainConfig(config);
   if (worldSize(trainLayout(config)) > 1) {
-    try {
-      if (config.elastic) {
-        // A diverged run is not a lost rank: it would diverge again on any layout, so it stops.
-        const onFailure = (event: ElasticEvent) => {
-          const diverged = divergenceOfRank(event);
-          if (diverged) throw diverged;
-        };
-        return (await trainElastic(config, { onStep, onFailure })).history;
-      }
-      return (await trainParallel(config, onStep)).history;
-    } catch (error) {
-      throw trainingDivergence(error) ?? error;
-    }
+    if (config.elastic) return (await trainElastic(config, { onStep })).history;
+    return (await trainParallel(config, onStep)).history;
   }
   const trainer = await Trainer.create(config);
   const history: StepMetrics[] = [];
