@@ -90,7 +90,7 @@ async function packAndInstall(dir: string): Promise<{ packed: Packed; app: strin
   await Deno.writeTextFile(`${app}/package-lock.json`, JSON.stringify(await lockfile(packed, dependency), null, 2));
   await Deno.writeTextFile(`${app}/deno.json`, JSON.stringify({ nodeModulesDir: "manual" }));
   await run("npm", ["ci", "--offline", "--no-audit", "--no-fund"], app);
-  for (const file of ["deno_consumer.ts", "node_consumer.mjs", "browser_page.js"]) {
+  for (const file of ["deno_consumer.ts", "deno_rank_entry.ts", "node_consumer.mjs", "browser_page.js"]) {
     await Deno.copyFile(new URL(file, CONSUMERS), `${app}/${file}`);
   }
   return { packed, app };
@@ -156,12 +156,13 @@ Deno.test({
         );
       });
 
-      await t.step("Deno: the types check; a CPU op and a dp=2 step on worker ranks", async () => {
-        await run(Deno.execPath(), ["check", "deno_consumer.ts"], app);
+      await t.step("Deno: the types check; a CPU op, a dp=2 step, ranks running an entry of its own", async () => {
+        await run(Deno.execPath(), ["check", "deno_consumer.ts", "deno_rank_entry.ts"], app);
         const result = report(await run(Deno.execPath(), ["run", "-A", "deno_consumer.ts", JSON.stringify(CONFIG)], app));
         assert.deepEqual(result.product, [7, 10, 15, 22]);
         assert.equal(result.ranks, 2);
         assertLoss(result.loss, expected, "Deno dp=2");
+        assert.deepEqual(result.oneLibrary, [true, true], "a rank's entry and its worker share one copy of shardlab");
       });
 
       await t.step("Node: CPU ops and a Trainer step; launch and WebGPU name what Node lacks", async () => {
