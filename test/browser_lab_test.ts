@@ -128,8 +128,8 @@ pageTest(
 );
 
 pageTest(
-  "lab: a failed rank is survived from the last checkpoint, and the page shows it",
-  `?steps=6&${SHORT}&saveEvery=2&fail=1@4&reference=0`,
+  "lab: a rank whose worker exits is survived from the last checkpoint, and the page shows it",
+  `?steps=6&${SHORT}&saveEvery=2&fail=1@4:exit&reference=0`,
   async (page, pageErrors) => {
     const state = await finished(page);
     await screenshot(page, "lab-elastic.png");
@@ -140,12 +140,13 @@ pageTest(
     const shown = await page.textContent("#events li");
     assert.match(
       shown ?? "",
-      /Rank 1 failed during step 4\. The survivors went on from the checkpoint of step 2, 1 step lost, dp2 × tp2, ZeRO-1, 2 nodes → /,
+      /^Rank 1 failed after step 3 \(exited: .*\)\. The survivors went on from the checkpoint of step 2, 1 step lost, dp2 × tp2, ZeRO-1, 2 nodes → dp1 × tp2, DDP, 2 nodes\./,
     );
     // The launch after the failure trains steps 3 to 6 on the survivors' layout, drawn as a second line.
     assert.deepEqual(state.attempts[1].map((point) => point.step), [3, 4, 5, 6]);
     assert.equal(state.result!.config.dp! * (state.result!.config.tp ?? 1), state.result!.traffic.ranks);
     assert.deepEqual(state.result!.config.dp, event.newLayout!.dp);
+    assert.equal(await page.inputValue("#failHow"), "exit", "the address's failure is in the form");
     assert.equal(await page.$$eval("#loss-chart [data-series=attempt-1]", (lines) => lines.length), 1);
     assert.equal(await page.$$eval("#loss-chart [data-mark]", (marks) => marks.length), 2);
   },

@@ -98,12 +98,14 @@ function start(settings: LabSettings): void {
         state.addFailure(event);
         const item = document.createElement("li");
         item.dataset.failedRank = String(event.failedRank);
+        const failed = `Rank ${event.failedRank} failed after step ${event.lastStep} (${event.failure}: ` +
+          `${event.cause.split("\n")[0]}).`;
         item.textContent = event.newLayout
-          ? `Rank ${event.failedRank} failed during step ${event.lastStep + 1}. The survivors went on from ` +
+          ? `${failed} The survivors went on from ` +
             `${event.resumedFrom ? `the checkpoint of step ${event.resumedStep}` : "step 0 (nothing was saved yet)"}, ` +
             `${event.stepsLost} step${event.stepsLost === 1 ? "" : "s"} lost, ${layoutName(event.oldLayout)} → ` +
             `${layoutName(event.newLayout)}.${event.notes.length ? ` (${event.notes.join("; ")}.)` : ""}`
-          : `Rank ${event.failedRank} failed during step ${event.lastStep + 1}, and no layout fits the survivors: ` +
+          : `${failed} No layout fits the survivors: ` +
             `${event.notes.join("; ")}.`;
         byId("events").append(item);
         drawLoss(state);

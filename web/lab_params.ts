@@ -40,6 +40,7 @@ export const LABELS: Record<string, string> = {
   saveEvery: "Save to OPFS every",
   failRank: "Rank to fail",
   failStep: "Step it fails at",
+  failHow: "How it fails",
   reference: "Compare with one rank",
   lr: "Learning rate",
   seed: "Seed",
@@ -64,6 +65,7 @@ export const DEFAULTS: Record<string, string> = {
   saveEvery: "10",
   failRank: "",
   failStep: "",
+  failHow: "throw",
   reference: "1",
   lr: "0.01",
   seed: "0",
@@ -78,6 +80,7 @@ const CHOICES: Record<string, string[]> = {
   qwz: ["0", "1"],
   hpz: ["0", "1"],
   qgz: ["0", "1"],
+  failHow: ["throw", "exit", "save"],
   reference: ["0", "1"],
   autostart: ["0", "1"],
 };
@@ -92,16 +95,18 @@ export function valuesFromQuery(search: string): Record<string, string> {
   if (unknown.length) {
     throw new LabInputError(
       `The address names a setting the lab does not have: “${unknown[0]}”. ` +
-        `Its settings are ${Object.keys(DEFAULTS).join(", ")} and fail (RANK@STEP).`,
+        `Its settings are ${Object.keys(DEFAULTS).join(", ")} and fail (RANK@STEP[:HOW]).`,
     );
   }
   const values = { ...DEFAULTS };
   for (const [name, value] of params) values[name] = value;
-  // fail=RANK@STEP is the short form of failRank and failStep.
+  // fail=RANK@STEP[:HOW] is the short form of failRank, failStep and failHow.
   if (params.has("fail")) {
-    const match = /^(\d+)@(\d+)$/.exec(params.get("fail")!.trim());
-    if (!match) throw new LabInputError(`A failure is written RANK@STEP, e.g. 1@7, got “${params.get("fail")}”.`);
-    [values.failRank, values.failStep] = [match[1], match[2]];
+    const match = /^(\d+)@(\d+)(?::(\w+))?$/.exec(params.get("fail")!.trim());
+    if (!match) {
+      throw new LabInputError(`A failure is written RANK@STEP or RANK@STEP:HOW, e.g. 1@7:exit, got “${params.get("fail")}”.`);
+    }
+    [values.failRank, values.failStep, values.failHow] = [match[1], match[2], match[3] ?? "throw"];
   }
   return values;
 }
@@ -170,7 +175,14 @@ export function labSettings(values: Record<string, string>): LabSettings {
         `A failed rank is survived by going on from the last checkpoint: set “${LABELS.saveEvery}” to a number of steps.`,
       );
     }
-    failure = { rank, step, how: "throw" };
+    const how = choice(values, "failHow") as PlannedFailure["how"];
+    if (how === "save" && step % saveEvery !== 0 && step !== config.steps) {
+      throw new LabInputError(
+        `A rank that dies while saving needs a save after its step: make “${LABELS.failStep}” a multiple of ` +
+          `“${LABELS.saveEvery}” (${saveEvery}), or the last step.`,
+      );
+    }
+    failure = { rank, step, how };
   }
   inPageWords(() => checkTrainConfig({ ...config, elastic: failure !== null || undefined }));
   return { config, reference: choice(values, "reference") === "1", failure, autostart: choice(values, "autostart") === "1" };

@@ -21,13 +21,20 @@ let drawnMap: FragmentMap | null = null;
 export function layoutName(layout: Partial<ParallelLayout> | TrainConfig): string {
   const { dp = 1, tp = 1, sp = 1, zero = 0, nodes = 1, spImpl = "ulysses" } = layout;
   const axes = [`dp${dp}`, ...(tp > 1 ? [`tp${tp}`] : []), ...(sp > 1 ? [`sp${sp} (${spImpl})`] : [])].join(" × ");
-  return `${axes}, ${zero ? `ZeRO-${zero}` : "DDP"}, ${nodes} node${nodes > 1 ? "s" : ""}`;
+  const config = layout as TrainConfig;
+  const zeropp = [
+    ["qwZ", config.zeroQuantizedWeights],
+    ["hpZ", (config.zeroHpzPartitionSize ?? 1) > 1],
+    ["qgZ", config.zeroQuantizedGradients],
+  ].filter(([, on]) => on).map(([name]) => name);
+  const stage = zero ? `ZeRO-${zero}${zeropp.length ? ` with ${zeropp.join(", ")}` : ""}` : "DDP";
+  return `${axes}, ${stage}, ${nodes} node${nodes > 1 ? "s" : ""}`;
 }
 
 /** The loss chart and its summary line. */
 export function drawLoss(state: LabRunState): void {
   const marks = state.events.flatMap((event) => [
-    { step: event.lastStep + 1, label: `rank ${event.failedRank} failed` },
+    { step: event.lastStep, label: `rank ${event.failedRank} failed after step ${event.lastStep}` },
     ...(event.newLayout ? [{ step: event.resumedStep, label: `resumed at step ${event.resumedStep}` }] : []),
   ]);
   if (state.startStep > 0) marks.unshift({ step: state.startStep, label: `resumed at step ${state.startStep}` });
