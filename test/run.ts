@@ -8,7 +8,7 @@
 import { stripVTControlCharacters } from "node:util";
 
 const env = { XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp" };
-const CHECKED = ["mod.ts", "src/", "cli/", "web/", "bench/", "examples/", "test/"];
+const CHECKED = ["mod.ts", "src/", "cli/", "web/", "bench/", "examples/", "scripts/", "test/"];
 
 /** Runs deno with `args`, its output going straight to ours; says so when it fails. */
 async function deno(args: string[], what: string): Promise<boolean> {
