@@ -2,9 +2,8 @@
 // and batched encoding.
 //
 // Dispatches are recorded into one command encoder and one open compute pass; nothing is submitted
-// until a read, an upload or a full uniform arena needs it, or a pipeline is dispatched for the
-// first time (see dispatch). Each dispatch's parameters go into a CPU-side uniform arena that is
-// written to the GPU once per submit.
+// until a read, an upload or a full uniform arena needs it. Each dispatch's parameters go into a
+// CPU-side uniform arena that is written to the GPU once per submit.
 //
 // Binding convention for every kernel in kernels/: @group(0) @binding(0) is the `params` uniform,
 // followed by the storage buffers at bindings 1, 2, … in the order the program passes them.
@@ -62,7 +61,6 @@ export class GpuContext {
   private liveBuffers = 0;
   private liveBytes = 0;
   private deviceError: string | null = null;
-  private dispatched = new WeakSet<GPUComputePipeline>();
   private destroyed = false;
 
   constructor(readonly device: GPUDevice) {
@@ -172,15 +170,6 @@ export class GpuContext {
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
-    if (!this.dispatched.has(pipeline)) {
-      // A pipeline's first dispatch is submitted at once. Mesa's llvmpipe compiles a pipeline to
-      // machine code at its first use, on the queue's thread (about 9 s for the 24 pipelines of a
-      // training step of the tiny preset, without Mesa's shader cache; 2 s per matmul variant):
-      // submitted now, that compilation runs beside the creation of the next pipelines on this
-      // thread (WGSL to NIR, about 1.7 s in all) instead of after it, at the step's first read.
-      this.dispatched.add(pipeline);
-      this.flush();
-    }
   }
 
   /** Copies bytes between storages, in order with the recorded dispatches. */
