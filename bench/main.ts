@@ -28,6 +28,10 @@ const SUITES: Record<string, { summary: string; run: (options: CollectivesOption
     summary: "mutated checkpoint files and metadata against the readers: CheckpointError or a value, never a crash or a hang",
     run: async (options) => (await import("./checkpoint_fuzz.ts")).runFuzz(options),
   },
+  pipelines: {
+    summary: "the pipelines of one training step: creation and first-dispatch compile ms, cold and warm Mesa shader cache",
+    run: async (o) => (await import("./pipelines.ts")).runPipelines(o),
+  },
   parallel: {
     summary: "every parallel layout's tokens/s, bytes per link class, simulated time and memory; Ulysses vs Megatron-SP scaling",
     run: async (options) => (await import("./parallel.ts")).runParallel(options),
