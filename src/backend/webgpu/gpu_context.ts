@@ -5,6 +5,11 @@
 // until a read, an upload or a full uniform arena needs it. Each dispatch's parameters go into a
 // CPU-side uniform arena that is written to the GPU once per submit.
 //
+// Mesa's llvmpipe compiles a pipeline to machine code at its first dispatch, on the queue's thread
+// (`npm run bench -- pipelines` times it). Submitting each pipeline's first dispatch at once, so
+// that this compilation overlaps with the creation of the next pipelines here, was tried: with
+// Mesa 22.3 it crashed most cold runs (a segfault at exit, once an LLVM abort), so it is not done.
+//
 // Binding convention for every kernel in kernels/: @group(0) @binding(0) is the `params` uniform,
 // followed by the storage buffers at bindings 1, 2, … in the order the program passes them.
 

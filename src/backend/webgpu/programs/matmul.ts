@@ -74,6 +74,10 @@ export function matmul(ctx: GpuContext, a: GpuStorage, b: GpuStorage, p: MatmulP
   const sliceCount = Math.ceil(K / kSlice);
   const params = new Params(11).u32(M).u32(N).u32(K).u32(aBatchStride).u32(bBatchStride).u32(tilesN).u32(tilesM)
     .u32(tiles * sliceCount).u32(tiles).u32(kSlice).u32(outputs);
+  // The transposes are override constants, so a training step compiles three matmul pipelines
+  // (on llvmpipe 1.5–2 s each without Mesa's shader cache, two thirds of a cold step's compiling).
+  // As uniform fields they make one pipeline that compiles in about 1.5× the time of one, but its
+  // products ran 1.3–1.5× slower (the tiny preset's shapes, llvmpipe), so they stay constants.
   const pipeline = ctx.pipeline(source, "main", { VEC4: vec4 }, { TRANS_A: Number(transA), TRANS_B: Number(transB) });
   if (!primed.has(pipeline)) prime(ctx, pipeline);
   if (sliceCount === 1) {
