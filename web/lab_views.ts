@@ -7,7 +7,8 @@ import { renderCollectiveTimeline } from "./views/collective_timeline.ts";
 import { renderMemoryBars } from "./views/memory_bars.ts";
 import { renderTrafficHeatmap, trafficMatrix } from "./views/traffic_matrix.ts";
 import { renderZeroOwnership } from "./views/zero_ownership.ts";
-import { renderLossChart } from "./loss_chart.ts";
+import { dataTable } from "./views/markup.ts";
+import { type LossPoint, renderLossChart } from "./loss_chart.ts";
 import type { LabRunState } from "./lab_run_state.ts";
 import type { FragmentMap } from "../src/parallel/fragment_map.ts";
 import type { ParallelLayout } from "../src/parallel/layout.ts";
@@ -44,6 +45,13 @@ export function drawLoss(state: LabRunState): void {
     reference: state.reference,
     floor: state.floor,
     marks,
+  });
+  const atStep = (points: LossPoint[], step: number) => points.find((point) => point.step === step)?.loss.toFixed(4) ?? "";
+  byId("loss-numbers").innerHTML = dataTable({
+    headers: ["Launch", "Step", "Loss (nats/token)", "One rank", "Corpus floor"],
+    rows: state.attempts.flatMap((points, attempt) =>
+      points.map(({ step, loss }) => [attempt, step, loss.toFixed(4), atStep(state.reference, step), atStep(state.floor, step)])
+    ),
   });
   const last = state.attempts.flat().at(-1);
   const reference = last && state.reference.find((point) => point.step === last.step);
