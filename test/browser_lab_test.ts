@@ -152,7 +152,7 @@ pageTest(
   },
 );
 
-pageTest("lab: bad settings in the address are named in the page's words, and nothing runs", "?steps=abc", async (page) => {
+pageTest("lab: bad settings are named in the page's words and nothing runs; Stop stops", "?steps=abc", async (page) => {
   await page.waitForFunction(() => document.body.dataset.lab === "invalid");
   assert.equal(await page.textContent("#message"), "Steps must be a whole number ≥ 1, got “abc”.");
   await page.goto(page.url().replace(/\?.*$/, "?dp=2&zero=3&qwz=1&tp=2"));
@@ -174,4 +174,14 @@ pageTest("lab: bad settings in the address are named in the page's words, and no
   await page.click("#resume");
   await page.waitForFunction(() => document.body.dataset.lab === "error");
   assert.match(await page.textContent("#message") ?? "", /^There is no saved checkpoint in this browser's OPFS yet/);
+
+  // Stop ends the run's worker (and the ranks inside it): no step arrives after it.
+  await page.fill("#steps", "200");
+  await page.click("#train");
+  await page.waitForFunction(() => (globalThis as unknown as { lab: LabRunState }).lab.attempts[0].length >= 1);
+  await page.click("#stop");
+  const stepsAtStop = await page.evaluate(() => (globalThis as unknown as { lab: LabRunState }).lab.attempts[0].length);
+  await page.waitForTimeout(1500);
+  assert.equal(await page.evaluate(() => document.body.dataset.lab), "stopped");
+  assert.equal(await page.evaluate(() => (globalThis as unknown as { lab: LabRunState }).lab.attempts[0].length), stepsAtStop);
 });

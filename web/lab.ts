@@ -117,11 +117,12 @@ function start(settings: LabSettings): void {
         setStatus(`Done: ${config.steps} steps on ${layoutName(reply.result.config)}.`);
         break;
       case "error":
-        state.message = config.resume && /no checkpoint here/.test(reply.message)
-          ? `There is no saved checkpoint in this browser's OPFS yet: train with “Save to OPFS every” above 0 first, ` +
-            "then resume."
-          : pageWords(reply.message);
-        showMessage(state.message);
+        showMessage(
+          config.resume && /no checkpoint here/.test(reply.message)
+            ? `There is no saved checkpoint in this browser's OPFS yet: train with “Save to OPFS every” above 0 first, ` +
+              "then resume."
+            : pageWords(reply.message),
+        );
         setStatus("The run stopped with an error.");
         setPhase("error");
         break;
@@ -133,7 +134,6 @@ function start(settings: LabSettings): void {
   const cached = referenceCache.get(key);
   if (cached) {
     state.reference.push(...cached);
-    state.referenceDone = true;
     document.body.dataset.reference = "done";
     return;
   }
@@ -143,7 +143,6 @@ function start(settings: LabSettings): void {
     if (reply.type === "step") state.reference.push({ step: reply.metrics.step, loss: reply.metrics.loss });
     if (reply.type === "done") {
       referenceCache.set(key, [...state.reference]);
-      state.referenceDone = true;
       document.body.dataset.reference = "done";
     }
     if (reply.type === "error") {

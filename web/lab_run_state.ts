@@ -21,9 +21,8 @@ export class LabRunState {
   /** The run's loss per step, one list per launch. */
   readonly attempts: LossPoint[][] = [[]];
   readonly floor: LossPoint[] = [];
-  /** The same run on one rank: its losses, and whether it is done. */
+  /** The same run on one rank: its losses so far. */
   readonly reference: LossPoint[] = [];
-  referenceDone = false;
   /** Per source rank: every collective of the current launch, in call order. */
   records: CollectiveRecord[][] = [];
   /** The latest step's world metrics and every rank's report of it. */
@@ -34,7 +33,6 @@ export class LabRunState {
   saved: number | null = null;
   /** What the finished run returned (its ledger's traffic, its ranks' memory). */
   result: LabRunResult | null = null;
-  message = "";
 
   /** The step a resumed run began after (0 for a new run). */
   startStep = 0;
