@@ -36,6 +36,7 @@ pageTest(
   "lab: dp2 × tp2, ZeRO-1 over 2 nodes draws the run's own ledger and memory",
   `?steps=6&${SHORT}&saveEvery=0`,
   async (page, pageErrors) => {
+    await page.setViewportSize({ width: 1280, height: 800 });
     const state = await finished(page, true);
     await screenshot(page, "lab-1280.png");
     assert.deepEqual(pageErrors, []);
