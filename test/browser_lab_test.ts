@@ -1,13 +1,15 @@
-// The lab page in headless Chromium, on the CPU backend (short runs, set by URL parameters): what the
+// The lab page in headless Chromium, mostly on the CPU backend (short runs, set by URL parameters): what the
 // views draw (read from their data-* attributes) against what the run returned (its ranks' ledgers,
 // memory and exported state, in `window.lab.result`); a checkpoint saved to OPFS resumed after a
 // reload on another layout; a rank failed on purpose and the elastic resume shown; and bad settings
-// answered with a message in the page's words. Screenshots land in test-artifacts/.
+// answered with a message in the page's words; and one rank on the browser's WebGPU against the CPU
+// backend. Screenshots land in test-artifacts/.
 
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { pageTest, screenshot } from "./browser_chromium.ts";
 import type { LabRunState } from "../web/lab_run_state.ts";
+import { train } from "../src/train/trainer.ts";
 
 const SHORT = "batch=8&seq=32&backend=cpu";
 
@@ -186,3 +188,19 @@ pageTest("lab: bad settings are named in the page's words and nothing runs; Stop
   assert.equal(await page.evaluate(() => document.body.dataset.lab), "stopped");
   assert.equal(await page.evaluate(() => (globalThis as unknown as { lab: LabRunState }).lab.attempts[0].length), stepsAtStop);
 });
+
+pageTest(
+  "lab: one rank on the browser's WebGPU trains like the CPU backend",
+  "?dp=1&tp=1&sp=1&zero=0&nodes=1&steps=3&batch=4&seq=16&backend=webgpu&saveEvery=0&reference=0",
+  async (page, pageErrors) => {
+    const state = await finished(page);
+    assert.deepEqual(pageErrors, []);
+    assert.equal(state.result!.config.backend, "webgpu");
+    const cpu = await train({ ...state.result!.config, backend: "cpu" });
+    const webgpu = state.result!.losses;
+    assert.equal(webgpu.length, cpu.length);
+    webgpu.forEach((loss, step) =>
+      assert.ok(Math.abs(loss - cpu[step].loss) < 1e-3, `step ${step + 1}: ${loss} vs ${cpu[step].loss}`)
+    );
+  },
+);
