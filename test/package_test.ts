@@ -1,7 +1,8 @@
 // The package as its users get it: `npm pack` (which builds dist/ through prepack), the tarball
 // installed offline into a fresh project, and every way of using it from there: a Deno script, a
-// Node script, a page bundled with esbuild and opened in Chromium, and `npx shardlab info`. The
-// training steps are checked against the same step computed from the sources in this process.
+// Node script, a page bundled with esbuild and opened in Chromium, `npx shardlab info` and `npx
+// shardlab serve`. The training steps are checked against the same step computed from the sources
+// in this process.
 
 import assert from "node:assert/strict";
 import * as esbuild from "esbuild";
@@ -204,6 +205,40 @@ Deno.test({
         assert.match(info.runtime, /^deno \d+\.\d+\.\d+$/);
         assert.ok(["webgpu", "cpu"].includes(info.backend), `backend ${info.backend}`);
         if (requireWebGpu) assert.equal(info.backend, "webgpu", "SHARDLAB_REQUIRE_WEBGPU=1 but npx shardlab info chose the CPU");
+      });
+
+      await t.step("npx shardlab serve serves the prebuilt lab page, cross-origin isolated", async () => {
+        // setsid: npx starts Node, which starts Deno; stopping the process group stops them all.
+        const server = new Deno.Command("setsid", {
+          args: ["npx", "--offline", "shardlab", "serve", "--port", "0"],
+          cwd: app,
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn();
+        try {
+          const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+          let printed = "";
+          while (!/shardlab page at (\S+)/.test(printed)) {
+            const { value, done } = await reader.read();
+            assert.ok(!done, `serve ended before printing its address: ${printed}`);
+            printed += value;
+          }
+          reader.releaseLock();
+          const url = printed.match(/shardlab page at (\S+)/)![1];
+          for (const path of ["", "rank_worker.js"]) {
+            const response = await fetch(url + path);
+            assert.equal(response.status, 200, `GET /${path}`);
+            assert.equal(response.headers.get("cross-origin-opener-policy"), "same-origin");
+            assert.equal(response.headers.get("cross-origin-embedder-policy"), "require-corp");
+            const body = await response.text();
+            if (path === "") assert.match(body, /<title>[^<]*shardlab/);
+          }
+        } finally {
+          await new Deno.Command("kill", { args: ["-TERM", "--", `-${server.pid}`] }).output();
+          await server.status;
+          await server.stdout.cancel().catch(() => {});
+          await server.stderr.cancel();
+        }
       });
     } finally {
       await Deno.remove(dir, { recursive: true });
