@@ -23,6 +23,8 @@ const ENTRIES = [
   // Run by launch() as rank entries when `shardlab bench` runs the collectives and parallel suites.
   { out: "collectives_rank", in: "bench/collectives_rank.ts" },
   { out: "parallel_rank", in: "bench/parallel_rank.ts" },
+  // Run as a child process by `shardlab bench pipelines`, once per driver shader cache state.
+  { out: "pipelines_child", in: "bench/pipelines_child.ts" },
 ];
 
 /**
