@@ -116,7 +116,16 @@ async function runEntry(init: RankInit): Promise<{ value: unknown; ledger: Ledge
       emit: events.emit,
     };
     const entry = await importEntry(init.entry);
-    const value = await entry(ctx, init.args);
+    let value: unknown;
+    try {
+      value = await entry(ctx, init.args);
+    } catch (error) {
+      // The events emitted before a failure (a training rank's last step reports) reach onEvent
+      // before the failure does: the two travel on different ports, and the launcher stops every
+      // rank once it has all their outcomes.
+      await events.flush().catch(() => {});
+      throw error;
+    }
     await events.flush();
     checkCloneable(init.rank, value);
     return { value, ledger: comm.ledger.toJSON() };
