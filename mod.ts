@@ -66,6 +66,7 @@ export {
   CollectiveTimeoutError,
   RankFailedError,
   type RankFailureKind,
+  type ThrownError,
 } from "./src/comm/errors.ts";
 export { Comm, type CommArray, type CommData, type CommOptions, type ReduceOp } from "./src/comm/collectives.ts";
 export { type Mesh, mesh, type MeshSizes } from "./src/comm/mesh.ts";

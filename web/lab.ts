@@ -12,6 +12,7 @@ import { drawLoss, drawStepViews, layoutName } from "./lab_views.ts";
 import type { LabReply, LabRequest } from "./lab_worker.ts";
 import type { LossPoint } from "./loss_chart.ts";
 import { runSelfcheck } from "./selfcheck_panel.ts";
+import { formatBytes, formatMs } from "./views/units.ts";
 import type { TrainConfig } from "../src/train/config.ts";
 
 const byId = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -80,10 +81,9 @@ function start(settings: LabSettings): void {
         state.addStep(attempt, metrics, ranks);
         progress.value = metrics.step;
         setStatus(
-          `Step ${metrics.step} of ${config.steps}: loss ${metrics.loss.toFixed(3)}, ${
-            (metrics.commBytes.total / 2 ** 20).toFixed(2)
-          } MiB sent between ranks (${(metrics.commBytes.inter / 2 ** 20).toFixed(2)} MiB across nodes), ` +
-            `simulated communication ${metrics.simTime.toFixed(3)} ms.`,
+          `Step ${metrics.step} of ${config.steps}: loss ${metrics.loss.toFixed(3)}, ${formatBytes(metrics.commBytes.total)} ` +
+            `sent between ranks (${formatBytes(metrics.commBytes.inter)} across nodes), ` +
+            `simulated communication ${formatMs(metrics.simTime)}.`,
         );
         drawLoss(state);
         drawStepViews(state);

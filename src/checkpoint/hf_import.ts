@@ -15,7 +15,7 @@ import { CheckpointError } from "./errors.ts";
 import { decodeFloats, FLOAT_DTYPE_BYTES, FLOAT_DTYPES, type FloatDType, isFloatDType } from "./float_encoding.ts";
 import { checkHfConfig } from "./hf_config.ts";
 import { HF_CONFIG_FILE, HF_MODEL_FILE } from "./hf_export.ts";
-import { type Copy, planCopies, type SourceLayout } from "./reshard.ts";
+import { type Copy, planCopies, type SourceLayout, touchingRuns } from "./reshard.ts";
 import type { SafetensorsHeader } from "./safetensors.ts";
 import { readHeader } from "./safetensors_io.ts";
 import { type CheckpointStorage, joinPath } from "./storage.ts";
@@ -105,22 +105,20 @@ export async function readInitState(hf: HfModel, map: FragmentMap, rank: number)
   const shards = new Map(map.parameters.map((p) => [p.name, p.shards[entry.tensorParallelRank]]));
   const copies = planCopies(sourceLayout(hf), entry, shards);
   // Copies that touch or overlap in a tensor become one read.
-  const spans: { tensor: string; begin: number; end: number; copies: Copy[] }[] = [];
-  const sorted = copies.toSorted((a, b) => a.from.name.localeCompare(b.from.name) || a.offset - b.offset);
-  for (const copy of sorted) {
-    const last = spans.at(-1);
-    if (last?.tensor === copy.from.name && copy.offset <= last.end) {
-      last.end = Math.max(last.end, copy.offset + copy.numel);
-      last.copies.push(copy);
-    } else {
-      spans.push({ tensor: copy.from.name, begin: copy.offset, end: copy.offset + copy.numel, copies: [copy] });
-    }
+  const byTensor = new Map<string, Copy[]>();
+  for (const copy of copies) {
+    const group = byTensor.get(copy.from.name);
+    if (group) group.push(copy);
+    else byTensor.set(copy.from.name, [copy]);
   }
+  const spans = [...byTensor].flatMap(([tensor, group]) =>
+    touchingRuns(group, (copy) => [copy.offset, copy.offset + copy.numel]).map((run) => ({ tensor, ...run }))
+  );
   const reads = await hf.storage.readRanges(hf.file, spans.map(({ tensor, begin, end }) => byteRange(hf, tensor, begin, end)));
   const fp32 = new Float32Array(entry.numel);
-  spans.forEach(({ tensor, begin, copies }, i) => {
+  spans.forEach(({ tensor, begin, items }, i) => {
     const values = decodeFloats(reads[i], hf.header.tensors.get(tensor)!.dtype as FloatDType);
-    for (const { offset, to, numel } of copies) fp32.set(values.subarray(offset - begin, offset - begin + numel), to);
+    for (const { offset, to, numel } of items) fp32.set(values.subarray(offset - begin, offset - begin + numel), to);
   });
   return { step: 0, fp32, expAvg: new Float32Array(entry.numel), expAvgSq: new Float32Array(entry.numel) };
 }

@@ -7,10 +7,8 @@
 import { sizeOf } from "../tensor/shape.ts";
 import { CheckpointError } from "./errors.ts";
 import type { Checkpoint } from "./load.ts";
-import { type HeaderCache, readParameter } from "./save.ts";
-import { readHeader } from "./safetensors_io.ts";
+import { type HeaderCache, readParameter, readUniversalParameter } from "./save.ts";
 import { sha256 } from "./sha256.ts";
-import { joinPath } from "./storage.ts";
 
 export interface ParameterValue {
   value: Float32Array;
@@ -28,19 +26,11 @@ export async function checkedParameterValue(
   const record = metadata.parameters.find((p) => p.name === name);
   if (!record) throw new CheckpointError(`${folder}: the checkpoint holds no parameter "${name}"`);
   const bytes = 4 * sizeOf(record.shape);
-  let value: Float32Array;
-  if (metadata.kind === "distributed") {
-    value = (await readParameter(storage, folder, metadata.fragmentMap!, name, headers, ["fp32"])).fp32;
-  } else {
-    const path = joinPath(folder, "fp32.safetensors");
-    if (!headers.has(path)) headers.set(path, await readHeader(storage, path));
-    const header = headers.get(path)!;
-    const entry = header.tensors.get(name);
-    if (!entry || entry.dtype !== "F32" || entry.end - entry.begin !== bytes) {
-      throw new CheckpointError(`${path}: no F32 tensor "${name}" of shape [${record.shape.join(", ")}]`);
-    }
-    const read = await storage.read(path, header.dataStart + entry.begin, bytes);
-    value = new Float32Array(read.buffer, read.byteOffset, bytes / 4);
+  const { fp32: value } = metadata.kind === "distributed"
+    ? await readParameter(storage, folder, metadata.fragmentMap!, name, headers, ["fp32"])
+    : await readUniversalParameter(storage, folder, name, headers, ["fp32"]);
+  if (value.length !== bytes / 4) {
+    throw new CheckpointError(`${folder}: parameter "${name}" holds ${value.length} values, not [${record.shape.join(", ")}]`);
   }
   if (await sha256(value) !== record.sha256.fp32) {
     throw new CheckpointError(

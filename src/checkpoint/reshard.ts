@@ -132,31 +132,44 @@ export async function readCopies(
         );
       }
       const elements = sizeOf(entry.shape);
-      group.sort((a, b) => a.element - b.element);
-      // Runs of copies that touch or overlap in the tensor: one range each, all read with the file opened once.
-      const spans: { begin: number; end: number; first: number; last: number }[] = [];
-      for (let i = 0; i < group.length;) {
-        let end = group[i].element + group[i].copy.numel;
-        let j = i + 1;
-        for (; j < group.length && group[j].element <= end; j++) end = Math.max(end, group[j].element + group[j].copy.numel);
-        if (end > elements) {
-          throw new CheckpointError(`${path}: tensor "${tensor}" has ${elements} elements; element ${end - 1} was asked for`);
-        }
-        spans.push({ begin: group[i].element, end, first: i, last: j });
-        i = j;
+      const spans = touchingRuns(group, ({ element, copy }) => [element, element + copy.numel]);
+      const past = spans.find(({ end }) => end > elements);
+      if (past) {
+        throw new CheckpointError(`${path}: tensor "${tensor}" has ${elements} elements; element ${past.end - 1} was asked for`);
       }
       const reads = await storage.readRanges(
         path,
         spans.map(({ begin, end }) => [header.dataStart + entry.begin + 4 * begin, 4 * (end - begin)] as const),
       );
-      spans.forEach(({ begin, end, first, last }, r) => {
+      spans.forEach(({ begin, end, items }, r) => {
         const values = new Float32Array(reads[r].buffer, reads[r].byteOffset, end - begin);
-        for (let k = first; k < last; k++) {
-          const { element, copy } = group[k];
+        for (const { element, copy } of items) {
           arrays[name].set(values.subarray(element - begin, element - begin + copy.numel), copy.to);
         }
       });
     }
   }
   return state;
+}
+
+/**
+ * Ranges [begin, end) of `items` merged where they touch or overlap, in order: one read each, with
+ * the items it covers.
+ */
+export function touchingRuns<T>(
+  items: readonly T[],
+  range: (item: T) => [number, number],
+): { begin: number; end: number; items: T[] }[] {
+  const runs: { begin: number; end: number; items: T[] }[] = [];
+  for (const item of items.toSorted((a, b) => range(a)[0] - range(b)[0])) {
+    const [begin, end] = range(item);
+    const last = runs.at(-1);
+    if (last && begin <= last.end) {
+      last.end = Math.max(last.end, end);
+      last.items.push(item);
+    } else {
+      runs.push({ begin, end, items: [item] });
+    }
+  }
+  return runs;
 }

@@ -177,3 +177,27 @@ export async function readParameter<K extends StateKey = StateKey>(
   }
   return assembly.join();
 }
+
+/**
+ * One parameter's full value and moments (the states `keys`, all by default), read from a universal
+ * checkpoint's files in `path` (one safetensors file per state, each parameter whole).
+ */
+export async function readUniversalParameter<K extends StateKey = StateKey>(
+  storage: CheckpointStorage,
+  path: string,
+  name: string,
+  headers: HeaderCache = new Map(),
+  keys: readonly K[] = Object.keys(STATE_TENSORS) as K[],
+): Promise<Pick<StateValues, K>> {
+  const got = {} as Pick<StateValues, K>;
+  for (const key of keys) {
+    const file = joinPath(path, `${STATE_TENSORS[key]}.safetensors`);
+    if (!headers.has(file)) headers.set(file, await readHeader(storage, file));
+    const header = headers.get(file)!;
+    const entry = header.tensors.get(name);
+    if (!entry || entry.dtype !== "F32") throw new CheckpointError(`${file}: no F32 tensor "${name}"`);
+    const bytes = await storage.read(file, header.dataStart + entry.begin, entry.end - entry.begin);
+    got[key] = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) as StateValues[K];
+  }
+  return got;
+}

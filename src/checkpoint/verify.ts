@@ -16,8 +16,7 @@ import {
 import { CheckpointError } from "./errors.ts";
 import type { Checkpoint } from "./load.ts";
 import { STATES } from "./metadata.ts";
-import { readParameter } from "./save.ts";
-import { readHeader } from "./safetensors_io.ts";
+import { readParameter, readUniversalParameter } from "./save.ts";
 import { Sha256, sha256 } from "./sha256.ts";
 import { joinPath } from "./storage.ts";
 
@@ -48,7 +47,7 @@ export async function verifyCheckpoint({ storage, folder, metadata }: Checkpoint
     try {
       const values = metadata.kind === "distributed"
         ? await readParameter(storage, folder, metadata.fragmentMap!, parameter.name)
-        : await readWhole(storage, folder, parameter.name);
+        : await readUniversalParameter(storage, folder, parameter.name);
       const hashes = {
         fp32: await sha256(values.fp32),
         exp_avg: await sha256(values.expAvg),
@@ -65,19 +64,6 @@ export async function verifyCheckpoint({ storage, folder, metadata }: Checkpoint
     }
   }
   return problems;
-}
-
-/** A parameter of a universal checkpoint: its tensor in each state's file. */
-async function readWhole(storage: Checkpoint["storage"], folder: string, name: string) {
-  const read = async (state: typeof STATES[number]) => {
-    const path = joinPath(folder, `${state}.safetensors`);
-    const header = await readHeader(storage, path);
-    const entry = header.tensors.get(name);
-    if (!entry || entry.dtype !== "F32") throw new CheckpointError(`${path}: no F32 tensor "${name}"`);
-    const bytes = await storage.read(path, header.dataStart + entry.begin, entry.end - entry.begin);
-    return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
-  };
-  return { fp32: await read("fp32"), expAvg: await read("exp_avg"), expAvgSq: await read("exp_avg_sq") };
 }
 
 /**

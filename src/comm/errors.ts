@@ -10,17 +10,29 @@ function tagSuffix(tag: string | undefined): string {
   return tag ? ` (tag "${tag}")` : "";
 }
 
-/** A rank of a launched world failed; `cause` holds the rank's error message and the head of its stack. */
+/** A rank's error as data that crossed from its worker: its class name and its own fields. */
+export interface ThrownError {
+  name: string;
+  fields: Record<string, unknown>;
+}
+
+/**
+ * A rank of a launched world failed; `cause` holds the rank's error message and the head of its
+ * stack, and `thrown` (when the rank's entry threw) the error's name and fields, so that a caller can
+ * rebuild an error type it knows.
+ */
 export class RankFailedError extends ShardlabError {
   readonly rank: number;
   readonly failure: RankFailureKind;
   override readonly cause: string;
+  readonly thrown: ThrownError | null;
 
-  constructor(rank: number, failure: RankFailureKind, cause: string) {
+  constructor(rank: number, failure: RankFailureKind, cause: string, thrown: ThrownError | null = null) {
     super(`rank ${rank} failed (${failure}): ${cause}`);
     this.rank = rank;
     this.failure = failure;
     this.cause = cause;
+    this.thrown = thrown;
   }
 }
 

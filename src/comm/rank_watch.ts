@@ -46,7 +46,7 @@ export class RankWatch {
     if (this.states[rank].status !== "running") return;
     this.states[rank] = { status: "failed", report };
     if (report.blames === undefined) {
-      this.settle(() => this.reject(new RankFailedError(rank, "threw", report.summary)));
+      this.settle(() => this.reject(new RankFailedError(rank, "threw", report.summary, report.thrown ?? null)));
     } else {
       this.waiters.push(rank);
       this.weighWaiters();

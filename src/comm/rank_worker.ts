@@ -8,7 +8,7 @@
 import * as Comlink from "comlink";
 import { type BackendChoice, createDevice } from "../tensor/device.ts";
 import { Comm, type CommOptions } from "./collectives.ts";
-import { CollectiveAbortedError, CollectiveTimeoutError } from "./errors.ts";
+import { CollectiveAbortedError, CollectiveTimeoutError, type ThrownError } from "./errors.ts";
 import type { LedgerJSON } from "./ledger.ts";
 import type { RankContext, RankEntry } from "./rank_context.ts";
 import { openWorld } from "./world.ts";
@@ -40,6 +40,8 @@ export interface RankErrorReport {
   summary: string;
   /** The rank this error points at: the peer a timed-out collective waited for, or the rank an abort names. */
   blames?: number;
+  /** The error's name and own fields, when they can be posted. */
+  thrown?: ThrownError;
 }
 
 /** What a rank sends back: its entry's value and its ledger, or its error. */
@@ -51,9 +53,19 @@ function reportOf(error: unknown): RankErrorReport {
   if (!(error instanceof Error)) return { name: "Error", summary: `thrown value: ${String(error)}` };
   const frames = (error.stack ?? "").split("\n").filter((line) => line.trimStart().startsWith("at ")).slice(0, STACK_FRAMES);
   const summary = [`${error.name}: ${error.message}`, ...frames].join("\n");
-  if (error instanceof CollectiveTimeoutError) return { name: error.name, summary, blames: error.waitingFor };
-  if (error instanceof CollectiveAbortedError) return { name: error.name, summary, blames: error.failedRank };
-  return { name: error.name, summary };
+  const thrown = thrownOf(error);
+  if (error instanceof CollectiveTimeoutError) return { name: error.name, summary, blames: error.waitingFor, thrown };
+  if (error instanceof CollectiveAbortedError) return { name: error.name, summary, blames: error.failedRank, thrown };
+  return { name: error.name, summary, thrown };
+}
+
+/** The error's name and own enumerable fields, unless they cannot be posted. */
+function thrownOf(error: Error): ThrownError | undefined {
+  try {
+    return { name: error.name, fields: structuredClone({ ...error }) };
+  } catch {
+    return undefined;
+  }
 }
 
 /** ctx.emit: fire and forget for the entry; flush() waits until onEvent has seen every event. */

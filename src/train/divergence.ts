@@ -7,10 +7,10 @@
 // The single-device trainer throws TrainingDivergedError itself. On a layout of several ranks every
 // rank sees the same global loss and gradient norm and throws it at the same step (under ZeRO++'s
 // quantized gradients, the rank whose gradients hold NaN or ±Inf throws it in backward, where the
-// quantizer refuses them); the launch then ends with a RankFailedError carrying the error's
-// message, from which trainingDivergence() gives the typed error back.
+// quantizer refuses them); the launch then ends with a RankFailedError carrying the error's fields,
+// from which trainingDivergence() gives the typed error back.
 
-import { RankFailedError, type RankFailureKind } from "../comm/errors.ts";
+import { RankFailedError } from "../comm/errors.ts";
 import { ShardlabError } from "../tensor/errors.ts";
 
 /**
@@ -71,33 +71,15 @@ export function divergenceAt(
   return new TrainingDivergedError({ step, what, value, lr: run.lr, checkpoint: run.checkpoint });
 }
 
-const MESSAGE = new RegExp(
-  String.raw`^TrainingDivergedError: train: the (loss|gradient norm|gradients) became (NaN|-?Infinity|NaN or ±Inf) ` +
-    String.raw`at step (\d+) ` +
-    String.raw`\(the learning rate (\S+) may be too high\); (?:no checkpoint was saved|the last good checkpoint is (.+))$`,
-);
-
 /**
  * The TrainingDivergedError a launch of ranks ended with: `error` itself, or the one a rank threw
- * when `error` is the RankFailedError that reports it. Null for any other error.
+ * when `error` is the RankFailedError that reports it (rebuilt from the fields it carried). Null for
+ * any other error.
  */
 export function trainingDivergence(error: unknown): TrainingDivergedError | null {
   if (error instanceof TrainingDivergedError) return error;
-  return error instanceof RankFailedError ? divergenceOfRank(error) : null;
-}
-
-/** The TrainingDivergedError a failed rank threw, from its RankFailedError; null when it failed for another reason. */
-function divergenceOfRank(report: { failure: RankFailureKind; cause: string }): TrainingDivergedError | null {
-  const match = report.failure === "threw" ? MESSAGE.exec(report.cause.split("\n")[0]) : null;
-  if (!match) return null;
-  const [, what, value, step, lr, checkpoint] = match;
-  return new TrainingDivergedError({
-    step: Number(step),
-    what: what as DivergedQuantity,
-    value: what === "gradients" ? NaN : Number(value),
-    lr: Number(lr),
-    checkpoint: checkpoint ?? null,
-  });
+  if (!(error instanceof RankFailedError) || error.thrown?.name !== "TrainingDivergedError") return null;
+  return new TrainingDivergedError(error.thrown.fields as unknown as Divergence);
 }
 
 /** A learning rate as a person writes it: 0.01, 3e-4, 1e6. */
